@@ -1,0 +1,16 @@
+# The two commands of the README. Each one does all set-up first (scripts/setup.sh, idempotent).
+VENV ?= .venv
+
+.PHONY: demo test setup bench
+
+demo: setup
+	$(VENV)/bin/tagmill demo --out demo-out
+
+test: setup
+	$(VENV)/bin/python -m pytest -q
+
+setup:
+	@bash scripts/setup.sh
+
+bench: setup
+	$(VENV)/bin/python benchmarks/mine_logs.py

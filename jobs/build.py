@@ -1,0 +1,34 @@
+"""`tagmill build`: every stage that exists, in order, for one run date, in one Spark session."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import SparkSession
+
+from tagmill.config import Config
+from tagmill.jobs import mine_logs
+from tagmill.jobs.spark import spark_session
+
+STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
+    mine_logs.STAGE: mine_logs.run,
+}
+"""Stage name -> job, in pipeline order. Later stages add themselves here."""
+
+log = logging.getLogger("tagmill.build")
+
+
+def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
+    """Run the named stages (default: all, in order); returns each stage's run summary."""
+    names = stages or list(STAGES)
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
+    summaries = {}
+    with spark_session(cfg.spark) as spark:
+        for name in names:
+            log.info("stage %s: starting for %s", name, cfg.run.run_date())
+            summaries[name] = STAGES[name](spark, cfg)
+            log.info("stage %s: done in %ss", name, summaries[name].get("seconds"))
+    return summaries

@@ -1,0 +1,130 @@
+"""The `tagmill` command: one subcommand per stage, plus build, the demo and config show."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tomllib
+from pathlib import Path
+
+from tagmill import __version__
+from tagmill.config import Config, ConfigError, load_config, to_toml
+
+DEMO_DIR = "demo-out"
+
+
+def _add_config_options(parser: argparse.ArgumentParser, spark: bool = True) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (defaults apply to every key left out)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, written as TOML (repeatable), e.g. --set mining.min_label_images=5")
+    if spark:
+        parser.add_argument("--date", help="run date YYYY-MM-DD (overrides run.date)")
+        parser.add_argument("--master", help="Spark master: local[*], spark://HOST:PORT, yarn, k8s://... "
+                                             "(overrides spark.master)")
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ConfigError(item, "not SECTION.KEY=VALUE", "write e.g. --set mining.min_label_images=5")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value  # a bare word: take it as a string
+        overrides.setdefault(section, {})[name] = parsed
+    if getattr(args, "date", None):
+        overrides.setdefault("run", {})["date"] = args.date
+    if getattr(args, "master", None):
+        overrides.setdefault("spark", {})["master"] = args.master
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, _overrides(args))
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(to_toml(_config(args)), end="")
+    return 0
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from tagmill.jobs.demo import write_demo_market
+
+    cfg = _config(args)
+    config_file = write_demo_market(Path(args.out), cfg)
+    print(f"demo marketplace written to {args.out}; its config: {config_file}")
+    return 0
+
+
+def _run_stage(args: argparse.Namespace, stage: str) -> int:
+    from tagmill.jobs.build import run_stages
+
+    cfg = _config(args)
+    summaries = run_stages(cfg, [stage] if stage != "build" else None)
+    print(json.dumps(summaries, indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tagmill.jobs.demo import run_demo
+
+    return run_demo(Path(args.out), _overrides(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tagmill",
+        description="Build weakly labeled, deduplicated, validated training sets for marketplace image "
+                    "recognition from search logs, listings and images.")
+    parser.add_argument("--version", action="version", version=f"tagmill {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build", help="run every stage in order for one run date (the daily job)")
+    _add_config_options(p)
+    p.set_defaults(func=lambda a: _run_stage(a, "build"))
+
+    p = sub.add_parser("mine-logs", help="search-log events + catalog -> query labels per image (MSURU)")
+    _add_config_options(p)
+    p.set_defaults(func=lambda a: _run_stage(a, "mine-logs"))
+
+    p = sub.add_parser("demo-data", help="generate the demo marketplace (listings, images, search logs, "
+                                         "ground truth) and a config that points at it")
+    p.add_argument("--out", default=DEMO_DIR, help=f"output folder (default: {DEMO_DIR})")
+    _add_config_options(p, spark=False)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("demo", help="generate the demo marketplace and build it end to end")
+    p.add_argument("--out", default=DEMO_DIR, help=f"output folder (default: {DEMO_DIR})")
+    _add_config_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="configuration helpers")
+    config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_sub.add_parser("show", help="print the effective config as TOML (defaults + file + --set)")
+    _add_config_options(show)
+    show.set_defaults(func=cmd_config_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from tagmill.jobs.io import InputError
+
+    try:
+        return args.func(args)
+    except (ConfigError, InputError) as err:
+        print(f"tagmill: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Reading inputs and writing outputs: the only module that touches storage.
+
+Paths go through Spark and Hadoop's FileSystem, so a local folder, HDFS or an object store configured in
+Spark all work the same. A stage's outputs live under ROOT/<stage>/<table>/run_date=D/; its run summary
+at ROOT/<stage>/_runs/run_date=D/summary.json is written last and removed first, so a date whose summary
+is missing is never to be trusted (a killed run), and a re-run replaces exactly that date's partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tagmill.labeling.events import CORRUPT, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS, LISTING_SCHEMA
+
+PARTITION_COLUMN = "date"
+"""Events may be stored under date=YYYY-MM-DD/ folders; partitions after the run date are not read."""
+
+
+class InputError(ValueError):
+    """An input that cannot be read at all (as opposed to bad rows, which are quarantined)."""
+
+
+def _reader(spark: SparkSession, fmt: str, schema):
+    reader = spark.read
+    if fmt == "parquet":
+        return reader.format("parquet")
+    reader = (reader.schema(schema).option("mode", "PERMISSIVE")
+              .option("columnNameOfCorruptRecord", CORRUPT))
+    if fmt == "csv":
+        return reader.format("csv").option("header", "true").option("multiLine", "false")
+    return reader.format("json")
+
+
+def _load(spark: SparkSession, path: str, fmt: str, schema) -> DataFrame:
+    if not path:
+        raise InputError(f"no {fmt} input path configured: set it in the [inputs] section of the config")
+    if not exists(spark, path):
+        raise InputError(f"input not found: {path} (check [inputs] in the config)")
+    df = _reader(spark, fmt, schema).load(path)
+    return df.withColumn("source_file", F.col("_metadata.file_path"))
+
+
+def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date) -> DataFrame:
+    """Raw events (columns of EVENT_FIELDS, `_corrupt_record`, `source_file`), from partitions up to the
+    run date when the input is date-partitioned."""
+    df = _load(spark, path, fmt, EVENT_SCHEMA)
+    if PARTITION_COLUMN in df.columns:
+        df = df.where(F.col(PARTITION_COLUMN) <= F.lit(run_date)).drop(PARTITION_COLUMN)
+    keep = [c for c in (*EVENT_FIELDS, CORRUPT) if c in df.columns]
+    return df.select(*keep, "source_file")
+
+
+def read_listings(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    """Raw listings plus `row_order`, which grows with a row's place in the input (first copy wins)."""
+    df = _load(spark, path, fmt, LISTING_SCHEMA)
+    keep = [c for c in (*LISTING_FIELDS, CORRUPT) if c in df.columns]
+    return df.select(*keep, "source_file", F.monotonically_increasing_id().alias("row_order"))
+
+
+def stage_path(root: str, stage: str, table: str) -> str:
+    return f"{root.rstrip('/')}/{stage}/{table}"
+
+
+def summary_path(root: str, stage: str, run_date: dt.date) -> str:
+    return f"{stage_path(root, stage, '_runs')}/run_date={run_date.isoformat()}/summary.json"
+
+
+def write_table(df: DataFrame, root: str, stage: str, table: str, run_date: dt.date) -> None:
+    """Replace the run date's partition of a Parquet table, and only that partition."""
+    (df.withColumn("run_date", F.lit(run_date.isoformat()))
+       .write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+       .partitionBy("run_date").parquet(stage_path(root, stage, table)))
+
+
+def read_table(spark: SparkSession, root: str, stage: str, table: str, run_date: dt.date) -> DataFrame:
+    path = f"{stage_path(root, stage, table)}/run_date={run_date.isoformat()}"
+    if not exists(spark, path):
+        raise InputError(f"missing table {path}: run the '{stage}' stage for {run_date} first")
+    return spark.read.parquet(path)
+
+
+def _fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+def exists(spark: SparkSession, path: str) -> bool:
+    fs, hadoop_path = _fs(spark, path)
+    return fs.exists(hadoop_path)
+
+
+def delete(spark: SparkSession, path: str) -> None:
+    fs, hadoop_path = _fs(spark, path)
+    fs.delete(hadoop_path, True)
+
+
+def write_json(spark: SparkSession, path: str, data: dict) -> None:
+    fs, hadoop_path = _fs(spark, path)
+    stream = fs.create(hadoop_path, True)
+    try:
+        stream.write(bytearray(json.dumps(data, indent=2, sort_keys=True).encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def read_json(spark: SparkSession, path: str) -> dict:
+    if not exists(spark, path):
+        raise InputError(f"missing {path}")
+    text = "\n".join(spark.sparkContext.textFile(path, 1).collect())
+    return json.loads(text)

@@ -1,0 +1,65 @@
+"""The one place that starts Spark. Library code receives DataFrames and never builds a session.
+
+Local by default (`local[*]`); the master URL (spark://, yarn, k8s://) and any Spark setting come from the
+config or `--master`, so the same job runs unchanged on a cluster. An active session is reused and only a
+session created here is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+from pyspark.sql import SparkSession
+
+from tagmill.config import SparkConfig
+
+
+def session_settings(cfg: SparkConfig) -> dict[str, str]:
+    """The Spark settings tagmill applies, before the user's own `spark.settings` (which win)."""
+    local = cfg.master.startswith("local")
+    cores = os.cpu_count() or 2
+    settings = {
+        # No console progress bar, no UI open to the network.
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # Executors must run the same interpreter (and so the same installed tagmill) as the driver.
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+    }
+    if local:
+        settings |= {
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+            "spark.driver.memory": cfg.driver_memory,
+            # A handful of partitions per core: the default 200 costs more in task overhead than it gains.
+            "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions or 2 * cores),
+        }
+    elif cfg.shuffle_partitions:
+        settings["spark.sql.shuffle.partitions"] = str(cfg.shuffle_partitions)
+    return settings | dict(cfg.settings)
+
+
+@contextlib.contextmanager
+def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
+    """Yield the active session if there is one, else a new one built from `cfg` (stopped on exit)."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    for key, value in session_settings(cfg).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(cfg.log_level.upper())
+    try:
+        yield spark
+    finally:
+        spark.stop()

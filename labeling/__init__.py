@@ -1,0 +1,1 @@
+"""Labels from search logs and images: mining, text normalization, resampling."""

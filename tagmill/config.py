@@ -1,0 +1,328 @@
+"""The one typed configuration of tagmill: every default lives here.
+
+A config file is TOML with one table per section below (`[run]`, `[spark]`, `[inputs]`, ...). Any key
+left out keeps its default; an unknown key, a wrong type or an out-of-range value is refused on load
+with a message that names the key and the fix. `tagmill config show` prints the effective config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIERS = ("click", "contact", "in_conversation")
+"""Positive interaction tiers, weakest first. A stronger tier implies the weaker ones (MSURU 5.2)."""
+
+EVENT_FORMATS = ("jsonl", "parquet", "csv")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the key and how to fix it."""
+
+    def __init__(self, key: str, problem: str, fix: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {problem}. Fix: {fix}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    date: str = ""
+    """Run date YYYY-MM-DD; outputs are partitioned by it. Empty means today (UTC)."""
+    seed: int = 20261121
+    """Seed for every random choice of a build (resampling rounding, splits)."""
+
+    def run_date(self) -> dt.date:
+        return dt.date.fromisoformat(self.date) if self.date else dt.datetime.now(dt.UTC).date()
+
+    def check(self, prefix: str) -> None:
+        if self.date:
+            try:
+                dt.date.fromisoformat(self.date)
+            except ValueError:
+                raise ConfigError(f"{prefix}.date", f"'{self.date}' is not a date",
+                                  "write it as YYYY-MM-DD, e.g. 2026-11-20") from None
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = "local[*]"
+    """local[*], local[N], spark://host:port, yarn or k8s://... (also `--master` on the command line)."""
+    app_name: str = "tagmill"
+    shuffle_partitions: int = 0
+    """0 fits them to the machine: 2 per core of a local master, Spark's default otherwise."""
+    log_level: str = "WARN"
+    driver_memory: str = "2g"
+    """Only honoured when tagmill starts the JVM itself (local runs)."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """Any further Spark settings, passed through unchanged (e.g. spark.executor.memory)."""
+
+    def check(self, prefix: str) -> None:
+        local = re.fullmatch(r"local(\[(\*|\d+)(,\s*\d+)?\])?", self.master)
+        if not (local or self.master == "yarn" or self.master.startswith(("spark://", "k8s://"))):
+            raise ConfigError(f"{prefix}.master", f"'{self.master}' is not a Spark master URL",
+                              "use local[*], spark://HOST:PORT, yarn or k8s://https://HOST:PORT")
+        if self.shuffle_partitions < 0:
+            raise ConfigError(f"{prefix}.shuffle_partitions", "must be 0 (fit to machine) or positive",
+                              "set a positive number or 0")
+        if self.log_level.upper() not in ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"):
+            raise ConfigError(f"{prefix}.log_level", f"'{self.log_level}' is not a log level",
+                              "use one of DEBUG, INFO, WARN, ERROR")
+
+
+@dataclass(frozen=True)
+class InputsConfig:
+    events: str = ""
+    """Search-log events: a folder of files, optionally partitioned as date=YYYY-MM-DD/."""
+    events_format: str = "jsonl"
+    catalog: str = ""
+    """Listing catalog: product_id, title, image_paths, optional category_path."""
+    catalog_format: str = "jsonl"
+    image_root: str = ""
+    """Folder that image_paths are relative to."""
+
+    def check(self, prefix: str) -> None:
+        for key in ("events_format", "catalog_format"):
+            value = getattr(self, key)
+            if value not in EVENT_FORMATS:
+                raise ConfigError(f"{prefix}.{key}", f"'{value}' is not a supported format",
+                                  f"use one of {', '.join(EVENT_FORMATS)}")
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    root: str = "out"
+    """Every table is written under ROOT/<stage>/<table>/run_date=YYYY-MM-DD/."""
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    wordnet_dir: str = "/usr/share/wordnet"
+    """WordNet 3.0 database folder (Debian: wordnet-base + wordnet-sense-index)."""
+    stopwords: tuple[str, ...] = (
+        "a", "an", "the", "for", "and", "or", "of", "with", "in", "on", "to", "buy", "sale",
+        "cheap", "used", "new", "的", "了", "和", "与", "出售", "二手", "全新",
+    )
+    """Query words dropped by normalization (the original query is kept as an alias)."""
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    retention_days: int = 90
+    """Events older than this many days before the run date are ignored and counted."""
+    label_tier: str = "in_conversation"
+    """Weakest interaction that makes a query a label: click, contact or in_conversation (MSURU 5.2-5.3)."""
+    min_label_images: int = 10
+    """K of MSURU 3.2/5.6: a label on fewer images than this is removed."""
+    bot_max_events: int = 500
+    """A session with more events than this is a bot; all its events are dropped and counted."""
+    bot_max_actions: int = 100
+    """A session with more clicks, contacts and in-conversations together than this is a bot."""
+    max_query_chars: int = 200
+    max_id_chars: int = 128
+    max_title_chars: int = 1000
+    tier_weights: dict[str, float] = field(default_factory=lambda: {
+        "click": 0.3, "contact": 0.6, "in_conversation": 0.9})
+    """Chance that one session's action at a tier means the query names the product; a label's confidence
+    is the noisy-or over its sessions."""
+    resample_factor: float = 2.0
+    """Square-root resampling target: total repeats = factor x unique images (MSURU 5.4 doubled it). 0 = off."""
+
+    def check(self, prefix: str) -> None:
+        if self.label_tier not in TIERS:
+            raise ConfigError(f"{prefix}.label_tier", f"'{self.label_tier}' is not a tier",
+                              f"use one of {', '.join(TIERS)}")
+        for key in ("retention_days", "min_label_images", "bot_max_events", "bot_max_actions",
+                    "max_query_chars", "max_id_chars", "max_title_chars"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
+        if set(self.tier_weights) != set(TIERS) or not all(0 < w < 1 for w in self.tier_weights.values()):
+            raise ConfigError(f"{prefix}.tier_weights", f"got {self.tier_weights}",
+                              "give click, contact and in_conversation each a weight strictly between 0 and 1")
+        if self.resample_factor != 0 and self.resample_factor < 1:
+            raise ConfigError(f"{prefix}.resample_factor", f"{self.resample_factor} would shrink the data",
+                              "use 0 to turn resampling off, or a factor of at least 1")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes and shares of the generated demo marketplace (`tagmill demo-data`)."""
+
+    seed: int = 7
+    run_date: str = "2026-11-20"
+    """The demo's events end on this date, and the demo build runs for it (so the demo is reproducible)."""
+    listings: int = 2400
+    images_per_listing: tuple[int, int] = (1, 5)
+    image_size: int = 96
+    sessions: int = 30000
+    days: int = 14
+    """Events span this many days up to the run date."""
+    zipf_exponent: float = 1.1
+    """Query popularity over categories follows Zipf with this exponent: a long tail of rare categories."""
+    chinese_share: float = 0.2
+    """Share of titles and queries written in Chinese."""
+    misspelling_share: float = 0.05
+    reupload_share: float = 0.06
+    """Share of listings that reuse an image of another listing (exact or near copy)."""
+    stock_photo_groups: int = 25
+    """Stock photos shared by several sellers of one category."""
+    bot_sessions: int = 6
+    expired_share: float = 0.01
+    """Share of events dated before the retention window."""
+    bad_row_share: float = 0.01
+    """Share of event and catalog rows that are malformed in one of the ways mine-logs quarantines."""
+    bad_image_share: float = 0.01
+    """Share of image files that are corrupt, truncated, empty or missing."""
+
+    def check(self, prefix: str) -> None:
+        for key in ("listings", "sessions", "days", "image_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
+        low, high = self.images_per_listing
+        if not 1 <= low <= high:
+            raise ConfigError(f"{prefix}.images_per_listing", f"({low}, {high}) is not a range",
+                              "give [min, max] with 1 <= min <= max")
+        for key in ("chinese_share", "misspelling_share", "reupload_share", "expired_share",
+                    "bad_row_share", "bad_image_share"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be a share in [0, 1)", "set e.g. 0.05")
+
+
+@dataclass(frozen=True)
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    inputs: InputsConfig = field(default_factory=InputsConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+    def replace(self, section: str, **values) -> Config:
+        """A copy with some values of one section changed (validated like a file)."""
+        merged = to_dict(self)
+        merged[section].update(values)
+        return config_from_dict(merged)
+
+
+def load_config(path: Path | str | None = None, overrides: dict | None = None) -> Config:
+    """Read a TOML config file (or none: all defaults), apply `overrides` ({"run": {"date": ...}}), validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError("--config", f"no file at {path}", "pass the path of a TOML config file")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError("--config", f"{path} is not valid TOML ({err})", "fix the file's syntax") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    return config_from_dict(data)
+
+
+def config_from_dict(data: dict) -> Config:
+    return _build(Config, data, "")
+
+
+def to_dict(config) -> dict:
+    """The config as plain TOML-ready data (tuples become lists)."""
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def to_toml(config: Config) -> str:
+    """Effective config as TOML text that `load_config` reads back to the same config."""
+    lines: list[str] = []
+    for section, values in to_dict(config).items():
+        nested = {k: v for k, v in values.items() if isinstance(v, dict)}
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if k not in nested]
+        for key, table in nested.items():
+            lines.append(f"{key} = {{ {', '.join(f'{_toml_key(k)} = {_toml_value(v)}' for k, v in table.items())} }}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return to_dict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _build(cls, data, prefix: str):
+    where = prefix or "the config file"
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, f"expected a table, got {data!r}", f"write [{prefix}] as a TOML table")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            fix = f"did you mean '{near[0]}'?" if near else f"valid keys in {where}: {', '.join(names)}"
+            raise ConfigError(f"{prefix}.{key}".lstrip("."), "unknown key", fix)
+    values = {}
+    for name in names:
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}".lstrip(".")
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, data[name], key)
+        else:
+            values[name] = _coerce(data[name], kind, key)
+    built = cls(**values)
+    if hasattr(built, "check"):
+        built.check(prefix)
+    return built
+
+
+def _coerce(value, kind, key: str):
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, f"expected a list, got {value!r}", "write it as [a, b, ...]")
+        inner = args[0]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, inner, key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(key, f"expected {len(args)} values, got {len(value)}", f"give exactly {len(args)}")
+        return tuple(_coerce(v, t, key) for v, t in zip(value, args))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected a table, got {value!r}", "write it as { name = value, ... }")
+        return {str(k): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"{key}: union types are not used in the config")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        raise ConfigError(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}",
+                          f"write a {kind.__name__} value")
+    return value

@@ -1,0 +1,1 @@
+"""The generated demo marketplace used by the demo build and the tests."""

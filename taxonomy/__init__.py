@@ -1,0 +1,1 @@
+"""Tag statistics, rare filter, co-occurrence, WordNet merge, hierarchy and reports."""

@@ -1,0 +1,1 @@
+"""The bundled trainer: shard reader, backbones, losses, metrics, train/eval entrypoint."""
