@@ -37,13 +37,27 @@ def session_settings(cfg: SparkConfig) -> dict[str, str]:
         settings |= {
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
-            "spark.driver.memory": cfg.driver_memory,
+            "spark.driver.memory": cfg.driver_memory or _fitted_memory(),
             # A handful of partitions per core: the default 200 costs more in task overhead than it gains.
             "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions or 2 * cores),
+            # Shuffle files never leave this machine: compressing them only spends the scarce cores
+            # (measured: about 10% of mine-logs' wall time on 2 cores).
+            "spark.shuffle.compress": "false",
+            "spark.shuffle.spill.compress": "false",
         }
     elif cfg.shuffle_partitions:
         settings["spark.sql.shuffle.partitions"] = str(cfg.shuffle_partitions)
     return settings | dict(cfg.settings)
+
+
+def _fitted_memory() -> str:
+    """A third of physical memory, between 1g and 16g: a small heap makes the JVM spend its time in GC
+    (mine-logs on 10M events: 2g took twice as long as 6g)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return "2g"
+    return f"{max(1, min(16, total // 3 // 2**30))}g"
 
 
 @contextlib.contextmanager

@@ -58,8 +58,9 @@ class SparkConfig:
     shuffle_partitions: int = 0
     """0 fits them to the machine: 2 per core of a local master, Spark's default otherwise."""
     log_level: str = "WARN"
-    driver_memory: str = "2g"
-    """Only honoured when tagmill starts the JVM itself (local runs)."""
+    driver_memory: str = ""
+    """JVM heap when tagmill starts Spark itself (local runs, where the driver is also the executor).
+    Empty fits it to the machine: a third of physical memory, between 1g and 16g."""
     settings: dict[str, str] = field(default_factory=dict)
     """Any further Spark settings, passed through unchanged (e.g. spark.executor.memory)."""
 
