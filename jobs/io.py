@@ -69,15 +69,20 @@ def summary_path(root: str, stage: str, run_date: dt.date) -> str:
     return f"{stage_path(root, stage, '_runs')}/run_date={run_date.isoformat()}/summary.json"
 
 
+def table_path(root: str, stage: str, table: str, run_date: dt.date) -> str:
+    return f"{stage_path(root, stage, table)}/run_date={run_date.isoformat()}"
+
+
 def write_table(df: DataFrame, root: str, stage: str, table: str, run_date: dt.date) -> None:
-    """Replace the run date's partition of a Parquet table, and only that partition."""
-    (df.withColumn("run_date", F.lit(run_date.isoformat()))
-       .write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
-       .partitionBy("run_date").parquet(stage_path(root, stage, table)))
+    """Replace the run date's partition of a Parquet table, and only that partition.
+
+    The partition folder is written directly (not through partitionBy) so that an empty result still
+    leaves a readable, empty partition with its schema."""
+    df.write.mode("overwrite").parquet(table_path(root, stage, table, run_date))
 
 
 def read_table(spark: SparkSession, root: str, stage: str, table: str, run_date: dt.date) -> DataFrame:
-    path = f"{stage_path(root, stage, table)}/run_date={run_date.isoformat()}"
+    path = table_path(root, stage, table, run_date)
     if not exists(spark, path):
         raise InputError(f"missing table {path}: run the '{stage}' stage for {run_date} first")
     return spark.read.parquet(path)

@@ -42,6 +42,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                               cfg.mining.max_title_chars, cfg.mining.max_id_chars
                               ).persist(StorageLevel.MEMORY_AND_DISK)
     mined = mine_logs(events, listings, cfg.mining, cfg.text)
+    # Spark matches cached plans inside later plans: every output below reuses these two.
+    mined.normalized.persist(StorageLevel.MEMORY_AND_DISK)
+    mined.all_tuples.persist(StorageLevel.MEMORY_AND_DISK)
 
     log.info("mine-logs %s: writing tuples and labels", run_date)
     for name in ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels",
@@ -54,8 +57,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     summary = _summarize(spark, cfg, events.count(), listings.count(), threshold)
     summary["seconds"] = round(time.time() - started, 1)
-    events.unpersist()
-    listings.unpersist()
+    for df in (events, listings, mined.normalized, mined.all_tuples):
+        df.unpersist()
     io.write_json(spark, summary_file, summary)
     return summary
 

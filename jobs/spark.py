@@ -27,7 +27,6 @@ def session_settings(cfg: SparkConfig) -> dict[str, str]:
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.adaptive.enabled": "true",
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
         # Executors must run the same interpreter (and so the same installed tagmill) as the driver.
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,

@@ -130,8 +130,13 @@ def image_labels(labels: DataFrame, images: DataFrame, min_images: int) -> tuple
 
 @dataclass(frozen=True)
 class MinedTables:
-    """Everything mine-logs produces for one run date (lazy DataFrames, nothing computed yet)."""
+    """Everything mine-logs produces for one run date (lazy DataFrames, nothing computed yet).
 
+    `normalized` (good events with query_norm) and `all_tuples` (before the catalog check) are the shared
+    intermediates every output is built on: a job persists them so each is computed once."""
+
+    normalized: DataFrame
+    all_tuples: DataFrame
     tuples: DataFrame
     query_forms: DataFrame
     labels: DataFrame
@@ -175,6 +180,8 @@ def mine_logs(checked_events: DataFrame, checked_listings: DataFrame, cfg: Minin
         .withColumn("reason", F.lit("unknown_product"))
     )
     return MinedTables(
+        normalized=good,
+        all_tuples=tuples_all,
         tuples=tuples,
         query_forms=query_forms,
         labels=labels,
