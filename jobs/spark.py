@@ -67,6 +67,8 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
         yield active
         return
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if cfg.master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # bind to loopback, and say nothing about it
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
     for key, value in session_settings(cfg).items():
         builder = builder.config(key, value)
