@@ -127,3 +127,24 @@ def test_label_quality_against_ground_truth(spark, mined):
     assert report["in_conversation"][0] >= 0.9
     assert report["in_conversation_images_after_K_strict"][0] >= 0.9
     assert report["click"][0] < report["contact"][0] < report["in_conversation"][0]
+
+
+def test_parquet_and_csv_events_are_read_like_json_lines(spark, small_market, tmp_path):
+    from tagmill.labeling.events import EVENT_FIELDS, check_events
+
+    _, cfg = small_market
+    run_date = cfg.run.run_date()
+    jsonl = check_events(io.read_events(spark, cfg.inputs.events, "jsonl", run_date), run_date, cfg.mining)
+    good = jsonl.where(F.col("reason").isNull())
+    # Parquet keeps types (timestamp, int); CSV is all text. Both are date-partitioned like the JSON input.
+    typed = good.select(F.col("event_time").alias("time"), *EVENT_FIELDS[1:5],
+                        F.col("event_position").alias("position"), "action",
+                        F.to_date("event_time").alias("date"))
+    typed.write.partitionBy("date").parquet(str(tmp_path / "parquet"))
+    good.select(*EVENT_FIELDS, F.to_date("event_time").alias("date")).write.partitionBy("date") \
+        .option("header", "true").csv(str(tmp_path / "csv"))
+    expected = good.count()
+    for fmt in ("parquet", "csv"):
+        checked = check_events(io.read_events(spark, str(tmp_path / fmt), fmt, run_date), run_date, cfg.mining)
+        assert checked.where(F.col("reason").isNull()).count() == expected, fmt
+        assert checked.count() == expected, fmt

@@ -48,6 +48,9 @@ def generate_market(root: Path, cfg: DemoConfig, run_date: dt.date, retention_da
     cfg.check("demo")
     if retention_days < 1:
         raise ValueError(f"retention_days is {retention_days}; give a positive number of days")
+    if cfg.days > retention_days:
+        raise ValueError(f"demo.days is {cfg.days} but retention is {retention_days} days: the oldest demo "
+                         "events would be expired. Set demo.days to at most the retention days")
     taken = [part for part in PARTS if (root / part).exists()]
     if taken:
         raise FileExistsError(f"{root} already has {', '.join(taken)}: the demo writes only into a fresh folder. "

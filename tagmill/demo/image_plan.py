@@ -131,7 +131,8 @@ def _plant_bad_images(files: list[ImageFile], cfg: DemoConfig) -> None:
     candidates = [i for i, f in enumerate(files) if f.relation is None]
     count = min(len(candidates), max(len(BAD_IMAGE_KINDS), round(cfg.bad_image_share * len(files))))
     chosen = rng.choice(candidates, count, replace=False)
-    kinds = list(BAD_IMAGE_KINDS) + [BAD_IMAGE_KINDS[i] for i in rng.integers(0, 4, count - len(BAD_IMAGE_KINDS))]
+    extra = rng.integers(0, len(BAD_IMAGE_KINDS), max(0, count - len(BAD_IMAGE_KINDS)))
+    kinds = (list(BAD_IMAGE_KINDS) + [BAD_IMAGE_KINDS[i] for i in extra])[:count]
     for slot, kind in zip(chosen, kinds):
         files[int(slot)] = replace(files[int(slot)], bad=kind)
 

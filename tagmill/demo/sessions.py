@@ -147,9 +147,6 @@ def _fit(start: int, duration: int, end: int, rnd: random.Random) -> int:
 def simulate_sessions(leaves: list[Leaf], catalog: Catalog, forms: dict[str, QueryForms], cfg: DemoConfig,
                       run_date: dt.date, retention_days: int) -> SessionLog:
     """All clean events: `cfg.sessions` human sessions (some of them expired) and `cfg.bot_sessions` bots."""
-    if cfg.days > retention_days:
-        raise ValueError(f"demo.days is {cfg.days} but retention is {retention_days} days: the oldest demo "
-                         "events would be expired. Set demo.days to at most the retention days")
     rng, rnd = stream(cfg.seed, "sessions"), py_stream(cfg.seed, "sessions")
     engine = SearchEngine(leaves, catalog)
     first_date = run_date - dt.timedelta(days=cfg.days - 1)

@@ -5,6 +5,10 @@ tree is plain data checked once by `check_leaves`. Leaf names are common English
 synonyms are, where WordNet 3.0 has them, lemmas of the same WordNet synset as the name (sofa/couch,
 refrigerator/fridge): a later stage merges query synonyms with WordNet, and the demo should reward that.
 No two leaves share a name or synonym, so every query surface form belongs to exactly one leaf.
+
+Known WordNet gaps, kept because shoppers use them: "fridge" is a hyponym of "refrigerator" (not the same
+synset) and "bike" is also a lemma of the motorcycle synset. Names WordNet lacks ("smartwatch",
+"dash cam", "vinyl record") have no synonyms, or synonyms that are WordNet synonyms of each other.
 """
 
 from __future__ import annotations
