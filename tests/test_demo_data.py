@@ -108,7 +108,7 @@ def test_category_tree(market):
         assert parts[:2] == [r["domain"], r["group"]] and len(parts) == 3
         assert parts[2].casefold() == r["name_en"].casefold()
         assert any("\u4e00" <= ch <= "\u9fff" for ch in r["name_zh"])
-        assert 1 <= len(r["name_en"].split()) <= 2
+        assert len(r["name_en"].split()) in (1, 2)
     by_name = {r["name_en"]: r for r in rows}
     assert set(by_name["sofa"]["synonyms"].split("|")) == {"couch", "lounge"}
     assert by_name["television"]["name_zh"] == "电视"
@@ -141,16 +141,9 @@ def test_bad_catalog_rows_are_exactly_the_recorded_lines(market):
     seen: set[str] = set()
     for n, raw in enumerate(lines, start=1):
         kind = bad.get(n)
-        if kind == "invalid_utf8":
-            assert b"\xff\xfe" in raw
-            with pytest.raises(UnicodeDecodeError):
-                raw.decode("utf-8")
+        row = _parsed_unless_broken(raw, kind)
+        if row is None:
             continue
-        if kind == "malformed":
-            with pytest.raises(json.JSONDecodeError):
-                json.loads(raw.decode("utf-8"))
-            continue
-        row = json.loads(raw.decode("utf-8"))
         defects = {
             "missing_field": "product_id" not in row,
             "no_images": row["image_paths"] == [],
@@ -238,16 +231,9 @@ def test_bad_event_rows_are_exactly_the_recorded_lines(market):
     assert len(lines) == summary["events"]
     for name, n, raw in lines:
         kind = bad.get((name, n))
-        if kind == "invalid_utf8":
-            assert b"\xff\xfe" in raw
-            with pytest.raises(UnicodeDecodeError):
-                raw.decode("utf-8")
+        row = _parsed_unless_broken(raw, kind)
+        if row is None:
             continue
-        if kind == "malformed":
-            with pytest.raises(json.JSONDecodeError):
-                json.loads(raw.decode("utf-8"))
-            continue
-        row = json.loads(raw.decode("utf-8"))
         try:
             time_ok = parse_time(row["time"]) < end if "time" in row else True
             time_parses = True
@@ -304,3 +290,17 @@ def test_sessions_bots_and_expired_events(market):
     assert {name for name, e in located if parse_time(e["time"]) < cutoff} == {f"events/date={first}/part-00000.jsonl"}
     anonymous = sum("user_id" not in e for e in events if e["session_id"] not in bots)
     assert 0.04 < anonymous / sum(human) < 0.18
+
+
+def _parsed_unless_broken(raw: bytes, kind: str | None) -> dict | None:
+    """The line's JSON object; None (after checking the defect) for a planted undecodable or cut-off line."""
+    if kind == "invalid_utf8":
+        assert b"\xff\xfe" in raw
+        with pytest.raises(UnicodeDecodeError):
+            raw.decode("utf-8")
+        return None
+    if kind == "malformed":
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(raw.decode("utf-8"))
+        return None
+    return json.loads(raw.decode("utf-8"))
