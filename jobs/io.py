@@ -111,10 +111,3 @@ def write_json(spark: SparkSession, path: str, data: dict) -> None:
         stream.write(bytearray(json.dumps(data, indent=2, sort_keys=True).encode("utf-8")))
     finally:
         stream.close()
-
-
-def read_json(spark: SparkSession, path: str) -> dict:
-    if not exists(spark, path):
-        raise InputError(f"missing {path}")
-    text = "\n".join(spark.sparkContext.textFile(path, 1).collect())
-    return json.loads(text)

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import pytest
-
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
 
 
 @pytest.fixture(scope="session")
