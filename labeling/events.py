@@ -60,10 +60,9 @@ LISTING_REASONS = (
 REPLACEMENT_CHAR = "\ufffd"
 
 
-def _bad_text(column: str) -> Column:
+def _bad_text(col: Column) -> Column:
     """True when a string holds bytes that are not UTF-8 (Spark keeps such bytes as they are), or the
     replacement character a decoder left in their place."""
-    col = F.col(column)
     return F.coalesce(~F.is_valid_utf8(col) | col.contains(REPLACEMENT_CHAR), F.lit(False))
 
 
@@ -106,13 +105,13 @@ def check_events(raw: DataFrame, run_date: dt.date, cfg: MiningConfig) -> DataFr
     tier = F.coalesce(*[F.when(action == name, F.lit(t)) for name, t in ACTION_TIERS.items()])
     has_bad_bytes = F.lit(False)
     for name in ("session_id", "user_id", "query", "product_id", "action"):
-        has_bad_bytes = has_bad_bytes | _bad_text(name)
+        has_bad_bytes = has_bad_bytes | _bad_text(F.col(name))
     oversized = F.coalesce(F.length("query") > cfg.max_query_chars, F.lit(False))
     for name in ("session_id", "user_id", "product_id"):
         oversized = oversized | F.coalesce(F.length(name) > cfg.max_id_chars, F.lit(False))
     corrupt = F.col(CORRUPT).isNotNull()
     reason = _first_reason([
-        ("invalid_utf8", corrupt & _bad_text(CORRUPT)),
+        ("invalid_utf8", corrupt & _bad_text(F.col(CORRUPT))),
         ("malformed_row", corrupt),
         ("invalid_utf8", has_bad_bytes),
         ("missing_field", _any_blank(REQUIRED_EVENT_FIELDS)),
@@ -154,13 +153,13 @@ def check_listings(raw: DataFrame, max_title_chars: int, max_id_chars: int) -> D
     corrupt = F.col(CORRUPT).isNotNull()
     bad_bytes = F.lit(False)
     for name in ("product_id", "title", "category_path"):
-        bad_bytes = bad_bytes | _bad_text(name)
+        bad_bytes = bad_bytes | _bad_text(F.col(name))
     bad_bytes = bad_bytes | F.coalesce(
-        F.exists("image_paths", lambda p: ~F.is_valid_utf8(p) | p.contains(REPLACEMENT_CHAR)), F.lit(False))
+        F.exists("image_paths", _bad_text), F.lit(False))
     escapes = F.exists("image_paths", lambda p: p.isNull() | p.startswith("/") | p.rlike(r"(^|/)\.\.(/|$)")
                        | p.rlike(r"^[A-Za-z][A-Za-z0-9+.-]*:"))
     reason = _first_reason([
-        ("invalid_utf8", corrupt & _bad_text(CORRUPT)),
+        ("invalid_utf8", corrupt & _bad_text(F.col(CORRUPT))),
         ("malformed_row", corrupt),
         ("invalid_utf8", bad_bytes),
         ("missing_field", _blank("product_id")),
