@@ -8,11 +8,13 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from tagmill.config import Config
-from tagmill.jobs import mine_logs
+from tagmill.jobs import assemble, mine_logs, shards
 from tagmill.jobs.spark import spark_session
 
 STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
     mine_logs.STAGE: mine_logs.run,
+    assemble.STAGE: assemble.run,
+    shards.STAGE: shards.run,
 }
 """Stage name -> job, in pipeline order. Later stages add themselves here."""
 

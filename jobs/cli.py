@@ -71,6 +71,24 @@ def _run_stage(args: argparse.Namespace, stage: str) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from tagmill.jobs.train import run_train
+
+    if args.init_weights:
+        args.set.append(f"train.init_weights={json.dumps(str(args.init_weights))}")
+    run_train(_config(args), args.manifest, args.out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tagmill.jobs.train import run_predict
+
+    if not args.images and not args.manifest:
+        raise ConfigError("--images/--manifest", "nothing to predict", "pass --images FOLDER or --manifest FILE")
+    run_predict(args.model, args.out, args.images, args.manifest, args.split, args.top_k)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tagmill.jobs.demo import run_demo
 
@@ -93,6 +111,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("mine-logs", help="search-log events + catalog -> query labels per image (MSURU)")
     _add_config_options(p)
     p.set_defaults(func=lambda a: _run_stage(a, "mine-logs"))
+
+    p = sub.add_parser("assemble", help="mined labels -> class index + one sample per image, split by product")
+    _add_config_options(p)
+    p.set_defaults(func=lambda a: _run_stage(a, "assemble"))
+
+    p = sub.add_parser("shards", help="validation gate, then shards + manifest (published last)")
+    _add_config_options(p)
+    p.set_defaults(func=lambda a: _run_stage(a, "shards"))
+
+    p = sub.add_parser("train", help="train the bundled model on a published dataset (resumes when "
+                                     "OUT/checkpoint.pt exists)")
+    p.add_argument("--manifest", type=Path,
+                   help="the dataset's manifest.json (default: OUTPUTS_ROOT/datasets/DATE/manifest.json)")
+    p.add_argument("--out", type=Path, help="model folder (default: OUTPUTS_ROOT/models/DATE)")
+    p.add_argument("--init-weights", type=Path,
+                   help="published ResNet/ResNeXt state-dict file to start from (same as --set train.init_weights=...)")
+    _add_config_options(p, spark=False)
+    p.add_argument("--date", help="run date YYYY-MM-DD of the dataset (overrides run.date)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="top label ids + scores + embedding per image, from a trained model")
+    p.add_argument("--model", type=Path, required=True, help="a `tagmill train` output folder (has model.ts)")
+    p.add_argument("--images", type=Path, help="folder of image files to label")
+    p.add_argument("--manifest", type=Path, help="or: a published dataset's manifest.json")
+    p.add_argument("--split", default="test", help="split of --manifest to label (default: test)")
+    p.add_argument("--top-k", type=int, default=5, help="label ids per image (default: 5)")
+    p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+    p.set_defaults(func=cmd_predict, set=[], config=None)
 
     p = sub.add_parser("demo-data", help="generate the demo marketplace (listings, images, search logs, "
                                          "ground truth) and a config that points at it")
@@ -118,13 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    from tagmill.jobs.io import InputError
+    from tagmill.dataset.gate import GateFailed
+    from tagmill.jobs.io import CountMismatch, InputError
 
     try:
         return args.func(args)
     except (ConfigError, InputError) as err:
         print(f"tagmill: error: {err}", file=sys.stderr)
         return 2
+    except GateFailed as err:
+        print(f"tagmill: validation gate failed, nothing was published.\n{err}", file=sys.stderr)
+        return 3
+    except CountMismatch as err:
+        print(f"tagmill: counts do not add up, nothing was published: {err}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

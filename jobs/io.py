@@ -111,3 +111,22 @@ def write_json(spark: SparkSession, path: str, data: dict) -> None:
         stream.write(bytearray(json.dumps(data, indent=2, sort_keys=True).encode("utf-8")))
     finally:
         stream.close()
+
+
+def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dict:
+    """A stage's run summary; its absence means the stage has not finished for that date."""
+    path = summary_path(root, stage, run_date)
+    if not exists(spark, path):
+        raise InputError(f"missing {path}: run the '{stage}' stage for {run_date} first")
+    return json.loads("\n".join(spark.sparkContext.textFile(path, 1).collect()))
+
+
+class CountMismatch(RuntimeError):
+    """Rows went missing between a stage's input and its outputs: a bug, never to be published."""
+
+
+def check_counts(what: str, rows_in: int, rows_out: int, quarantined: dict[str, int]) -> None:
+    """Raise CountMismatch unless rows in = rows out + rows quarantined (by reason)."""
+    if rows_in != rows_out + sum(quarantined.values()):
+        raise CountMismatch(f"{what}: {rows_in} in != {rows_out} out + {sum(quarantined.values())} quarantined "
+                            f"{quarantined}")

@@ -24,10 +24,6 @@ STAGE = "mine-logs"
 log = logging.getLogger("tagmill.mine-logs")
 
 
-class CountMismatch(RuntimeError):
-    """Rows went missing between input and outputs: a bug, never to be published."""
-
-
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run mine-logs for cfg.run's date; returns the run summary (also written as summary.json)."""
     started = time.time()
@@ -101,9 +97,6 @@ def _summarize(spark: SparkSession, cfg: Config, events_in: int, listings_in: in
         "resampling": {"factor": cfg.mining.resample_factor, "threshold_t": threshold,
                        "repeats": int(repeats["repeats"])},
     }
-    if events_in != events_used + sum(events_q.values()):
-        raise CountMismatch(f"events: {events_in} in != {events_used} used + {sum(events_q.values())} quarantined")
-    if listings_in != listings_used + sum(listings_q.values()):
-        raise CountMismatch(
-            f"listings: {listings_in} in != {listings_used} used + {sum(listings_q.values())} quarantined")
+    io.check_counts("events", events_in, events_used, events_q)
+    io.check_counts("listings", listings_in, listings_used, listings_q)
     return summary

@@ -151,6 +151,112 @@ class MiningConfig:
                               "use 0 to turn resampling off, or a factor of at least 1")
 
 
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """assemble + gate + shards: how samples are split and written."""
+
+    split_ratios: dict[str, float] = field(default_factory=lambda: {
+        "train": 0.8, "validation": 0.1, "test": 0.1})
+    """Share of products in each split; a stable hash of the product decides, so a product never crosses."""
+    image_max_side: int = 256
+    """Images are re-encoded as JPEG so their longer side is at most this; 0 keeps the original bytes."""
+    jpeg_quality: int = 90
+    shard_max_samples: int = 1000
+    """A shard is rolled over after this many samples ..."""
+    shard_max_bytes: int = 64 * 1024 * 1024
+    """... or once it holds this many bytes, whichever comes first."""
+
+    def check(self, prefix: str) -> None:
+        if set(self.split_ratios) != set(SPLITS) or any(r < 0 for r in self.split_ratios.values()) \
+                or abs(sum(self.split_ratios.values()) - 1.0) > 1e-9 or self.split_ratios["train"] <= 0:
+            raise ConfigError(f"{prefix}.split_ratios", f"got {self.split_ratios}",
+                              "give train, validation and test shares that sum to 1, train above 0")
+        if self.image_max_side != 0 and self.image_max_side < 16:
+            raise ConfigError(f"{prefix}.image_max_side", f"{self.image_max_side} is too small",
+                              "use 0 to keep original bytes, or a side of at least 16 pixels")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"{prefix}.jpeg_quality", "must be in 1..100", "use e.g. 90")
+        for key in ("shard_max_samples", "shard_max_bytes"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
+
+
+LOSSES = ("asl", "bce", "softmax", "sampled_softmax")
+ARCHITECTURES = ("resnet18", "resnet50", "resnext50_32x4d")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """`tagmill train`: the bundled trainer (58.com, OLX, MSURU 3.3-3.4, SICoT)."""
+
+    arch: str = "resnet50"
+    """resnet18, resnet50 or resnext50_32x4d (58.com moved to ResNeXt-50)."""
+    pooling: str = "max"
+    """Global pooling before the head: max (58.com's choice) or avg."""
+    init_weights: str = ""
+    """A state-dict file with published ResNet/ResNeXt weights to start from (nothing is downloaded)."""
+    loss: str = "asl"
+    """asl (sigmoid + Asymmetric Loss), bce, softmax, or sampled_softmax (MSURU 3.4)."""
+    asl_gamma_neg: float = 4.0
+    asl_gamma_pos: float = 0.0
+    asl_clip: float = 0.05
+    sampling_ratio: float = 0.8
+    """sampled_softmax: share of all classes in each example's candidate set (MSURU 5.7 found 0.8 best)."""
+    image_size: int = 224
+    epochs: int = 10
+    freeze_epochs: int = 1
+    """OLX: train only the head for this many epochs, then unfreeze the backbone."""
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    """sgd (Nesterov momentum 0.9, MSURU 3.3) or adamw."""
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.5
+    """Linear warm-up, then a cosine decay to zero over the remaining steps."""
+    num_workers: int = 2
+    shuffle_buffer: int = 1000
+    use_repeats: bool = True
+    """Show each sample `repeats` times per epoch (square-root resampling, MSURU 5.4)."""
+    on_bad_shard: str = "fail"
+    """A shard that is missing or fails its checksum: fail (clear error) or skip (counted)."""
+    threshold: float = 0.5
+    """Score threshold of the Hamming loss."""
+    knn_k: int = 10
+    """k of P@k and C@k (MSURU 5.1)."""
+    head_tail_boundary: int = 200
+    """Classes with at least this many training images are head classes (SICoT 4.1)."""
+    checkpoint_every: int = 0
+    """Also checkpoint every this many steps inside an epoch (0: only at epoch ends)."""
+    device: str = "cpu"
+    """cpu, cuda or cuda:N."""
+    max_steps: int = 0
+    """Stop after this many optimizer steps in this run (0: no limit); a later run resumes."""
+
+    def check(self, prefix: str) -> None:
+        choices = {"arch": ARCHITECTURES, "pooling": ("max", "avg"), "loss": LOSSES,
+                   "optimizer": ("sgd", "adamw"), "on_bad_shard": ("fail", "skip")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{prefix}.{key}", f"'{getattr(self, key)}' is not supported",
+                                  f"use one of {', '.join(allowed)}")
+        for key in ("image_size", "epochs", "batch_size", "knn_k", "head_tail_boundary"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
+        for key in ("freeze_epochs", "num_workers", "shuffle_buffer", "checkpoint_every", "max_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{prefix}.{key}", "must not be negative", "set 0 or more")
+        if not 0 < self.sampling_ratio <= 1:
+            raise ConfigError(f"{prefix}.sampling_ratio", f"{self.sampling_ratio} is not in (0, 1]", "use e.g. 0.8")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise ConfigError(f"{prefix}.lr", "lr must be positive, weight_decay and warmup_epochs not negative",
+                              "use e.g. lr = 0.01")
+        if not (self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device)):
+            raise ConfigError(f"{prefix}.device", f"'{self.device}' is not a device", "use cpu, cuda or cuda:0")
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Sizes and shares of the generated demo marketplace (`tagmill demo-data`)."""
@@ -203,6 +309,8 @@ class Config:
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     text: TextConfig = field(default_factory=TextConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def replace(self, section: str, **values) -> Config:

@@ -34,3 +34,58 @@ def small_market(tmp_path_factory):
                              "spark": {"master": "local[2]", "shuffle_partitions": 2}})
     config_file = write_demo_market(out, cfg)
     return config_file, load_config(config_file)
+
+
+@pytest.fixture(scope="session")
+def mined_market(spark, small_market):
+    """(Config, mine-logs summary) of the small marketplace, mined once for every test module."""
+    from tagmill.jobs import mine_logs
+    from tagmill.jobs.build import run_stages
+
+    _, cfg = small_market
+    return cfg, run_stages(cfg, [mine_logs.STAGE])[mine_logs.STAGE]
+
+
+def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int = 32, shard_samples: int = 25):
+    """Publish a small dataset with the project's own writer: demo-generator images of `classes` leaves
+    (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2. Returns the
+    manifest path."""
+    from tagmill.dataset.publish import finish_publish, start_publish
+    from tagmill.dataset.shards import ImageOptions, write_shards
+    from tagmill.demo.images import design_signatures, draw_image
+    from tagmill.demo.vocabulary import build_leaves
+
+    leaves = build_leaves()
+    signatures = design_signatures(leaves, seed=7)
+    picked = leaves[:: len(leaves) // classes][:classes]
+    images, samples = {}, []
+    for class_id, leaf in enumerate(picked):
+        for i in range(per_class):
+            key = f"{class_id:04d}{i:016x}"
+            images[key] = draw_image(signatures[leaf.index], size, 7, class_id * 1000 + i)
+            samples.append({
+                "image_key": key, "image_path": key, "product_id": f"p{class_id}-{i}", "title": leaf.name_en,
+                "split": "train" if i % 10 < 7 else "validation", "class_ids": [class_id], "repeats": 1 + i % 2,
+                "labels": [{"class_id": class_id, "name": leaf.name_en, "confidence": 0.9, "source": "search_log",
+                            "tier": "in_conversation", "clicks": 1, "contacts": 1, "in_conversations": 1,
+                            "sessions": 1}]})
+    folder = str(folder)
+    start_publish(folder)
+    shards = []
+    for split in ("train", "validation"):
+        rows = [s for s in samples if s["split"] == split]
+        for r in write_shards(rows, f"{split}-00000", lambda name: open(f"{folder}/_staging/shards/{name}", "wb"),
+                              images.__getitem__, ImageOptions(max_side=0), shard_samples, 1 << 30):
+            shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
+    classes_rows = [{"class_id": c, "name": leaf.name_en, "path": [leaf.domain, leaf.group],
+                     **{f"support_{s}": sum(1 for x in samples if x["split"] == s and x["class_ids"] == [c])
+                        for s in ("train", "validation", "test")}} for c, leaf in enumerate(picked)]
+    finish_publish(folder, shards, classes_rows, {"dataset": "tiny", "tagmill_version": "test",
+                                                   "config_sha256": "0" * 64, "image": {"max_side": 0}})
+    return f"{folder}/manifest.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """manifest.json of a small published dataset: 8 classes x 30 images of 32 px, shards of 25 samples."""
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny-dataset"))

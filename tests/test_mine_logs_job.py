@@ -36,10 +36,8 @@ def _truth(cfg, name):
 
 
 @pytest.fixture(scope="module")
-def mined(spark, small_market):
-    _, cfg = small_market
-    summary = run_stages(cfg, [STAGE])[STAGE]
-    return cfg, summary
+def mined(mined_market):
+    return mined_market
 
 
 def _rows(spark, cfg, table):

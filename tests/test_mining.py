@@ -61,8 +61,8 @@ def test_labels_need_the_tier_and_confidence_is_noisy_or(spark):
 
 
 def test_labels_attach_to_all_images_and_rare_labels_drop(spark):
-    listings = spark.createDataFrame([("p1", ["a.jpg", "b.jpg", "a.jpg"]), ("p2", ["c.jpg"])],
-                                     "product_id string, image_paths array<string>")
+    listings = spark.createDataFrame([("p1", "sofa", ["a.jpg", "b.jpg", "a.jpg"]), ("p2", "lamp", ["c.jpg"])],
+                                     "product_id string, title string, image_paths array<string>")
     labels = spark.createDataFrame([("p1", "sofa"), ("p2", "sofa"), ("p2", "lamp")], "product_id string, label string")
     images = listing_images(listings)
     kept, dropped = image_labels(labels, images, min_images=2)

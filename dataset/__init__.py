@@ -1,0 +1,1 @@
+"""Assemble samples, split them, validate them, and publish them as shards with a manifest."""

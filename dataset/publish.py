@@ -1,0 +1,153 @@
+"""Publishing a dataset as a transaction: shards are written by the executors into a staging folder,
+moved into place, and the dataset becomes visible only when `manifest.json` is written, last.
+
+A reader trusts only the manifest; a run killed anywhere before it leaves no manifest, and the next run
+starts the dataset over. Paths are local folders or any URI pyarrow's filesystems understand (hdfs://,
+s3://, ...) so that executors on a cluster write straight to shared storage.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from tagmill.config import SPLITS
+from tagmill.dataset.shards import ImageOptions, write_shards
+
+FORMAT = "tagmill.shards/1"
+MANIFEST = "manifest.json"
+CLASS_INDEX = "classes.json"
+STAGING = "_staging"
+
+_RESULT_FIELDS = (("kind", "string"), ("shard", "string"), ("split", "string"), ("samples", "bigint"),
+                  ("repeats", "bigint"), ("bytes", "bigint"), ("sha256", "string"), ("image_key", "string"),
+                  ("image_path", "string"), ("reason", "string"), ("detail", "string"))
+RESULT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in _RESULT_FIELDS)
+"""One row per written shard (kind "shard") or per sample whose image was unusable (kind "quarantine")."""
+_RESULT_ARROW = pa.schema([(name, pa.string() if kind == "string" else pa.int64()) for name, kind in _RESULT_FIELDS])
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path) for a local path or a URI; a relative local path is made absolute."""
+    if "://" not in uri:
+        return pafs.LocalFileSystem(), os.path.abspath(uri)
+    return pafs.FileSystem.from_uri(uri)
+
+
+def plan_shards(samples: DataFrame, split_sizes: dict[str, int], max_samples: int, seed: int,
+                partitions: int) -> DataFrame:
+    """Give each sample its shard bucket and its place in it, and lay the buckets out for the writers.
+
+    A bucket is a stable hash of the image key, so which samples share a shard, and in what order, does
+    not depend on how Spark partitioned the input: the same samples give the same shards on any cluster.
+    Each split gets ceil(size / max_samples) buckets; a bucket that comes out larger rolls into a second
+    shard. Adds `bucket` and `order`; partitions hold whole buckets, sorted."""
+    buckets = F.lit(1)
+    for split in SPLITS:
+        buckets = F.when(F.col("split") == split, F.lit(max(1, math.ceil(split_sizes.get(split, 0) / max_samples)))
+                         ).otherwise(buckets)
+    planned = samples.select(
+        "*",
+        F.pmod(F.xxhash64(F.lit(seed), F.lit("bucket"), "image_key"), buckets).cast("int").alias("bucket"),
+        F.xxhash64(F.lit(seed), F.lit("order"), "image_key").alias("order"),
+    )
+    return planned.repartition(partitions, "split", "bucket").sortWithinPartitions("split", "bucket", "order",
+                                                                                   "image_key")
+
+
+def shard_writer(staging: str, image_root: str, opts: ImageOptions, max_samples: int, max_bytes: int):
+    """The function each executor runs over its sorted partition (for `mapInArrow`): writes the shards of
+    every bucket it holds into `staging`/shards/ and yields RESULT_SCHEMA record batches."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        out_fs, out_dir = filesystem(staging)
+        in_fs, in_dir = filesystem(image_root)
+
+        def read_image(path: str) -> bytes:
+            full = f"{in_dir.rstrip('/')}/{path.lstrip('/')}"
+            try:
+                with in_fs.open_input_stream(full) as f:
+                    return f.read()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no image file at {full}") from None
+            except OSError as err:  # pyarrow reports a missing local file as a plain OSError on some versions
+                if "No such file" in str(err) or "not found" in str(err).lower():
+                    raise FileNotFoundError(f"no image file at {full}") from None
+                raise
+
+        def open_output(name: str):
+            return out_fs.open_output_stream(f"{out_dir}/shards/{name}")
+
+        rows = (row for batch in batches for row in batch.to_pylist())
+        for (split, bucket), group in itertools.groupby(rows, key=lambda r: (r["split"], r["bucket"])):
+            results = write_shards(group, f"{split}-{bucket:05d}", open_output, read_image, opts,
+                                   max_samples, max_bytes)
+            while chunk := list(itertools.islice(results, 256)):
+                yield pa.RecordBatch.from_pylist(
+                    [{**r, "split": split, "shard": f"shards/{r['shard']}" if "shard" in r else None}
+                     for r in chunk], schema=_RESULT_ARROW)
+
+    return run
+
+
+def start_publish(dataset: str) -> None:
+    """Withdraw the dataset (remove its manifest) and give its staging folder a clean start."""
+    fs, path = filesystem(dataset)
+    _delete_file(fs, f"{path}/{MANIFEST}")
+    _delete_dir(fs, f"{path}/{STAGING}")
+    fs.create_dir(f"{path}/{STAGING}/shards", recursive=True)
+
+
+def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict) -> dict:
+    """Move the staged shards into place, write the class index, then the manifest, last. Returns the manifest.
+
+    `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path,
+    support_<split>); `meta` adds dataset, tagmill_version, config_sha256 and image to the manifest."""
+    fs, path = filesystem(dataset)
+    _delete_dir(fs, f"{path}/shards")
+    fs.move(f"{path}/{STAGING}/shards", f"{path}/shards")
+    _delete_dir(fs, f"{path}/{STAGING}")
+    ordered = sorted(shards, key=lambda s: s["shard"])
+    index = {"classes": [{"id": c["class_id"], "name": c["name"], "path": list(c["path"]),
+                          "support": {s: c[f"support_{s}"] for s in SPLITS}}
+                         for c in sorted(classes, key=lambda c: c["class_id"])]}
+    _write_json(fs, f"{path}/{CLASS_INDEX}", index)
+    splits = {s: {"samples": sum(x["samples"] for x in ordered if x["split"] == s),
+                  "repeats": sum(x["repeats"] for x in ordered if x["split"] == s),
+                  "shards": sum(1 for x in ordered if x["split"] == s),
+                  "bytes": sum(x["bytes"] for x in ordered if x["split"] == s)} for s in SPLITS}
+    manifest = {"format": FORMAT, **meta, "num_classes": len(classes), "class_index": CLASS_INDEX,
+                "splits": splits,
+                "shards": [{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")} | {"path": s["shard"]}
+                           for s in ordered]}
+    write_manifest(fs, path, manifest)
+    return manifest
+
+
+def write_manifest(fs: pafs.FileSystem, path: str, manifest: dict) -> None:
+    """The commit point: written to a temporary name and moved, so no reader sees half a manifest."""
+    _write_json(fs, f"{path}/{MANIFEST}.tmp", manifest)
+    fs.move(f"{path}/{MANIFEST}.tmp", f"{path}/{MANIFEST}")
+
+
+def _write_json(fs: pafs.FileSystem, path: str, data: dict) -> None:
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n")
+
+
+def _delete_file(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_file(path)
+
+
+def _delete_dir(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)

@@ -1,0 +1,157 @@
+"""Shard writing: samples -> WebDataset tars (`<key>.jpg` + `<key>.json`), byte-identical on a re-run.
+
+The writer only rolls shards by sample count and bytes and reports each finished shard (the
+webdataset ShardWriter habit); where shards go, and when they become visible, is the publisher's job.
+A sample whose image is missing, empty or undecodable never stops the run: it comes back as a
+quarantine row with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_REASONS = ("missing_image", "empty_image", "undecodable_image", "image_too_large")
+"""Why a sample's image did not make it into a shard."""
+
+
+class ImageProblem(ValueError):
+    def __init__(self, reason: str, detail: str):
+        self.reason = reason
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    max_side: int = 256
+    """Longer side after re-encoding; 0 keeps JPEG bytes as they are (other formats are re-encoded)."""
+    quality: int = 90
+
+
+def encode_image(data: bytes, opts: ImageOptions) -> bytes:
+    """The JPEG bytes a shard stores for one image file's bytes; raises ImageProblem when unusable.
+
+    Every image is fully decoded once here, so a truncated file is caught now and not in a training run."""
+    if not data:
+        raise ImageProblem("empty_image", "the file has 0 bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            if opts.max_side == 0 and img.format == "JPEG":
+                return data
+            rgb = img.convert("RGB")
+    except Image.DecompressionBombError as err:
+        raise ImageProblem("image_too_large", str(err)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageProblem("undecodable_image", str(err) or type(err).__name__) from None
+    if opts.max_side and max(rgb.size) > opts.max_side:
+        scale = opts.max_side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG", quality=opts.quality, optimize=False, progressive=False)
+    return out.getvalue()
+
+
+def sample_json(sample: dict) -> bytes:
+    """The `<key>.json` member: labels and metadata of one sample (keys sorted, so bytes are stable)."""
+    labels = [{"class_id": int(x["class_id"]), "name": x["name"], "confidence": float(x["confidence"]),
+               "source": x["source"], "tier": x["tier"],
+               "evidence": {k: int(x[k]) for k in ("clicks", "contacts", "in_conversations", "sessions")}}
+              for x in sample["labels"]]
+    meta = {"key": sample["image_key"], "product_id": sample["product_id"], "split": sample["split"],
+            "class_ids": [int(c) for c in sample["class_ids"]], "labels": labels,
+            "title": sample["title"], "repeats": int(sample["repeats"])}
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _HashingWriter(io.RawIOBase):
+    """Counts and hashes the bytes on their way to the real output, so a shard is read once, not twice."""
+
+    def __init__(self, out: BinaryIO):
+        self.out, self.sha256, self.bytes = out, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.out.write(data)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return len(data)
+
+
+def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[str], BinaryIO],
+                 read_image: Callable[[str], bytes], opts: ImageOptions,
+                 max_samples: int, max_bytes: int) -> Iterator[dict]:
+    """Write samples, in the order given, into shards `<prefix>-000.tar`, `<prefix>-001.tar`, ...
+
+    Each sample is a dict with the assemble columns (image_key, image_path, ...). `read_image(path)` returns
+    the file's bytes (FileNotFoundError for a missing file); `open_output(name)` a writable binary stream.
+    A shard rolls over before a sample that would take it past `max_samples` samples or `max_bytes` bytes
+    (a single larger sample still gets a shard of its own).
+
+    Yields one dict per finished shard {"kind": "shard", "shard", "samples", "repeats", "bytes", "sha256"}
+    and one per unusable image {"kind": "quarantine", "image_key", "image_path", "reason", "detail"}.
+    """
+    seq, tar, sink, stream, count, repeats, size_so_far, name = 0, None, None, None, 0, 0, 0, ""
+
+    def close():
+        tar.close()
+        stream.close()
+        return {"kind": "shard", "shard": name, "samples": count, "repeats": repeats,
+                "bytes": sink.bytes, "sha256": sink.sha256.hexdigest()}
+
+    for sample in samples:
+        try:
+            jpg = encode_image(read_image(sample["image_path"]), opts)
+        except FileNotFoundError as err:
+            yield _quarantined(sample, "missing_image", str(err))
+            continue
+        except ImageProblem as err:
+            yield _quarantined(sample, err.reason, str(err))
+            continue
+        meta = sample_json(sample)
+        size = _tar_size(len(jpg)) + _tar_size(len(meta))
+        if tar is not None and (count >= max_samples or size_so_far + size > max_bytes):
+            yield close()
+            seq, tar = seq + 1, None
+        if tar is None:
+            name = f"{prefix}-{seq:03d}.tar"
+            stream = open_output(name)
+            sink = _HashingWriter(stream)
+            tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.USTAR_FORMAT)
+            count = repeats = size_so_far = 0
+        key = sample["image_key"]
+        tar.addfile(_member(f"{key}.jpg", len(jpg)), io.BytesIO(jpg))
+        tar.addfile(_member(f"{key}.json", len(meta)), io.BytesIO(meta))
+        count += 1
+        repeats += int(sample["repeats"])
+        size_so_far += size
+    if tar is not None:
+        yield close()
+
+
+def _tar_size(n: int) -> int:
+    """Bytes a member of n bytes takes in a tar: a 512-byte header plus the data padded to 512."""
+    return 512 + (n + 511) // 512 * 512
+
+
+def _quarantined(sample: dict, reason: str, detail: str) -> dict:
+    return {"kind": "quarantine", "image_key": sample["image_key"], "image_path": sample["image_path"],
+            "reason": reason, "detail": detail[:300]}

@@ -1,0 +1,118 @@
+"""`tagmill shards`: validate, then write and publish the dataset of one run date.
+
+1. withdraw the date's dataset (its manifest goes first: from here on no reader trusts it);
+2. the great-expectations gate over the mined tables and the samples: a failure publishes nothing,
+   leaves the Data Docs report and exits non-zero;
+3. executors write the shards into the staging folder; a sample whose image is unusable is quarantined;
+4. counts are checked (samples in = samples in shards + quarantined), the shards move into place and
+   the manifest is written, last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from tagmill import __version__
+from tagmill.config import Config, to_dict
+from tagmill.dataset.expectations import mined_suites, sample_suites
+from tagmill.dataset.gate import check_gate, run_gate
+from tagmill.dataset.publish import RESULT_SCHEMA, finish_publish, plan_shards, shard_writer, start_publish
+from tagmill.dataset.shards import ImageOptions
+from tagmill.jobs import assemble, io, mine_logs
+
+STAGE = "shards"
+log = logging.getLogger("tagmill.shards")
+
+
+def dataset_path(cfg: Config) -> str:
+    """Where the run date's dataset is published: ROOT/datasets/YYYY-MM-DD/ (manifest.json inside)."""
+    return f"{cfg.outputs.root.rstrip('/')}/datasets/{cfg.run.run_date().isoformat()}"
+
+
+def gate_docs_path(cfg: Config) -> str:
+    """The gate's great-expectations project (Data Docs under uncommitted/data_docs/)."""
+    return os.path.abspath(f"{cfg.outputs.root.rstrip('/')}/gate/run_date={cfg.run.run_date().isoformat()}")
+
+
+def config_sha256(cfg: Config) -> str:
+    """Hash of every setting that shapes the dataset's content (not where or how fast it is built)."""
+    data = to_dict(cfg)
+    shaping = {k: data[k] for k in ("run", "inputs", "text", "mining", "dataset")}
+    shaping["run"] = {"seed": cfg.run.seed, "date": cfg.run.run_date().isoformat()}
+    return hashlib.sha256(repr(sorted(shaping.items())).encode("utf-8")).hexdigest()
+
+
+def run(spark: SparkSession, cfg: Config) -> dict:
+    """Run the gate and publish the dataset for cfg.run's date; returns the run summary."""
+    started = time.time()
+    run_date = cfg.run.run_date()
+    root = cfg.outputs.root
+    dataset = dataset_path(cfg)
+    summary_file = io.summary_path(root, STAGE, run_date)
+    io.delete(spark, summary_file)
+    start_publish(dataset)
+
+    mine_summary = io.read_summary(spark, root, mine_logs.STAGE, run_date)
+    assemble_summary = io.read_summary(spark, root, assemble.STAGE, run_date)
+    samples = io.read_table(spark, root, assemble.STAGE, "samples", run_date)
+    classes = io.read_table(spark, root, assemble.STAGE, "classes", run_date)
+
+    log.info("shards %s: validation gate", run_date)
+    suites = mined_suites(io.read_table(spark, root, mine_logs.STAGE, "tuples", run_date),
+                          io.read_table(spark, root, mine_logs.STAGE, "image_labels", run_date), mine_summary)
+    suites += sample_suites(samples, classes, assemble_summary["images"]["out"])
+    gate = run_gate(suites, gate_docs_path(cfg))
+    gate_summary = {"success": gate.success, "seconds": round(gate.seconds, 1), "spark_jobs": gate.spark_jobs,
+                    "suites": gate.suites, "expectations": gate.expectations,
+                    "failed": [f"{f['suite']}: {f['expectation']}" for f in gate.failures],
+                    "data_docs": gate.docs_index}
+    io.write_json(spark, io.summary_path(root, STAGE, run_date).replace("summary.json", "gate.json"), gate_summary)
+    check_gate(gate)
+
+    log.info("shards %s: writing shards", run_date)
+    d = cfg.dataset
+    opts = ImageOptions(max_side=d.image_max_side, quality=d.jpeg_quality)
+    split_sizes = {s: v["samples"] for s, v in assemble_summary["splits"].items()}
+    partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    planned = plan_shards(samples, split_sizes, d.shard_max_samples, cfg.run.seed, partitions)
+    writer = shard_writer(f"{dataset}/_staging", cfg.inputs.image_root, opts, d.shard_max_samples,
+                          d.shard_max_bytes)
+    io.write_table(planned.mapInArrow(writer, RESULT_SCHEMA), root, STAGE, "written", run_date)
+    written = io.read_table(spark, root, STAGE, "written", run_date)
+    quarantine = written.where(F.col("kind") == "quarantine").select("image_key", "image_path", "split", "reason",
+                                                                      "detail")
+    io.write_table(quarantine, root, STAGE, "images_quarantine", run_date)
+    shards = [r.asDict() for r in written.where(F.col("kind") == "shard")
+              .select("shard", "split", "samples", "repeats", "bytes", "sha256").collect()]  # one row per shard
+    quarantined = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
+    samples_in = assemble_summary["images"]["out"]
+    sharded = sum(s["samples"] for s in shards)
+    io.check_counts("samples", samples_in, sharded, quarantined)
+
+    meta = {"dataset": run_date.isoformat(), "tagmill_version": __version__, "config_sha256": config_sha256(cfg),
+            "image": {"max_side": d.image_max_side, "format": "jpeg", "quality": d.jpeg_quality}}
+    class_rows = [r.asDict() for r in classes.collect()]  # the class index is part of the manifest anyway
+    manifest = finish_publish(dataset, shards, class_rows, meta)
+    summary = {
+        "stage": STAGE,
+        "run_date": run_date.isoformat(),
+        "tagmill_version": __version__,
+        "samples": {"in": samples_in, "out": sharded, "quarantined": quarantined},
+        "splits": manifest["splits"],
+        "shards": len(shards),
+        "classes": manifest["num_classes"],
+        "dataset": dataset,
+        "manifest": f"{dataset}/manifest.json",
+        "gate": gate_summary,
+        "seconds": round(time.time() - started, 1),
+    }
+    io.write_json(spark, summary_file, summary)
+    log.info("shards %s: published %d samples in %d shards at %s", run_date, sharded, len(shards), dataset)
+    return summary
+

@@ -1,0 +1,162 @@
+"""assemble + gate + shards end to end on the small generated marketplace (local Spark): counts, the
+manifest, leakage, byte-identical re-runs, an interrupted publish and a failing gate."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from tagmill.dataset import publish
+from tagmill.dataset.gate import GateFailed
+from tagmill.jobs import assemble, io, shards
+from tagmill.jobs.build import run_stages
+from tagmill.jobs.cli import main
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated": "undecodable_image",
+                "corrupt": "undecodable_image"}
+
+
+@pytest.fixture(scope="module")
+def built(mined_market):
+    cfg, _ = mined_market
+    cfg = cfg.replace("dataset", shard_max_samples=60, image_max_side=48)
+    summaries = run_stages(cfg, [assemble.STAGE, shards.STAGE])
+    return cfg, summaries
+
+
+def _files(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _samples(dataset: Path, manifest: dict) -> list[dict]:
+    out = []
+    for shard in manifest["shards"]:
+        with tarfile.open(dataset / shard["path"]) as tar:
+            names = [m.name for m in tar.getmembers()]
+            assert names[0::2] == [n[:-4] + "jpg" for n in names[1::2]], shard["path"]
+            out += [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+    return out
+
+
+def test_counts_add_up_and_planted_bad_images_are_quarantined(spark, built):
+    cfg, summaries = built
+    images = summaries[assemble.STAGE]["images"]
+    assert images["in"] == images["out"] > 0
+    samples = summaries[shards.STAGE]["samples"]
+    assert samples["in"] == images["out"] == samples["out"] + sum(samples["quarantined"].values())
+    market = Path(cfg.inputs.image_root).parent
+    with open(market / "truth" / "bad_images.csv", encoding="utf-8") as f:
+        planted = {r["image_path"]: IMAGE_REASON[r["kind"]] for r in csv.DictReader(f)}
+    labeled = {r.image_path for r in io.read_table(spark, cfg.outputs.root, assemble.STAGE, "samples",
+                                                   cfg.run.run_date()).select("image_path").collect()}
+    quarantined = {r.image_path: r.reason for r in io.read_table(
+        spark, cfg.outputs.root, shards.STAGE, "images_quarantine", cfg.run.run_date()).collect()}
+    assert quarantined == {p: reason for p, reason in planted.items() if p in labeled}
+    assert quarantined, "the small market should plant at least one bad labeled image"
+
+
+def test_manifest_describes_the_shards_and_no_product_crosses_splits(built):
+    cfg, summaries = built
+    dataset = Path(shards.dataset_path(cfg))
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    assert not (dataset / "_staging").exists()
+    for shard in manifest["shards"]:
+        data = (dataset / shard["path"]).read_bytes()
+        assert shard["bytes"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
+        assert shard["samples"] <= 60 and shard["path"].startswith(f"shards/{shard['split']}-")
+    samples = _samples(dataset, manifest)
+    assert len(samples) == len({s["key"] for s in samples}) == summaries[shards.STAGE]["samples"]["out"]
+    for split, counts in manifest["splits"].items():
+        mine = [s for s in samples if s["split"] == split]
+        assert counts["samples"] == len(mine) and counts["repeats"] == sum(s["repeats"] for s in mine)
+    product_splits = {}
+    for s in samples:
+        product_splits.setdefault(s["product_id"], set()).add(s["split"])
+    assert all(len(v) == 1 for v in product_splits.values())
+    classes = json.loads((dataset / "classes.json").read_text())["classes"]
+    assert [c["id"] for c in classes] == list(range(manifest["num_classes"]))
+    names = {c["id"]: c["name"] for c in classes}
+    for s in samples:
+        assert s["class_ids"] == sorted(s["class_ids"]) == [x["class_id"] for x in s["labels"]]
+        assert all(names[x["class_id"]] == x["name"] and 0 <= x["confidence"] <= 1 for x in s["labels"])
+    # support counts images of a split that were labeled, before any image was quarantined
+    assert sum(c["support"]["train"] for c in classes) >= sum(len(s["class_ids"]) for s in samples
+                                                              if s["split"] == "train")
+    assert manifest["dataset"] == cfg.run.run_date().isoformat() and len(manifest["config_sha256"]) == 64
+
+
+def test_rerun_with_other_partitioning_gives_identical_bytes(spark, built):
+    cfg, _ = built
+    dataset = Path(shards.dataset_path(cfg))
+    before = _files(dataset)
+    old = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "5")
+    try:
+        run_stages(cfg, [shards.STAGE])
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", old)
+    assert _files(dataset) == before
+
+
+def test_interrupted_publish_leaves_no_manifest_and_next_run_publishes(built, monkeypatch):
+    cfg, _ = built
+    dataset = Path(shards.dataset_path(cfg))
+    before = _files(dataset)
+
+    def crash(*args):
+        raise KeyboardInterrupt("killed between shards and manifest")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(publish, "write_manifest", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_stages(cfg, [shards.STAGE])
+    assert not (dataset / "manifest.json").exists()
+    run_stages(cfg, [shards.STAGE])
+    assert _files(dataset) == before
+
+
+def test_gate_failure_publishes_nothing_and_exits_non_zero(spark, built, tmp_path, capsys):
+    cfg, _ = built
+    run_date = cfg.run.run_date()
+    samples_dir = io.table_path(cfg.outputs.root, assemble.STAGE, "samples", run_date)
+    good = spark.read.parquet(samples_dir).persist()
+    good.count()
+    keep = tmp_path / "samples"
+    good.write.parquet(str(keep))
+    bad_key = good.orderBy("image_key").first()["image_key"]
+    broken = good.withColumn("labels", F.when(
+        F.col("image_key") == bad_key,
+        F.transform("labels", lambda x: x.withField("confidence", F.lit(1.5)))).otherwise(F.col("labels")))
+    broken.write.mode("overwrite").parquet(samples_dir)
+    good.unpersist()
+    config_file = tmp_path / "broken.toml"
+    from tagmill.config import to_toml
+    config_file.write_text(to_toml(cfg))
+    try:
+        code = main(["-q", "shards", "--config", str(config_file)])
+        err = capsys.readouterr().err
+        dataset = Path(shards.dataset_path(cfg))
+        assert code == 3
+        assert not (dataset / "manifest.json").exists()
+        assert "confidence" in err and bad_key in err
+        gate = json.loads(Path(io.summary_path(cfg.outputs.root, shards.STAGE, run_date)
+                               .replace("summary.json", "gate.json")).read_text())
+        assert gate["success"] is False
+        docs = Path(gate["data_docs"])
+        assert docs.is_file()
+        with pytest.raises(GateFailed):
+            run_stages(cfg, [shards.STAGE])
+    finally:
+        spark.read.parquet(str(keep)).write.mode("overwrite").parquet(samples_dir)
+    run_stages(cfg, [shards.STAGE])
+    assert (Path(shards.dataset_path(cfg)) / "manifest.json").exists()
+

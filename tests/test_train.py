@@ -1,0 +1,117 @@
+"""The trainer end to end on a small published dataset: it learns, resumes exactly, freezes then
+unfreezes, exports a TorchScript model that predict uses, and handles bad shards by policy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from tagmill.config import TrainConfig
+from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
+from tagmill.trainer.reader import CorruptShard, read_manifest
+from tagmill.trainer.train import train, warmup_cosine
+
+FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
+                   lr=0.003, weight_decay=0.01, num_workers=0, head_tail_boundary=20, shuffle_buffer=64)
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, (out / "losses.jsonl").read_text().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    cfg = FAST.__class__(**{**FAST.__dict__, "epochs": 4, "num_workers": 2})
+    return out, train(tiny_dataset, out, cfg, seed=3)
+
+
+def test_short_training_run_beats_chance_clearly(trained):
+    out, result = trained
+    assert result.finished and result.epochs_done == 4
+    metrics, chance = result.metrics, result.chance
+    assert metrics["rows"] == chance["rows"] == 72
+    assert metrics["map_macro"] > chance["map_macro"] + 0.3
+    assert metrics["top_k"]["1"] > chance["top_k"]["1"] + 0.25
+    assert metrics["knn"]["precision"] > chance["knn"]["precision"] + 0.2
+    epochs = sorted((out / "metrics").glob("epoch-*.json"))
+    assert [p.name for p in epochs] == [f"epoch-00{i}.json" for i in range(1, 5)]
+    assert json.loads(epochs[-1].read_text())["validation"] == metrics
+
+
+def test_resume_continues_the_same_loss_curve(tiny_dataset, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    cfg = FAST.__class__(**{**FAST.__dict__, "num_workers": 2, "loss": "sampled_softmax", "sampling_ratio": 0.5})
+    train(tiny_dataset, whole, cfg, seed=5)
+    stopped = train(tiny_dataset, parts, cfg.__class__(**{**cfg.__dict__, "max_steps": 5}), seed=5)
+    assert not stopped.finished and stopped.steps_done == 5  # mid-epoch: 8 steps per epoch
+    stopped = train(tiny_dataset, parts, cfg.__class__(**{**cfg.__dict__, "max_steps": 6}), seed=5)
+    assert not stopped.finished and stopped.steps_done == 11  # resumed mid-epoch, stopped in the next
+    done = train(tiny_dataset, parts, cfg, seed=5)
+    assert done.finished
+    assert _losses(parts) == _losses(whole)
+    assert len(_losses(whole)) == 16
+
+
+def test_frozen_epoch_trains_only_the_head(tiny_dataset, tmp_path):
+    cfg = FAST.__class__(**{**FAST.__dict__, "epochs": 2, "freeze_epochs": 1, "max_steps": 1})
+    out = tmp_path / "frozen"
+    torch.manual_seed(11)
+    train(tiny_dataset, out, cfg, seed=11)
+    first = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    train(tiny_dataset, out, cfg, seed=11)
+    second = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    changed = {k for k in first if not torch.equal(first[k], second[k])}
+    assert changed == {"fc.weight", "fc.bias"}
+
+
+def test_export_and_predict_give_label_ids_scores_and_embeddings(trained, tiny_dataset, tmp_path):
+    out, _ = trained
+    model = torch.jit.load(str(out / "model.ts"))
+    logits, embedding = model(torch.zeros(2, 3, 32, 32))
+    assert logits.shape == (2, 8) and embedding.shape == (2, 512)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    keys = []
+    for key, data, _ in images_in_dataset(tiny_dataset, "validation"):
+        (folder / f"{key}.jpg").write_bytes(data)
+        keys.append(key)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    n = write_predictions(predict(out, images_in_folder(folder), top_k=3), tmp_path / "p.parquet")
+    table = pq.read_table(tmp_path / "p.parquet").to_pylist()
+    assert n == len(table) == len(keys) + 1
+    broken = [r for r in table if r["key"] == "broken.jpg"]
+    assert broken[0]["error"].startswith("undecodable") and broken[0]["top_ids"] is None
+    good = [r for r in table if r["error"] is None]
+    assert all(len(r["top_ids"]) == 3 and len(r["embedding"]) == 512 for r in good)
+    assert all(r["top_scores"] == sorted(r["top_scores"], reverse=True) for r in good)
+    truth = {c: int(c[:4]) for c in keys}  # the fixture's keys start with the class id
+    hits = np.mean([r["top_ids"][0] == truth[r["key"][:-4]] for r in good])
+    assert hits > 0.4  # 8 classes: chance is 0.125
+
+
+def test_bad_shard_fails_clearly_or_is_skipped_and_counted(tiny_dataset, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(Path(tiny_dataset).parent, copy)
+    shard = read_manifest(copy).shards_for("train")[1].path
+    data = bytearray(shard.read_bytes())
+    data[1000] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    cfg = FAST.__class__(**{**FAST.__dict__, "epochs": 1})
+    with pytest.raises(CorruptShard, match=shard.name):
+        train(copy / "manifest.json", tmp_path / "fail", cfg, seed=1)
+    result = train(copy / "manifest.json", tmp_path / "skip", cfg.__class__(**{**cfg.__dict__, "on_bad_shard": "skip"}),
+                   seed=1)
+    report = json.loads((tmp_path / "skip" / "metrics" / "epoch-001.json").read_text())
+    assert result.finished and [b["path"] for b in report["skipped_shards"]] == [str(shard)]
+
+
+def test_warmup_then_cosine():
+    assert [round(warmup_cosine(s, 4, 12), 4) for s in range(13)] == [
+        0.25, 0.5, 0.75, 1.0, 1.0, 0.9619, 0.8536, 0.6913, 0.5, 0.3087, 0.1464, 0.0381, 0.0]

@@ -1,0 +1,252 @@
+"""`tagmill train`: a published dataset in, a trained model, per-epoch metrics and a TorchScript export out.
+
+Recipes of the source documents: sigmoid head + Asymmetric Loss and global max pooling (58.com), the
+randomized softmax for large label spaces (MSURU 3.4), freeze the backbone then unfreeze (OLX), cosine
+learning rate with warm-up and SGD with Nesterov momentum (MSURU 3.3), square-root resampling through the
+samples' repeat factors (MSURU 5.4). A checkpoint holds everything a resumed run needs to continue exactly
+where it stopped: model, optimizer, scheduler, epoch, step, RNG state and the loader position.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tagmill.config import TrainConfig
+from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
+from tagmill.trainer.losses import build_loss, scores_from_logits
+from tagmill.trainer.metrics import evaluate
+from tagmill.trainer.reader import Manifest, ShardStream, check_shards, decode_sample, make_loader, read_manifest
+
+log = logging.getLogger("tagmill.train")
+
+CHECKPOINT = "checkpoint.pt"
+EXPORT = "model.ts"
+EXPORT_INFO = "model.json"
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+"""ImageNet normalization, as the published weights expect (and as trainer.reader applies)."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    epochs_done: int
+    steps_done: int
+    finished: bool
+    """False when the run stopped at train.max_steps; running it again resumes."""
+    metrics: dict
+    """The last epoch's validation metrics (empty when no epoch ended in this run)."""
+    chance: dict
+    """The same metrics for random scores and embeddings on the same validation rows."""
+
+
+def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed: int) -> TrainResult:
+    """Train on the manifest's train split, evaluate on its validation split after every epoch.
+
+    Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
+    curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
+    OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json.
+    """
+    out = Path(out_dir)
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(manifest_path)
+    shards, bad = check_shards(manifest.shards, cfg.on_bad_shard)
+    for b in bad:
+        log.warning("skipping shard %s: %s", b["path"], b["problem"])
+    train_shards = [s for s in shards if s.split == "train"]
+    val_shards = [s for s in shards if s.split == "validation"]
+    if not train_shards:
+        raise ValueError(f"{manifest.root}: no usable train shards; nothing to train on")
+    device = torch.device(cfg.device)
+
+    torch.manual_seed(seed)
+    model = build_model(cfg.arch, manifest.num_classes, cfg.pooling)
+    if cfg.init_weights:
+        report = load_init_weights(model, cfg.init_weights)
+        log.info("initial weights from %s: %d tensors loaded, skipped %s", cfg.init_weights, report["loaded"],
+                 report["skipped"])
+    model.to(device)
+    loss_fn = build_loss(cfg.loss, gamma_neg=cfg.asl_gamma_neg, gamma_pos=cfg.asl_gamma_pos, clip=cfg.asl_clip,
+                         sampling_ratio=cfg.sampling_ratio)
+    stream = ShardStream(train_shards, num_classes=manifest.num_classes,
+                         decode=functools.partial(decode_sample, num_classes=manifest.num_classes,
+                                                  image_size=cfg.image_size, train=True),
+                         seed=seed, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                         shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats)
+    steps_per_epoch = stream.batches_per_epoch()
+    optimizer = _optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(warmup_cosine, warmup=round(cfg.warmup_epochs * steps_per_epoch),
+                                     total=cfg.epochs * steps_per_epoch))
+
+    epoch, step_in_epoch, global_step = 0, 0, 0
+    if (out / CHECKPOINT).exists():
+        epoch, step_in_epoch, global_step = _restore(out / CHECKPOINT, model, optimizer, scheduler)
+        log.info("resuming at epoch %d, step %d of %d", epoch + 1, step_in_epoch, steps_per_epoch)
+    chance = chance_metrics(manifest, val_shards, cfg, seed)
+    steps_this_run, metrics = 0, {}
+    while epoch < cfg.epochs:
+        frozen = epoch < cfg.freeze_epochs
+        set_backbone_trainable(model, not frozen)  # frozen: only fc learns, BN statistics stay too (OLX)
+        model.train()
+        stream.set_epoch(epoch)
+        stream.resume_at(step_in_epoch)
+        started, seen, losses = time.time(), 0, []
+        with (out / "losses.jsonl").open("a", encoding="utf-8") as loss_log:
+            for batch in make_loader(stream):
+                images, targets = batch["image"].to(device), batch["target"].to(device)
+                logits, _ = model(images)
+                loss = loss_fn(logits, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                step_in_epoch, global_step, steps_this_run = step_in_epoch + 1, global_step + 1, steps_this_run + 1
+                seen += len(images)
+                losses.append(loss.item())
+                loss_log.write(json.dumps({"epoch": epoch + 1, "step": global_step, "loss": losses[-1],
+                                           "lr": scheduler.get_last_lr()[0], "frozen": frozen}) + "\n")
+                if step_in_epoch % 50 == 0:
+                    log.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step_in_epoch,
+                             steps_per_epoch, float(np.mean(losses[-50:])), seen / (time.time() - started))
+                stop = cfg.max_steps and steps_this_run >= cfg.max_steps
+                if stop or (cfg.checkpoint_every and step_in_epoch % cfg.checkpoint_every == 0):
+                    _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, step_in_epoch, global_step, cfg)
+                if stop and step_in_epoch < steps_per_epoch:
+                    return TrainResult(out, epoch, global_step, False, metrics, chance)
+        train_seconds = time.time() - started
+        metrics = validate(model, manifest, val_shards, cfg, seed, device)
+        epoch, step_in_epoch = epoch + 1, 0
+        report = {"epoch": epoch, "steps": global_step, "frozen_backbone": frozen,
+                  "train_loss": float(np.mean(losses)) if losses else None,
+                  "train_images_per_second": seen / train_seconds if train_seconds > 0 else None,
+                  "lr": scheduler.get_last_lr()[0], "skipped_shards": bad,
+                  "validation": metrics, "chance": chance}
+        (out / "metrics" / f"epoch-{epoch:03d}.json").write_text(json.dumps(report, indent=2) + "\n")
+        _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg)
+        log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
+                 metrics.get("map_macro"), chance.get("map_macro"))
+        if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
+            return TrainResult(out, epoch, global_step, False, metrics, chance)
+    export(model, manifest, out, cfg)
+    return TrainResult(out, epoch, global_step, True, metrics, chance)
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Learning-rate multiplier: linear warm-up over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def predict_batches(model: torch.nn.Module, loader, loss: str, device: torch.device):
+    """(keys, scores, embeddings, targets) over a loader, in eval mode without gradients."""
+    model.eval()
+    keys, scores, embeddings, targets = [], [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            logits, embedding = model(batch["image"].to(device))
+            keys += list(batch["key"])
+            scores.append(scores_from_logits(loss, logits).cpu().numpy())
+            embeddings.append(embedding.cpu().numpy())
+            targets.append(batch["target"].numpy())
+    if not keys:
+        return [], np.zeros((0, 0)), np.zeros((0, 0)), np.zeros((0, 0))
+    return keys, np.concatenate(scores), np.concatenate(embeddings), np.concatenate(targets)
+
+
+def validate(model, manifest: Manifest, shards, cfg: TrainConfig, seed: int, device) -> dict:
+    """Every metric of trainer.metrics on the validation shards (each image once, no augmentation)."""
+    if not shards:
+        return {}
+    loader = make_loader(_eval_stream(manifest, shards, cfg, seed))
+    _, scores, embeddings, targets = predict_batches(model, loader, cfg.loss, device)
+    return _evaluate(manifest, scores, targets, embeddings, cfg)
+
+
+def chance_metrics(manifest: Manifest, shards, cfg: TrainConfig, seed: int) -> dict:
+    """The same metrics for scores and embeddings drawn at random: the level a model must clearly beat."""
+    targets = []
+    for batch in make_loader(_eval_stream(manifest, shards, cfg, seed, decode_images=False)):
+        targets.append(batch["target"].numpy())
+    if not targets:
+        return {}
+    targets = np.concatenate(targets)
+    rng = np.random.default_rng(seed)
+    return _evaluate(manifest, rng.random(targets.shape), targets, rng.standard_normal((len(targets), 64)), cfg)
+
+
+def _evaluate(manifest: Manifest, scores, targets, embeddings, cfg: TrainConfig) -> dict:
+    return evaluate(scores, targets, embeddings,
+                    train_support=np.array([c["support"]["train"] for c in manifest.classes]),
+                    class_paths=[list(c["path"]) for c in manifest.classes],
+                    threshold=cfg.threshold, k=cfg.knn_k, boundary=cfg.head_tail_boundary)
+
+
+def _targets_only(jpg: bytes, meta: dict, rng, *, num_classes: int) -> dict:
+    target = torch.zeros(num_classes)
+    target[list(meta["class_ids"])] = 1.0
+    return {"image": torch.zeros(0), "target": target, "key": meta["key"]}
+
+
+def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode_images: bool = True):
+    decode = (functools.partial(decode_sample, num_classes=manifest.num_classes, image_size=cfg.image_size,
+                                train=False) if decode_images
+              else functools.partial(_targets_only, num_classes=manifest.num_classes))
+    return ShardStream(shards, num_classes=manifest.num_classes, decode=decode, seed=seed,
+                       batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, use_repeats=False)
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Every parameter is in the optimizer from the start: a frozen one simply has no gradient, so the
+    # optimizer state (and a checkpoint of it) has the same shape before and after unfreezing.
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
+def _save(path: Path, model, optimizer, scheduler, epoch: int, step_in_epoch: int, global_step: int,
+          cfg: TrainConfig) -> None:
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "arch": cfg.arch}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash while saving leaves the previous checkpoint intact
+
+
+def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, int, int]:
+    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG states
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    if state["cuda_rng"]:  # the sampled softmax draws on the device's generator when training on a GPU
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return state["epoch"], state["step_in_epoch"], state["global_step"]
+
+
+def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig) -> Path:
+    """TorchScript model (forward: images -> (logits, embedding)) with its class index and how to feed it."""
+    model = model.cpu().eval()
+    torch.jit.script(model).save(str(out / EXPORT))
+    info = {"arch": cfg.arch, "pooling": cfg.pooling, "loss": cfg.loss,
+            "scores": "softmax" if "softmax" in cfg.loss else "sigmoid", "image_size": cfg.image_size,
+            "mean": MEAN, "std": STD, "num_classes": manifest.num_classes, "dataset": manifest.dataset}
+    (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    (out / "classes.json").write_text(json.dumps({"classes": manifest.classes}, indent=2, ensure_ascii=False) + "\n")
+    return out / EXPORT
