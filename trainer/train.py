@@ -205,7 +205,8 @@ def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode
                                 train=False) if decode_images
               else functools.partial(_targets_only, num_classes=manifest.num_classes))
     return ShardStream(shards, num_classes=manifest.num_classes, decode=decode, seed=seed,
-                       batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, use_repeats=False)
+                       batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, use_repeats=False,
+                       augment=False)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -59,14 +59,14 @@ def load_image_tensor(jpg: bytes, image_size: int) -> torch.Tensor:
 
 def multi_hot(class_ids, num_classes: int, key: str = "?") -> torch.Tensor:
     """float32 [num_classes] with 1.0 at each of `class_ids` (an empty list gives all zeros)."""
-    target = torch.zeros(num_classes, dtype=torch.float32)
-    ids = [int(c) for c in class_ids]
-    bad = [c for c in ids if not 0 <= c < num_classes]
+    target = np.zeros(num_classes, dtype=np.float32)
+    ids = np.asarray(class_ids, dtype=np.int64)
+    bad = ids[(ids < 0) | (ids >= num_classes)].tolist()
     if bad:
         raise ValueError(f"sample {key}: class ids {bad} are outside 0..{num_classes - 1}; the shards and the "
                          f"class index disagree (rebuild the dataset with `tagmill shards`)")
     target[ids] = 1.0
-    return target
+    return torch.from_numpy(target)
 
 
 def _random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
