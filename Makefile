@@ -14,3 +14,4 @@ setup:
 
 bench: setup
 	$(VENV)/bin/python benchmarks/mine_logs.py
+	$(VENV)/bin/python benchmarks/shards.py

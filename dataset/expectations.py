@@ -3,7 +3,7 @@
 Each function takes the tables of one stage and returns `TableSuite`s for `tagmill.dataset.gate.run_gate`.
 Rules GX can check on a plain column use native expectations. Rules that need a join or an array (class ids
 inside the class index, confidences inside the labels array, a product in one split) are first turned into
-plain columns of a derived frame, computed in the same Spark pass the gate validates:
+plain columns of a derived frame, computed once, when the gate caches the frame it validates:
 
     unknown_class_ids      int     the row's class ids that are not in the class index
     class_ids_consistent   boolean class_ids are sorted, distinct and the class ids of `labels`
@@ -31,9 +31,10 @@ IMAGE_KEY_PATTERN = r"^[0-9a-f]{20}$"
 def mined_suites(tuples: DataFrame, image_labels: DataFrame, summary: dict) -> list[TableSuite]:
     """Suites for mine-logs' outputs.
 
-    tuples needs query_norm, product_id, clicks, contacts, in_conversations, sessions; image_labels needs label, product_id, image_path, image_key, tier, clicks, contacts,
-    in_conversations, confidence. summary is mine-logs' run summary: summary["tuples"] is the tuples row
-    count and summary["labels"]["image_label_pairs"] the image_labels row count.
+    tuples needs query_norm, product_id, clicks, contacts, in_conversations, sessions; image_labels needs
+    label, product_id, image_path, image_key, tier, clicks, contacts, in_conversations, confidence.
+    summary is mine-logs' run summary: summary["tuples"] is the tuples row count and
+    summary["labels"]["image_label_pairs"] the image_labels row count.
     """
     gxe = load_gx().expectations
     tuple_rules = (
@@ -65,8 +66,9 @@ def sample_suites(samples: DataFrame, classes: DataFrame, expected_samples: int)
     """Suites for assemble's outputs.
 
     samples needs image_key, product_id, image_path, class_ids, labels (array of structs with class_id and
-    confidence), repeats and split; classes needs class_id and name. expected_samples is the samples row
-    count of assemble's run summary. The derived frames are lazy; the gate persists them while it runs.
+    confidence), repeats and split; classes needs class_id, name, support_train, support_validation and
+    support_test. expected_samples is the samples row count of assemble's run summary. The derived frames
+    are lazy; the gate caches them while it runs.
     """
     gxe = load_gx().expectations
     sample_rules = (
@@ -90,9 +92,11 @@ def sample_suites(samples: DataFrame, classes: DataFrame, expected_samples: int)
             column="class_ids_consistent", value_set=[True],
             description="class_ids are sorted, distinct and the class ids of the labels"),
         gxe.ExpectColumnValuesToBeBetween(
-            column="min_confidence", min_value=0, description="min_confidence >= 0: no label confidence below 0"),
+            column="min_confidence", min_value=0,
+            description="min_confidence is at least 0: no label confidence below 0"),
         gxe.ExpectColumnValuesToBeBetween(
-            column="max_confidence", max_value=1, description="max_confidence <= 1: no label confidence above 1"),
+            column="max_confidence", max_value=1,
+            description="max_confidence is at most 1: no label confidence above 1 (nor NaN)"),
     )
     class_rules = (
         *_not_null(gxe, "class_id", "name"),

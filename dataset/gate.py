@@ -4,8 +4,9 @@
 great-expectations file project with the Data Docs under `docs_dir`, and returns a `GateResult`. It never
 raises on a failed expectation: the caller decides, usually with `check_gate`, which raises `GateFailed`.
 
-Cost. GX's Spark engine bundles the aggregate metrics of one domain into a single `agg`, but per-row samples
-of unexpected values cost one query per expectation. So each table is validated in two passes over its
+Cost. GX's Spark engine bundles the aggregate metrics of one domain into a single `agg` (all single-column
+rules of a table: one pass), but column-pair and uniqueness rules count their bad rows with queries of their
+own (about two Spark jobs each), and per-row samples of unexpected values cost one query per expectation. So each table is validated in two passes over its
 persisted frame: the first asks only for counts (a passing table never pays for samples), the second runs
 again only the expectations that failed, asking for a few sample rows with their index columns. The gate
 counts the Spark jobs it triggers and times itself, so a run can report what the gate costs next to the
@@ -141,8 +142,9 @@ def format_failures(result: GateResult) -> str:
     for failure in result.failures:
         expectation = failure["expectation"]
         kwargs = ", ".join(f"{k}={v!r}" for k, v in expectation["kwargs"].items())
-        found = (f"{failure['unexpected_count']} unexpected rows" if failure["unexpected_count"] is not None
-                 else f"observed {failure['observed']!r}")
+        count = failure["unexpected_count"]
+        found = f"{count} unexpected row{'' if count == 1 else 's'}" if count is not None else \
+            f"observed {failure['observed']!r}"
         about = f" ({expectation['description']})" if expectation["description"] else ""
         lines.append(f"- {failure['suite']}: {expectation['type']}({kwargs}): {found}{about}")
         lines += [f"    {row}" for row in failure["sample_rows"][:SAMPLE_ROWS]]
@@ -164,9 +166,16 @@ def _check_suites(suites: Sequence[TableSuite]) -> None:
 def load_gx():
     """The `great_expectations` module (its `expectations` submodule loaded), imported the gate's way:
     analytics off (GX_ANALYTICS_ENABLED=False unless set), GX's loggers at WARNING, and an error instead of
-    a silent exit when the import stops the interpreter. Costs 1-3 s the first time."""
-    # Before GX is imported: no usage statistics may leave the machine (there is no network anyway).
+    a silent exit when the import stops the interpreter. Costs 1-3 s the first time.
+
+    Leaves behind: GX_ANALYTICS_ENABLED in os.environ and the level of the "great_expectations" logger
+    (WARNING, when the caller had not set one)."""
+    # Before GX is imported: no usage statistics may leave the machine (there is no network anyway), and
+    # GX's INFO lines (dozens at import, more per metric) stay out of the job's log unless the caller asked.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    gx_log = logging.getLogger("great_expectations")
+    if gx_log.level == logging.NOTSET:
+        gx_log.setLevel(logging.WARNING)
     try:
         import great_expectations as gx
         import great_expectations.expectations  # noqa: F401  (gx.expectations.Expect...)
@@ -175,8 +184,6 @@ def load_gx():
         # stdin without grpc installed; a gate must never end a run as if it had passed.
         raise RuntimeError("importing great_expectations stopped the interpreter (pyspark's Spark Connect "
                            "check under `python -c` / stdin); run tagmill from a file or its entry point") from err
-    # GX logs every metric and store step at INFO; tagmill's own log line says what the gate did.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     return gx
 
 
@@ -219,7 +226,9 @@ def _validate(gx, context, suite: TableSuite, run_id) -> list[dict]:
             details = {d.expectation_config.id: d.result
                        for d in batch.validate(retry, result_format=_with_samples(suite.index_columns)).results}
             for r in sampled:
-                r.result = _renderable(details.get(r.expectation_config.id, r.result))
+                detail = details.get(r.expectation_config.id) or {}
+                if "unexpected_count" in detail:  # else keep pass one's counts
+                    r.result = _renderable(detail)
             _store_again(context, suite.name, run_id, result)
     return [_failure(suite.name, r) for r in failed]
 
@@ -251,8 +260,7 @@ def _store_again(context, suite_name: str, run_id, result) -> None:
 def _failure(suite_name: str, r) -> dict:
     config = r.expectation_config
     details = r.result or {}
-    error = (r.exception_info or {}).get("exception_message") if (r.exception_info or {}).get(
-        "raised_exception") else None
+    errors = _errors(r.exception_info or {})
     if "partial_unexpected_index_list" in details:
         sample_rows = [dict(row) for row in details["partial_unexpected_index_list"]]
     else:
@@ -262,10 +270,19 @@ def _failure(suite_name: str, r) -> dict:
         "expectation": {"type": config.type,
                         "kwargs": {k: v for k, v in config.kwargs.items() if k != "batch_id"},
                         "description": config.description},
-        "observed": error if error is not None else details.get("observed_value"),
+        "observed": "; ".join(errors) if errors else details.get("observed_value"),
         "unexpected_count": details.get("unexpected_count"),
         "sample_rows": sample_rows[:SAMPLE_ROWS],
     }
+
+
+def _errors(exception_info: dict) -> list[str]:
+    """Messages of the errors that kept an expectation from running. GX reports one error flat, or one per
+    failed metric keyed by the metric's id."""
+    if "raised_exception" in exception_info:
+        return [exception_info["exception_message"]] if exception_info["raised_exception"] else []
+    return sorted({info["exception_message"] for info in exception_info.values()
+                   if isinstance(info, dict) and info.get("exception_message")})
 
 
 @contextmanager

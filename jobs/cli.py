@@ -163,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for noisy in ("py4j", "faiss", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from tagmill.dataset.gate import GateFailed
     from tagmill.jobs.io import CountMismatch, InputError
+    from tagmill.trainer.reader import DatasetError
 
     try:
         return args.func(args)
-    except (ConfigError, InputError) as err:
+    except (ConfigError, InputError, DatasetError) as err:
         print(f"tagmill: error: {err}", file=sys.stderr)
         return 2
     except GateFailed as err:

@@ -90,4 +90,15 @@ def _describe(summary: dict) -> str:
     if labels:
         lines.append(f"  labels ({labels['tier']} tier, K={labels['min_images']}): {labels['kept']} kept, "
                      f"{labels['dropped']} dropped; {labels['images']} images of {labels['products']} products labeled")
+    if summary.get("stage") == "assemble":
+        splits = ", ".join(f"{s} {v['samples']} ({v['products']} products)" for s, v in summary["splits"].items())
+        lines.append(f"  {summary['images']['out']} samples, {summary['classes']} classes; split by product: {splits}")
+    if summary.get("stage") == "shards":
+        samples, gate = summary["samples"], summary["gate"]
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(samples["quarantined"].items())) or "none"
+        lines.append(f"  gate: passed {gate['expectations']} expectations in {gate['suites']} suites "
+                     f"({gate['seconds']} s, {gate['spark_jobs']} Spark jobs); Data Docs: {gate['data_docs']}")
+        lines.append(f"  samples: {samples['in']} in = {samples['out']} in {summary['shards']} shards + "
+                     f"{sum(samples['quarantined'].values())} quarantined images ({reasons})")
+        lines.append(f"  dataset:  {summary['manifest']}")
     return "\n".join(lines)

@@ -70,7 +70,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     gate = run_gate(suites, gate_docs_path(cfg))
     gate_summary = {"success": gate.success, "seconds": round(gate.seconds, 1), "spark_jobs": gate.spark_jobs,
                     "suites": gate.suites, "expectations": gate.expectations,
-                    "failed": [f"{f['suite']}: {f['expectation']}" for f in gate.failures],
+                    "failed": [f"{f['suite']}: {f['expectation']['type']} ({f['expectation']['description']})"
+                               for f in gate.failures],
                     "data_docs": gate.docs_index}
     io.write_json(spark, io.summary_path(root, STAGE, run_date).replace("summary.json", "gate.json"), gate_summary)
     check_gate(gate)

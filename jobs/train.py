@@ -58,4 +58,6 @@ def print_metrics(metrics: dict, chance: dict) -> None:
 
     print(f"{'metric':<16}{'model':>10}{'chance':>10}")
     for label, keys in rows:
-        print(f"{label:<16}{cell(pick(metrics, keys))}{cell(pick(chance, keys))}")
+        value, base = pick(metrics, keys), pick(chance, keys)
+        if value is not None or base is not None:  # e.g. parent levels exist only with a class hierarchy
+            print(f"{label:<16}{cell(value)}{cell(base)}")

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from tagmill.dataset.expectations import checked_samples, mined_suites, sample_suites
-from tagmill.dataset.gate import GateFailed, GateResult, TableSuite, check_gate, run_gate
+from tagmill.dataset.gate import GateFailed, GateResult, TableSuite, check_gate, load_gx, run_gate
 
 pytestmark = pytest.mark.spark
 
@@ -67,6 +67,8 @@ CLEAN = {
         _sample(4, "p3", "test", [_label(0, 0.3)]),
         _sample(5, "p4", "train", [_label(1, 1.0)]),
         _sample(6, "p5", "test", []),  # a label-less sample is allowed
+        _sample(7, "p6", "validation", [_label(1, 0.6)]),
+        _sample(8, "p6", "validation", [_label(1, 0.6)]),
     ],
     "classes": [(0, "chair", [], 1, 0, 1), (1, "lamp", [], 1, 1, 0), (2, "sofa", ["furniture"], 2, 0, 0)],
 }
@@ -88,61 +90,44 @@ def _sampled(frames: dict, expected: int | None = None) -> list[TableSuite]:
     return sample_suites(frames["samples"], frames["classes"], len(CLEAN["samples"]) if expected is None else expected)
 
 
-def _replaced(name: str, index: int, row: tuple) -> dict[str, list]:
-    rows = list(CLEAN[name])
-    rows[index] = row
-    return {**CLEAN, name: rows}
+def _with(tables: dict[str, list], name: str, replace: dict[int, tuple] | None = None,
+          add: tuple[tuple, ...] = ()) -> dict[str, list]:
+    """A copy of `tables` whose table `name` has rows replaced (by position) and rows added."""
+    rows = [(replace or {}).get(i, row) for i, row in enumerate(tables[name])]
+    return {**tables, name: rows + list(add)}
 
 
-def _added(name: str, row: tuple) -> dict[str, list]:
-    return {**CLEAN, name: [*CLEAN[name], row]}
-
-
-# name: (tables, suites(frames), expected failure (suite, type, kwargs), key of the bad row or None)
-CASES = {
-    "null key": (
-        _replaced("tuples", 2, ("lamp", None, 4, 1, 1, 4, 6, T0, T0)), _mined,
-        ("mine-logs.tuples", "expect_column_values_to_not_be_null", {"column": "product_id"}), "lamp"),
-    "contacts above clicks": (
-        _replaced("image_labels", 2, ("lamp", "p2", "img/3.jpg", _key(3), "in_conversation", 1, 2, 1, 4, 0.9)),
-        _mined,
-        ("mine-logs.image_labels", "expect_column_pair_values_a_to_be_greater_than_b",
-         {"column_A": "clicks", "column_B": "contacts", "or_equal": True}), _key(3)),
-    "row count differs from the summary": (
-        CLEAN, lambda f: _mined(f, {"tuples": 6, "labels": {"image_label_pairs": 5}}),
-        ("mine-logs.tuples", "expect_table_row_count_to_equal", {"value": 6}), None),
-    "class id outside the index": (
-        _replaced("samples", 2, _sample(3, "p2", "validation", [_label(1, 0.9), _label(7, 0.5)])), _sampled,
-        ("assemble.samples", "expect_column_values_to_be_in_set",
-         {"column": "unknown_class_ids", "value_set": [0]}), _key(3)),
-    "confidence 1.5 inside the labels": (
-        _replaced("samples", 1, _sample(2, "p1", "train", [_label(0, 0.2), _label(2, 1.5)])), _sampled,
-        ("assemble.samples", "expect_column_values_to_be_between", {"column": "max_confidence", "max_value": 1}),
-        _key(2)),
-    "one product in train and test": (
-        _replaced("samples", 1, _sample(2, "p1", "test", [_label(2, 0.97)])), _sampled,
-        ("assemble.samples", "expect_column_values_to_be_in_set", {"column": "product_splits", "value_set": [1]}),
-        _key(2)),
-    "duplicate image key": (
-        _added("samples", (_key(1), "p1", "img/1b.jpg", "title p1", [2], [_label(2, 0.8)], 1, "train")),
-        lambda f: _sampled(f, len(CLEAN["samples"]) + 1),
-        ("assemble.samples", "expect_column_values_to_be_unique", {"column": "image_key"}), _key(1)),
+# Bad rows, several per run, each breaking one rule: a run must fail exactly these expectations, and each
+# failure must sample exactly the rows injected for it (so no bad row trips another rule).
+FAULTY = {
+    "mined": _with(_with(CLEAN, "tuples", {2: ("lamp", None, 4, 1, 1, 4, 6, T0, T0)}),  # null key
+                   "image_labels", {2: ("lamp", "p2", "img/3.jpg", _key(3), "in_conversation", 1, 2, 1, 4, 0.9)}),
+    "samples": _with(CLEAN, "samples", {
+        1: _sample(2, "p1", "train", [_label(0, 0.2), _label(2, 1.5)]),  # a confidence above 1
+        2: _sample(3, "p2", "validation", [_label(1, 0.9), _label(7, 0.5)]),  # class 7 is not in the index
+        7: _sample(8, "p6", "test", [_label(1, 0.6)]),  # p6's other image is in validation
+    }, add=((_key(5), "p4", "img/5b.jpg", "title p4", [1], [_label(1, 0.8)], 1, "train"),)),  # key 5 twice
 }
-
-
-@pytest.fixture(scope="module")
-def gate_of(spark, tmp_path_factory):
-    """gate_of(case) -> (GateResult, docs_dir); each case runs once per module."""
-    done: dict[str, tuple[GateResult, str]] = {}
-
-    def run(case: str) -> tuple[GateResult, str]:
-        if case not in done:
-            tables, suites, _, _ = CASES[case]
-            docs = str(tmp_path_factory.mktemp("gate"))
-            done[case] = run_gate(suites(_frames(spark, tables)), docs), docs
-        return done[case]
-
-    return run
+MINED_SUMMARY = {"tuples": len(CLEAN["tuples"]), "labels": {"image_label_pairs": len(CLEAN["image_labels"]) + 1}}
+# run, suite, expectation type, kwargs, index values of the rows it must sample (None: table-level)
+FAULTS = {
+    "null key": ("mined", "mine-logs.tuples", "expect_column_values_to_not_be_null", {"column": "product_id"},
+                 [("lamp", None)]),
+    "contacts above clicks": ("mined", "mine-logs.image_labels", "expect_column_pair_values_a_to_be_greater_than_b",
+                              {"column_A": "clicks", "column_B": "contacts", "or_equal": True},
+                              [(_key(3), "lamp", "p2")]),
+    "row count differs from the summary": ("mined", "mine-logs.image_labels", "expect_table_row_count_to_equal",
+                                           {"value": len(CLEAN["image_labels"]) + 1}, None),
+    "confidence 1.5 inside the labels": ("samples", "assemble.samples", "expect_column_values_to_be_between",
+                                         {"column": "max_confidence", "max_value": 1}, [(_key(2), "p1")]),
+    "class id outside the index": ("samples", "assemble.samples", "expect_column_values_to_be_in_set",
+                                   {"column": "unknown_class_ids", "value_set": [0]}, [(_key(3), "p2")]),
+    "one product in validation and test": ("samples", "assemble.samples", "expect_column_values_to_be_in_set",
+                                           {"column": "product_splits", "value_set": [1]},
+                                           [(_key(7), "p6"), (_key(8), "p6")]),
+    "duplicate image key": ("samples", "assemble.samples", "expect_column_values_to_be_unique",
+                            {"column": "image_key"}, [(_key(5), "p4"), (_key(5), "p4")]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -154,6 +139,25 @@ def clean_suites(spark):
 @pytest.fixture(scope="module")
 def clean_gate(clean_suites, tmp_path_factory):
     return run_gate(clean_suites, str(tmp_path_factory.mktemp("gate")))
+
+
+@pytest.fixture(scope="module")
+def faulty_gate(spark, tmp_path_factory):
+    """faulty_gate(run) -> GateResult of the FAULTY tables of that run; each run happens once per module."""
+    done: dict[str, GateResult] = {}
+
+    def run(name: str) -> GateResult:
+        if name not in done:
+            frames = _frames(spark, FAULTY[name])
+            if name == "mined":
+                suites = _mined(frames, MINED_SUMMARY)
+            else:  # the classes are clean: leave them out
+                suites = [s for s in _sampled(frames, len(FAULTY["samples"]["samples"]))
+                          if s.name == "assemble.samples"]
+            done[name] = run_gate(suites, str(tmp_path_factory.mktemp(f"gate-{name}")))
+        return done[name]
+
+    return run
 
 
 def test_clean_tables_pass(clean_gate, clean_suites):
@@ -176,55 +180,66 @@ def test_passing_run_costs_few_spark_jobs_and_leaves_no_cache(clean_gate, clean_
     assert all(e.id is None for s in clean_suites for e in s.expectations)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_a_bad_row_fails_exactly_its_expectation(gate_of, case):
-    _, _, (suite, kind, kwargs), key = CASES[case]
-    result, _ = gate_of(case)
+@pytest.mark.parametrize("run", list(FAULTY))
+def test_a_faulty_run_fails_only_the_injected_expectations(faulty_gate, run):
+    result = faulty_gate(run)
     assert not result.success
-    assert [(f["suite"], f["expectation"]["type"], f["expectation"]["kwargs"]) for f in result.failures] == [
-        (suite, kind, kwargs)]
-    failure = result.failures[0]
+
+    def ordered(failures):
+        return sorted(failures, key=lambda f: (f[0], f[1], sorted(f[2].items())))
+
+    assert ordered((f["suite"], f["expectation"]["type"], f["expectation"]["kwargs"]) for f in result.failures) == \
+        ordered((suite, kind, kwargs) for r, suite, kind, kwargs, _ in FAULTS.values() if r == run)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_bad_row_fails_exactly_its_expectation_and_is_sampled(faulty_gate, fault):
+    run, suite, kind, kwargs, rows = FAULTS[fault]
+    result = faulty_gate(run)
+    [failure] = [f for f in result.failures if f["suite"] == suite and f["expectation"]["type"] == kind
+                 and f["expectation"]["kwargs"] == kwargs]
     assert failure["expectation"]["description"]
-    if key is None:  # a table-level expectation: an observed value, no rows
+    if rows is None:  # a table-level expectation: the observed value, no rows
         assert failure["unexpected_count"] is None and failure["sample_rows"] == []
+        assert failure["observed"] == len(CLEAN["image_labels"])
     else:
-        assert failure["unexpected_count"] >= 1
-        assert key in [value for row in failure["sample_rows"] for value in row.values()]
+        index = {"mine-logs.tuples": ("query_norm", "product_id"),
+                 "mine-logs.image_labels": ("image_key", "label", "product_id"),
+                 "assemble.samples": ("image_key", "product_id")}[suite]
+        assert failure["unexpected_count"] == len(rows)
+        assert sorted(tuple(r[c] for c in index) for r in failure["sample_rows"]) == sorted(rows)
 
 
-def test_row_count_failure_reports_the_observed_count(gate_of):
-    result, _ = gate_of("row count differs from the summary")
-    assert result.failures[0]["observed"] == len(CLEAN["tuples"])
+def test_product_in_two_splits_samples_both_images_with_their_count(faulty_gate):
+    [failure] = [f for f in faulty_gate("samples").failures if f["expectation"]["kwargs"].get("column")
+                 == "product_splits"]
+    assert sorted((r["image_key"], r["product_splits"]) for r in failure["sample_rows"]) == [
+        (_key(7), 2), (_key(8), 2)]
 
 
-def test_product_in_two_splits_samples_both_images(gate_of):
-    result, _ = gate_of("one product in train and test")
-    rows = result.failures[0]["sample_rows"]
-    assert result.failures[0]["unexpected_count"] == 2
-    assert sorted((r["image_key"], r["product_id"], r["product_splits"]) for r in rows) == [
-        (_key(1), "p1", 2), (_key(2), "p1", 2)]
-
-
-def test_data_docs_of_a_failing_run_name_the_failure_and_show_sample_rows(gate_of):
-    result, docs = gate_of("one product in train and test")
-    assert result.docs_index.startswith(docs) and os.path.isfile(result.docs_index)
+def test_data_docs_of_a_failing_run_name_the_failures_and_show_sample_rows(faulty_gate):
+    result = faulty_gate("samples")
+    assert os.path.isfile(result.docs_index)
     pages = glob.glob(os.path.join(os.path.dirname(result.docs_index), "validations", "assemble", "samples",
-                               "**", "*.html"), recursive=True)
+                                   "**", "*.html"), recursive=True)
     assert len(pages) == 1
     html = open(pages[0], encoding="utf-8").read()
-    assert result.failures[0]["expectation"]["description"] in html
-    assert _key(2) in html  # the bad row's key, in the sampled-rows table
-    assert "image_key" in html  # ... under its index column
+    for failure in result.failures:
+        assert failure["expectation"]["description"] in html
+    for key in (_key(2), _key(3), _key(5), _key(7), _key(8)):  # the bad rows, in the sampled-rows tables
+        assert key in html
+    assert _key(1) not in html  # a good row is not sampled
 
 
-def test_check_gate_raises_with_the_failures_and_the_docs_path(gate_of):
-    result, _ = gate_of("duplicate image key")
+def test_check_gate_raises_with_the_failures_and_the_docs_path(faulty_gate):
+    result = faulty_gate("samples")
     with pytest.raises(GateFailed) as err:
         check_gate(result)
     message = str(err.value)
     assert result.docs_index in message
+    assert f"4 of {result.expectations} expectations failed" in message
     assert "assemble.samples: expect_column_values_to_be_unique(column='image_key'): 2 unexpected rows" in message
-    assert _key(1) in message
+    assert f"'image_key': '{_key(5)}'" in message
 
 
 def test_checked_samples_derives_the_columns_the_suite_checks(spark):
@@ -248,22 +263,36 @@ def test_checked_samples_derives_the_columns_the_suite_checks(spark):
 
 
 def test_a_rerun_replaces_the_earlier_report_and_restores_the_callers_job_group(spark, tmp_path):
-    frames = _frames(spark, _replaced("classes", 1, (5, "lamp", [], 1, 1, 0)))
-    bad = [s for s in _sampled(frames) if s.name == "assemble.classes"]
-    good = [s for s in _sampled(_frames(spark, CLEAN)) if s.name == "assemble.classes"]
+    frames = _frames(spark, _with(CLEAN, "classes", {1: (5, "lamp", [], 1, 1, 0)}))
+    classes = [s for s in _sampled(frames) if s.name == "assemble.classes"]
     spark.sparkContext.setJobGroup("caller", "the caller's group")
     try:
-        first = run_gate(bad, str(tmp_path))
-        second = run_gate(good, str(tmp_path))
+        first = run_gate(classes, str(tmp_path))
         assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == "caller"
     finally:
         spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
         spark.sparkContext.setLocalProperty("spark.job.description", None)
     assert [f["expectation"]["kwargs"]["column"] for f in first.failures] == ["class_id_in_range"]
-    assert second.success and second.docs_index == first.docs_index
-    results = glob.glob(os.path.join(str(tmp_path), "gx", "uncommitted", "validations", "**", "*.json"),
-                        recursive=True)
-    assert len(results) == 1  # only the second run's
+    assert [r["class_id"] for r in first.failures[0]["sample_rows"]] == [5]
+    results = os.path.join(str(tmp_path), "gx", "uncommitted", "validations")
+    assert len(glob.glob(os.path.join(results, "**", "*.json"), recursive=True)) == 1
+    second = run_gate([], str(tmp_path))  # nothing to check: passes, and nothing of the first run is left
+    assert second.success and second.spark_jobs == 0 and second.docs_index == first.docs_index
+    assert glob.glob(os.path.join(results, "**", "*.json"), recursive=True) == []
+    assert os.path.isfile(second.docs_index)
+
+
+def test_an_expectation_that_cannot_run_fails_with_its_error(spark, tmp_path):
+    gxe = load_gx().expectations
+    frame = spark.createDataFrame(spark.sparkContext.parallelize([("a", 1), ("b", None), ("c", 3)], 2),
+                                  "k string, v long")
+    suite = TableSuite("any.table", frame, (gxe.ExpectColumnValuesToNotBeNull(column="nope"),
+                                            gxe.ExpectColumnValuesToNotBeNull(column="v")))
+    result = run_gate([suite], str(tmp_path))
+    failures = sorted(result.failures, key=lambda f: f["expectation"]["kwargs"]["column"])
+    assert [(f["expectation"]["kwargs"]["column"], f["unexpected_count"], f["sample_rows"]) for f in failures] == [
+        ("nope", None, []), ("v", 1, [{"value": None}])]  # no index columns: the sampled values alone
+    assert '"nope"' in failures[0]["observed"] and "does not exist" in failures[0]["observed"]
 
 
 def test_malformed_suites_are_refused(spark, clean_suites, tmp_path):

@@ -157,7 +157,7 @@ def check_shards(shards: Iterable[ShardInfo], policy: str = "fail") -> tuple[lis
     shards in the order given, [{"path": str, "problem": str} for each bad one]); the second list is
     empty under "fail"."""
     if policy not in BAD_SHARD_POLICIES:
-        raise ValueError(f"on-bad-shard policy {policy!r}: expected one of {BAD_SHARD_POLICIES}")
+        raise ValueError(f"train.on_bad_shard {policy!r}: expected one of {BAD_SHARD_POLICIES}")
     good, bad = [], []
     for shard in shards:
         problem = shard_problem(shard)
@@ -165,7 +165,7 @@ def check_shards(shards: Iterable[ShardInfo], policy: str = "fail") -> tuple[lis
             good.append(shard)
         elif policy == "fail":
             raise CorruptShard(f"{shard.path}: {problem}; rebuild the dataset with `tagmill shards`, or pass "
-                               f"`--on-bad-shard skip` to train without this shard")
+                               f"`--set train.on_bad_shard=skip` to train without this shard")
         else:
             bad.append({"path": str(shard.path), "problem": problem})
     return good, bad
