@@ -270,7 +270,7 @@ def test_check_shards_fail_raises_with_the_path_the_problem_and_the_fix(damaged,
         check_shards([damaged[3], damaged[which]])
     message = str(err.value)
     assert message.startswith(f"{damaged[which].path}: {problem}")
-    assert "`tagmill shards`" in message and "`--on-bad-shard skip`" in message
+    assert "`tagmill shards`" in message and "`--set train.on_bad_shard=skip`" in message
 
 
 def test_check_shards_passes_intact_shards_and_rejects_unknown_policies(dataset):
