@@ -115,3 +115,24 @@ def test_bad_shard_fails_clearly_or_is_skipped_and_counted(tiny_dataset, tmp_pat
 def test_warmup_then_cosine():
     assert [round(warmup_cosine(s, 4, 12), 4) for s in range(13)] == [
         0.25, 0.5, 0.75, 1.0, 1.0, 0.9619, 0.8536, 0.6913, 0.5, 0.3087, 0.1464, 0.0381, 0.0]
+
+
+def test_two_ranks_train_in_step_and_do_not_hang_on_uneven_shards(tiny_dataset, tmp_path):
+    """torchrun with 2 CPU processes (gloo): 240 repeated samples in shards of 25 split unevenly, yet both
+    ranks run the same number of steps and the run ends with one export."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "tagmill.jobs.cli", "-q", "train", "--manifest", str(tiny_dataset), "--out", str(out),
+               "--set", "train.arch=\"resnet18\"", "--set", "train.image_size=32", "--set", "train.epochs=1",
+               "--set", "train.freeze_epochs=0", "--set", "train.batch_size=32", "--set", "train.num_workers=0"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "metrics" / "epoch-001.json").read_text())
+    # 240 repeated positions / 2 ranks = 120 per rank = 4 batches of 32 (the last one short)
+    assert report["ranks"] == 2 and report["steps"] == 4 and len(_losses(out)) == 4
+    assert (out / "model.ts").exists()

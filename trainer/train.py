@@ -56,9 +56,13 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
     OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json.
+    Started by torchrun, each process trains on its rank's share (DistributedDataParallel; every rank gets the
+    same number of batches however the shards divide) and only rank 0 validates and writes.
     """
     out = Path(out_dir)
     (out / "metrics").mkdir(parents=True, exist_ok=True)
+    rank, world, device = _process_group(cfg)
+    main = rank == 0  # only the first process writes logs, metrics, checkpoints and the export
     manifest = read_manifest(manifest_path)
     shards, bad = check_shards(manifest.shards, cfg.on_bad_shard)
     for b in bad:
@@ -67,7 +71,6 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     val_shards = [s for s in shards if s.split == "validation"]
     if not train_shards:
         raise ValueError(f"{manifest.root}: no usable train shards; nothing to train on")
-    device = torch.device(cfg.device)
 
     torch.manual_seed(seed)
     model = build_model(cfg.arch, manifest.num_classes, cfg.pooling)
@@ -82,7 +85,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                          decode=functools.partial(decode_sample, num_classes=manifest.num_classes,
                                                   image_size=cfg.image_size, train=True),
                          seed=seed, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                         shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats)
+                         shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats, rank=rank, world_size=world)
     steps_per_epoch = stream.batches_per_epoch()
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -93,19 +96,20 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     if (out / CHECKPOINT).exists():
         epoch, step_in_epoch, global_step = _restore(out / CHECKPOINT, model, optimizer, scheduler)
         log.info("resuming at epoch %d, step %d of %d", epoch + 1, step_in_epoch, steps_per_epoch)
-    chance = chance_metrics(manifest, val_shards, cfg, seed)
+    chance = chance_metrics(manifest, val_shards, cfg, seed) if main else {}
     steps_this_run, metrics = 0, {}
     while epoch < cfg.epochs:
         frozen = epoch < cfg.freeze_epochs
         set_backbone_trainable(model, not frozen)  # frozen: only fc learns, BN statistics stay too (OLX)
+        net = _distributed(model, world, device)  # re-wrapped per epoch: DDP syncs what is trainable now
         model.train()
         stream.set_epoch(epoch)
         stream.resume_at(step_in_epoch)
         started, seen, losses = time.time(), 0, []
-        with (out / "losses.jsonl").open("a", encoding="utf-8") as loss_log:
+        with (out / "losses.jsonl").open("a", encoding="utf-8") if main else open(os.devnull, "w") as loss_log:
             for batch in make_loader(stream):
                 images, targets = batch["image"].to(device), batch["target"].to(device)
-                logits, _ = model(images)
+                logits, _ = net(images)
                 loss = loss_fn(logits, targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -120,26 +124,53 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                     log.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step_in_epoch,
                              steps_per_epoch, float(np.mean(losses[-50:])), seen / (time.time() - started))
                 stop = cfg.max_steps and steps_this_run >= cfg.max_steps
-                if stop or (cfg.checkpoint_every and step_in_epoch % cfg.checkpoint_every == 0):
+                if main and (stop or (cfg.checkpoint_every and step_in_epoch % cfg.checkpoint_every == 0)):
                     _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, step_in_epoch, global_step, cfg)
                 if stop and step_in_epoch < steps_per_epoch:
                     return TrainResult(out, epoch, global_step, False, metrics, chance)
         train_seconds = time.time() - started
-        metrics = validate(model, manifest, val_shards, cfg, seed, device)
         epoch, step_in_epoch = epoch + 1, 0
-        report = {"epoch": epoch, "steps": global_step, "frozen_backbone": frozen,
-                  "train_loss": float(np.mean(losses)) if losses else None,
-                  "train_images_per_second": seen / train_seconds if train_seconds > 0 else None,
-                  "lr": scheduler.get_last_lr()[0], "skipped_shards": bad,
-                  "validation": metrics, "chance": chance}
-        (out / "metrics" / f"epoch-{epoch:03d}.json").write_text(json.dumps(report, indent=2) + "\n")
-        _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg)
-        log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
-                 metrics.get("map_macro"), chance.get("map_macro"))
+        if main:
+            metrics = validate(model, manifest, val_shards, cfg, seed, device)
+            report = {"epoch": epoch, "steps": global_step, "frozen_backbone": frozen, "ranks": world,
+                      "train_loss": float(np.mean(losses)) if losses else None,
+                      "train_images_per_second": world * seen / train_seconds if train_seconds > 0 else None,
+                      "lr": scheduler.get_last_lr()[0], "skipped_shards": bad,
+                      "validation": metrics, "chance": chance}
+            (out / "metrics" / f"epoch-{epoch:03d}.json").write_text(json.dumps(report, indent=2) + "\n")
+            _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg)
+            log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
+                     metrics.get("map_macro"), chance.get("map_macro"))
+        _barrier(world)  # the other processes wait while the first validates and checkpoints
         if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
             return TrainResult(out, epoch, global_step, False, metrics, chance)
-    export(model, manifest, out, cfg)
+    if main:
+        export(model, manifest, out, cfg)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
+
+
+def _process_group(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Started by torchrun (WORLD_SIZE > 1), this is one process of several:
+    the process group is joined and each rank reads its own equal share of the shards."""
+    world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device)
+    if world > 1:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def _distributed(model: torch.nn.Module, world: int, device: torch.device) -> torch.nn.Module:
+    if world == 1:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
 
 
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
