@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -13,6 +14,12 @@ from tagmill import __version__
 from tagmill.config import Config, ConfigError, load_config, to_toml
 
 DEMO_DIR = "demo-out"
+STAGE_HELP = {
+    "build": "run every stage in order for one run date (the daily job)",
+    "mine-logs": "search-log events + catalog -> query labels per image (MSURU)",
+    "assemble": "mined labels -> class index + one sample per image, split by product",
+    "shards": "validation gate, then shards + manifest (published last)",
+}
 
 
 def _add_config_options(parser: argparse.ArgumentParser, spark: bool = True) -> None:
@@ -104,21 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("build", help="run every stage in order for one run date (the daily job)")
-    _add_config_options(p)
-    p.set_defaults(func=lambda a: _run_stage(a, "build"))
-
-    p = sub.add_parser("mine-logs", help="search-log events + catalog -> query labels per image (MSURU)")
-    _add_config_options(p)
-    p.set_defaults(func=lambda a: _run_stage(a, "mine-logs"))
-
-    p = sub.add_parser("assemble", help="mined labels -> class index + one sample per image, split by product")
-    _add_config_options(p)
-    p.set_defaults(func=lambda a: _run_stage(a, "assemble"))
-
-    p = sub.add_parser("shards", help="validation gate, then shards + manifest (published last)")
-    _add_config_options(p)
-    p.set_defaults(func=lambda a: _run_stage(a, "shards"))
+    for stage, text in STAGE_HELP.items():
+        p = sub.add_parser(stage, help=text)
+        _add_config_options(p)
+        p.set_defaults(func=functools.partial(_run_stage, stage=stage))
 
     p = sub.add_parser("train", help="train the bundled model on a published dataset (resumes when "
                                      "OUT/checkpoint.pt exists)")
@@ -146,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p, spark=False)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("demo", help="generate the demo marketplace and build it end to end")
+    p = sub.add_parser("demo", help="generate the demo marketplace, build it end to end, train a small model on it")
     p.add_argument("--out", default=DEMO_DIR, help=f"output folder (default: {DEMO_DIR})")
     _add_config_options(p)
     p.set_defaults(func=cmd_demo)
