@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from tagmill.config import Config
-
-log = logging.getLogger("tagmill.train")
 
 
 def default_manifest(cfg: Config) -> Path:

@@ -26,6 +26,7 @@ from tagmill.config import TrainConfig
 from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
 from tagmill.trainer.losses import build_loss, scores_from_logits
 from tagmill.trainer.metrics import evaluate
+from tagmill.trainer.transforms import MEAN, STD
 from tagmill.trainer.reader import Manifest, ShardStream, check_shards, decode_sample, make_loader, read_manifest
 
 log = logging.getLogger("tagmill.train")
@@ -33,8 +34,6 @@ log = logging.getLogger("tagmill.train")
 CHECKPOINT = "checkpoint.pt"
 EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-"""ImageNet normalization, as the published weights expect (and as trainer.reader applies)."""
 
 
 @dataclass(frozen=True)
