@@ -118,6 +118,7 @@ def trainer_vs_bare_loop(manifest_path: Path, workers: int, folder: Path) -> tup
 
 def gate_share(build_config: Path) -> str:
     from tagmill.config import load_config
+    from tagmill.jobs.shards import gate_report_path
 
     if not build_config.is_file():
         return f"gate share: skipped (no build at {build_config}; run `make demo` first)"
@@ -130,7 +131,7 @@ def gate_share(build_config: Path) -> str:
         if not path.is_file():
             return f"gate share: skipped (no {stage} summary at {path})"
         seconds[stage] = json.loads(path.read_text())["seconds"]
-    gate = json.loads((runs / "shards" / "_runs" / f"run_date={date}" / "gate.json").read_text())
+    gate = json.loads(Path(gate_report_path(cfg)).read_text())
     build = sum(seconds.values())
     return (f"gate: {gate['seconds']:.1f} s, {gate['spark_jobs']} Spark jobs, {gate['expectations']} expectations "
             f"in {gate['suites']} suites; build {build:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in seconds.items())})"

@@ -40,6 +40,11 @@ def gate_docs_path(cfg: Config) -> str:
     return os.path.abspath(f"{cfg.outputs.root.rstrip('/')}/gate/run_date={cfg.run.run_date().isoformat()}")
 
 
+def gate_report_path(cfg: Config) -> str:
+    """The gate's outcome for the run date (gate.json beside the stage's run summary), pass or fail."""
+    return f"{io.stage_path(cfg.outputs.root, STAGE, '_runs')}/run_date={cfg.run.run_date().isoformat()}/gate.json"
+
+
 def config_sha256(cfg: Config) -> str:
     """Hash of every setting that shapes the dataset's content (not where or how fast it is built)."""
     data = to_dict(cfg)
@@ -73,7 +78,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                     "failed": [f"{f['suite']}: {f['expectation']['type']} ({f['expectation']['description']})"
                                for f in gate.failures],
                     "data_docs": gate.docs_index}
-    io.write_json(spark, io.summary_path(root, STAGE, run_date).replace("summary.json", "gate.json"), gate_summary)
+    io.write_json(spark, gate_report_path(cfg), gate_summary)
     check_gate(gate)
 
     log.info("shards %s: writing shards", run_date)

@@ -148,8 +148,7 @@ def test_gate_failure_publishes_nothing_and_exits_non_zero(spark, built, tmp_pat
         assert code == 3
         assert not (dataset / "manifest.json").exists()
         assert "confidence" in err and bad_key in err
-        gate = json.loads(Path(io.summary_path(cfg.outputs.root, shards.STAGE, run_date)
-                               .replace("summary.json", "gate.json")).read_text())
+        gate = json.loads(Path(shards.gate_report_path(cfg)).read_text())
         assert gate["success"] is False
         docs = Path(gate["data_docs"])
         assert docs.is_file()
