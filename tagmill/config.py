@@ -184,6 +184,82 @@ class DatasetConfig:
                 raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
 
 
+CODE_METHODS = ("itq", "pca")
+
+
+@dataclass(frozen=True)
+class ImagePassConfig:
+    """image-pass: one decode and one teacher forward per unique image -> tags, embedding, compact code
+    (58.com pseudo-labels; MSURU 3.2 compressed embedding)."""
+
+    teacher: str = ""
+    """The teacher model: a TorchScript file, a `tagmill train` output folder, or a `tagmill train`
+    checkpoint.pt. Empty skips the image pass (assemble then splits by product alone)."""
+    vocabulary: str = ""
+    """The teacher's labels in the Open Images format (MID,DisplayName; header optional). Empty: the
+    classes.json beside a tagmill model."""
+    teacher_id: str = ""
+    """Name recorded with every tag; empty: the model file's name."""
+    threshold: float = 0.5
+    """A tag is kept when the teacher's score reaches this ..."""
+    thresholds_file: str = ""
+    """... or the per-tag threshold in this CSV (MID or display name, threshold)."""
+    top_k: int = 10
+    """At most this many tags per image, highest scores first."""
+    image_size: int = 0
+    """Side of the teacher's input; 0 takes it from the model's model.json, else 224."""
+    batch_size: int = 32
+    bf16: bool = False
+    """Run the forward pass under bfloat16 autocast (only where the CPU supports bf16)."""
+    max_pixels: int = 89_478_485
+    """Decompression-bomb limit: images with more pixels are quarantined unread (Pillow's default)."""
+    code_bits: int = 64
+    """Length of the compact binary code of each embedding."""
+    code_method: str = "itq"
+    """itq (PCA then an iterative rotation, Gong & Lazebnik) or pca (sign of the top components)."""
+    code_fit_sample: int = 20000
+    """Embeddings sampled to fit the code's projection."""
+    thumbnail_size: int = 64
+    """Side of the small image kept for pixel-level verification of near-duplicate candidates."""
+
+    def check(self, prefix: str) -> None:
+        if not 0 < self.threshold <= 1:
+            raise ConfigError(f"{prefix}.threshold", f"{self.threshold} is not in (0, 1]", "use e.g. 0.5")
+        for key in ("top_k", "batch_size", "code_fit_sample", "max_pixels"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "set a positive whole number")
+        if self.image_size != 0 and self.image_size < 16:
+            raise ConfigError(f"{prefix}.image_size", f"{self.image_size} is too small",
+                              "use 0 (from the model) or at least 16")
+        if self.code_bits % 8 or not 8 <= self.code_bits <= 1024:
+            raise ConfigError(f"{prefix}.code_bits", f"{self.code_bits} is not a multiple of 8 in 8..1024",
+                              "use 64, 128 or 256")
+        if self.code_method not in CODE_METHODS:
+            raise ConfigError(f"{prefix}.code_method", f"'{self.code_method}' is unknown",
+                              f"use one of {', '.join(CODE_METHODS)}")
+        if not 16 <= self.thumbnail_size <= 256:
+            raise ConfigError(f"{prefix}.thumbnail_size", f"{self.thumbnail_size} is outside 16..256", "use 64")
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    """Near-duplicate removal (MSURU 3.2): Hamming candidates on the codes, then verified pairs only."""
+
+    max_hamming: int = 10
+    """Code pairs within this Hamming distance become candidates."""
+    min_cosine: float = 0.85
+    """A candidate pair is a duplicate only if the float embeddings agree this well ..."""
+    min_pixel_similarity: float = 0.8
+    """... and the aligned thumbnails agree this well (robust to crop, pad, rotation, re-encoding)."""
+
+    def check(self, prefix: str) -> None:
+        if self.max_hamming < 0:
+            raise ConfigError(f"{prefix}.max_hamming", "must be at least 0", "use e.g. 10")
+        for key in ("min_cosine", "min_pixel_similarity"):
+            if not -1 <= getattr(self, key) <= 1:
+                raise ConfigError(f"{prefix}.{key}", "must be in [-1, 1]", "use e.g. 0.85")
+
+
 LOSSES = ("asl", "bce", "softmax", "sampled_softmax")
 ARCHITECTURES = ("resnet18", "resnet50", "resnext50_32x4d")
 
@@ -309,6 +385,8 @@ class Config:
     outputs: OutputsConfig = field(default_factory=OutputsConfig)
     text: TextConfig = field(default_factory=TextConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
+    image_pass: ImagePassConfig = field(default_factory=ImagePassConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
