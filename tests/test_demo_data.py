@@ -19,6 +19,7 @@ from PIL import Image
 from tagmill.config import DemoConfig
 from tagmill.demo.catalog import listing_counts
 from tagmill.demo.generate import generate_market
+from tagmill.demo.images import NEAR_KINDS
 from tagmill.demo.queries import build_query_forms, choose_query, misspellings_of
 from tagmill.demo.vocabulary import build_leaves, pluralize
 
@@ -183,7 +184,9 @@ def test_duplicates_share_or_differ_in_bytes(market):
         groups.setdefault(r["group_id"], []).append(r)
     assert len(groups) == summary["duplicate_groups"] > 0
     relations = Counter(r["relation"] for r in rows)
-    assert relations["exact"] > 0 and sum(relations[k] for k in ("resized", "reencoded", "cropped", "brightness")) > 0
+    assert set(relations) <= {"original", "exact", *NEAR_KINDS}
+    assert relations["exact"] > 0 and all(relations[k] > 0 for k in NEAR_KINDS)
+    assert Counter(summary["duplicate_images"]) == relations
     for members in groups.values():
         originals = [m for m in members if m["relation"] == "original"]
         assert len(originals) == 1 and len(members) >= 2

@@ -9,6 +9,7 @@ files are only planted on images outside every duplicate group, so each image ha
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from tagmill.config import DemoConfig
 from tagmill.demo.catalog import Catalog, listings_of_leaf
-from tagmill.demo.images import (NEAR_KINDS, Signature, corrupt_bytes, draw_image, near_copy,
+from tagmill.demo.images import (NEAR_KINDS, Signature, corrupt_bytes, deal_near_kinds, draw_image, near_copy,
                                  truncated_bytes)
 from tagmill.demo.randomness import stream
 
@@ -66,16 +67,18 @@ def plan_images(catalog: Catalog, n_leaves: int, cfg: DemoConfig) -> ImagePlan:
     return ImagePlan([replace(f, key=i) for i, f in enumerate(files)], good_refs)
 
 
-def _copy_relations(count: int, rng: np.random.Generator) -> list[str]:
-    """Half exact copies, half near copies of a random near kind, in random order."""
+def _copy_relations(count: int, rng: np.random.Generator, used: Counter[str]) -> list[str]:
+    """Half exact copies, half near copies, in random order; the near kinds are dealt least used first
+    (counting `used`, which the caller updates), so every kind gets about the same number of copies."""
     exact = (count + 1) // 2
-    kinds = ["exact"] * exact + [NEAR_KINDS[i] for i in rng.integers(0, len(NEAR_KINDS), count - exact)]
+    kinds = ["exact"] * exact + deal_near_kinds(count - exact, rng, used)
     return [kinds[i] for i in rng.permutation(count)]
 
 
 def _plant_stock_photos(files, slot_of, by_leaf, used, cfg: DemoConfig) -> None:
     """Each stock photo: an original image of one listing, copied into 1-4 other listings of its leaf."""
     rng = stream(cfg.seed, "stock-photos")
+    dealt: Counter[str] = Counter()
     sizes = np.array([len(listings) for listings in by_leaf], dtype=float)
     for _ in range(cfg.stock_photo_groups):
         free = [[lst for lst in listings if lst.product_id not in used] for listings in by_leaf]
@@ -87,7 +90,9 @@ def _plant_stock_photos(files, slot_of, by_leaf, used, cfg: DemoConfig) -> None:
         chosen = [slot_of[m.image_paths[int(rng.integers(len(m.image_paths)))]] for m in members]
         original = files[chosen[0]]
         files[chosen[0]] = replace(original, relation="original", stock=True)
-        for slot, relation in zip(chosen[1:], _copy_relations(len(chosen) - 1, rng)):
+        relations = _copy_relations(len(chosen) - 1, rng, dealt)
+        dealt.update(relations)
+        for slot, relation in zip(chosen[1:], relations):
             files[slot] = replace(files[slot], relation=relation, copy_of=original.path, stock=True)
         used.update(m.product_id for m in members)
 
@@ -100,7 +105,7 @@ def _plant_reuploads(files, slot_of, by_leaf, used, cfg: DemoConfig) -> None:
     targets = [candidates[i] for i in sorted(rng.choice(len(candidates), count, replace=False))]
     target_slot = {t.product_id: slot_of[t.image_paths[int(rng.integers(len(t.image_paths)))]] for t in targets}
     taken = set(target_slot.values())
-    for target, relation in zip(targets, _copy_relations(len(targets), rng)):
+    for target, relation in zip(targets, _copy_relations(len(targets), rng, Counter())):
         sources = [slot_of[p] for other in by_leaf[target.leaf_index] if other.product_id != target.product_id
                    for p in other.image_paths
                    if slot_of[p] not in taken and files[slot_of[p]].relation in (None, "original")]

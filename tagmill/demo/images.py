@@ -14,10 +14,11 @@ import functools
 import io
 import itertools
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from tagmill.demo.randomness import stream
 from tagmill.demo.vocabulary import Leaf
@@ -32,7 +33,8 @@ FOREGROUNDS = ((215, 35, 35), (35, 70, 200), (40, 160, 60), (240, 130, 20), (130
 COUNTS = (1, 2, 3)
 MIN_CONTRAST = 120.0
 """Smallest RGB distance between a signature's background and shape colours."""
-NEAR_KINDS = ("resized", "reencoded", "cropped", "brightness")
+NEAR_KINDS = ("resized", "reencoded", "cropped", "padded", "rotated", "brightness", "overlay")
+"""How `near_copy` can change an image: the transformations a re-upload goes through."""
 
 
 @dataclass(frozen=True)
@@ -199,33 +201,142 @@ def _shape(pen: ImageDraw.ImageDraw, kind: str, x: float, y: float, r: float, an
 
 
 def near_copy(original: bytes, kind: str, seed: int, key: int) -> bytes:
-    """A near-duplicate of a JPEG: resized to 50-90 %, re-encoded at quality 30-95, cropped by up to
-    10 %, or brightness shifted by 10-25 %; never byte-identical to the original."""
-    rng = stream(seed, "near-copy", key)
-    image = Image.open(io.BytesIO(original)).convert("RGB")
-    width, height = image.size
-    if kind == "resized":
-        factor = rng.uniform(0.5, 0.9)
-        out = encode_jpeg(image.resize((max(8, round(width * factor)), max(8, round(height * factor))),
-                                       Image.Resampling.BILINEAR))
-    elif kind == "reencoded":
-        quality = int(rng.integers(30, 96))
-        out = encode_jpeg(image, quality)
-        while out == original:  # re-encoding at the original quality can reproduce the same bytes
-            quality = quality - 7 if quality > 40 else quality + 11
-            out = encode_jpeg(image, quality)
-    elif kind == "cropped":
-        total = rng.uniform(0.03, 0.10)
-        left, top = rng.uniform(0, 1, 2)
-        cut_w, cut_h = max(1, round(width * total)), max(1, round(height * total))
-        x0, y0 = round(cut_w * left), round(cut_h * top)
-        out = encode_jpeg(image.crop((x0, y0, x0 + width - cut_w, y0 + height - cut_h)))
-    elif kind == "brightness":
-        change = rng.uniform(0.10, 0.25) * (1 if rng.random() < 0.5 else -1)
-        out = encode_jpeg(ImageEnhance.Brightness(image).enhance(1.0 + change))
-    else:
+    """A near-duplicate of a JPEG, as a re-upload makes one; never byte-identical to the original.
+
+    kind (one of NEAR_KINDS):
+      resized     scaled to 50-90 % of each side
+      reencoded   saved again at JPEG quality 30-95
+      cropped     3-10 % of the width and of the height cut off, split between the two edges at random
+      padded      solid white, black or grey borders of 3-12 % of the side on 1-4 sides (the image grows)
+      rotated     turned 1-5 degrees either way and cropped to the largest centred rectangle of the same
+                  aspect ratio, as a photo app's straighten tool does, so no filled corner shows
+      brightness  every pixel scaled by 0.80-0.95 or 1.05-1.20 (clipped at white)
+      overlay     a small text such as "SALE 99" or "@seller123" in PIL's default font, in a corner or at a
+                  random spot, in the colour that stands out most, its box at most 6 % of the image
+                  (a 32 px image may get a 4 px font)
+    Drawn from `stream(seed, "near-copy", key)`, so the same arguments give the same bytes.
+    """
+    edit = _NEAR_EDITS.get(kind)
+    if edit is None:
         raise ValueError(f"unknown near-copy kind '{kind}'; use one of {', '.join(NEAR_KINDS)}")
+    rng = stream(seed, "near-copy", key)
+    image, quality = edit(Image.open(io.BytesIO(original)).convert("RGB"), rng)
+    out = encode_jpeg(image, quality)
+    while out == original:  # e.g. re-encoding at the original's quality can reproduce its bytes
+        quality = quality - 7 if quality > 40 else quality + 11
+        out = encode_jpeg(image, quality)
     return out
+
+
+def _resized(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    factor = rng.uniform(0.5, 0.9)
+    width, height = image.size
+    size = (max(8, round(width * factor)), max(8, round(height * factor)))
+    return image.resize(size, Image.Resampling.BILINEAR), JPEG_QUALITY
+
+
+def _reencoded(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    return image, int(rng.integers(30, 96))
+
+
+def _cropped(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    width, height = image.size
+    total = rng.uniform(0.03, 0.10)
+    left, top = rng.uniform(0, 1, 2)
+    cut_w, cut_h = max(1, round(width * total)), max(1, round(height * total))
+    x0, y0 = round(cut_w * left), round(cut_h * top)
+    return image.crop((x0, y0, x0 + width - cut_w, y0 + height - cut_h)), JPEG_QUALITY
+
+
+PAD_COLOURS = ((255, 255, 255), (0, 0, 0), (128, 128, 128), (235, 235, 235))
+
+
+def _padded(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    width, height = image.size
+    sides = rng.random(4) < 0.5  # left, top, right, bottom
+    if not sides.any():
+        sides[int(rng.integers(4))] = True
+    shares = rng.uniform(0.03, 0.12, 4)
+    left, top, right, bottom = (max(1, round(side * share)) if on else 0
+                                for on, share, side in zip(sides, shares, (width, height, width, height)))
+    colour = PAD_COLOURS[int(rng.integers(len(PAD_COLOURS)))]
+    canvas = Image.new("RGB", (width + left + right, height + top + bottom), colour)
+    canvas.paste(image, (left, top))
+    return canvas, JPEG_QUALITY
+
+
+def _rotated(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    degrees = rng.uniform(1.0, 5.0) * (1 if rng.random() < 0.5 else -1)
+    width, height = image.size
+    turned = image.rotate(degrees, Image.Resampling.BICUBIC, expand=False)
+    cos, sin = math.cos(math.radians(abs(degrees))), math.sin(math.radians(abs(degrees)))
+    scale = min(width / (width * cos + height * sin), height / (width * sin + height * cos))
+    inner_w, inner_h = max(1, math.floor(width * scale) - 2), max(1, math.floor(height * scale) - 2)
+    x0, y0 = (width - inner_w) // 2, (height - inner_h) // 2
+    return turned.crop((x0, y0, x0 + inner_w, y0 + inner_h)), JPEG_QUALITY
+
+
+def _brightness(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    change = rng.uniform(0.05, 0.20) * (1 if rng.random() < 0.5 else -1)
+    return ImageEnhance.Brightness(image).enhance(1.0 + change), JPEG_QUALITY
+
+
+OVERLAY_TEXTS = ("SALE 99", "@seller123", "$45", "-20%", "NEW", "FREE SHIP", "shop.example", "HOT", "RMB 88")
+"""ASCII only: the default font (Aileron, built into Pillow) has no glyphs for CJK or currency signs such as ¥."""
+OVERLAY_COLOURS = ((255, 255, 255), (20, 20, 20), (220, 30, 30))
+OVERLAY_MAX_AREA = 0.06
+"""Largest share of the image a text overlay's box may cover."""
+
+
+def _overlay(image: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, int]:
+    width, height = image.size
+    text = OVERLAY_TEXTS[int(rng.integers(len(OVERLAY_TEXTS)))]
+    size = max(4, round(min(width, height) * rng.uniform(0.09, 0.14)))
+    boxed = rng.random() < 0.4  # a price-tag style box behind the text
+    corner, spot = int(rng.integers(5)), rng.uniform(0, 1, 2)  # corner 4: a random spot
+    pen = ImageDraw.Draw(image)
+    # shrink until the box fits; on a tiny image drop the box, then take the shortest text
+    tries = [(text, boxed, points) for points in range(size, 3, -1)]
+    tries += [(text, False, 4), (min(OVERLAY_TEXTS, key=len), False, 4)]
+    for text, boxed, size in tries:
+        pad = 4 if boxed else 0
+        font = ImageFont.load_default(size)
+        x0, y0, x1, y1 = pen.textbbox((0, 0), text, font=font)
+        box_w, box_h = x1 - x0 + pad, y1 - y0 + pad
+        if box_w * box_h <= OVERLAY_MAX_AREA * width * height and box_w < width:
+            break
+    margin = max(1, round(0.03 * min(width, height)))
+    room_x, room_y = max(0, width - box_w - 2 * margin), max(0, height - box_h - 2 * margin)
+    if corner < 4:
+        left, top = margin + room_x * (corner % 2), margin + room_y * (corner // 2)
+    else:
+        left, top = margin + round(room_x * spot[0]), margin + round(room_y * spot[1])
+    under = np.asarray(image.crop((left, top, left + box_w, top + box_h)), np.float32).reshape(-1, 3).mean(axis=0)
+    if boxed:
+        under = np.asarray(OVERLAY_COLOURS[int(rng.integers(2))], np.float32)
+        pen.rectangle((left, top, left + box_w - 1, top + box_h - 1), fill=tuple(int(v) for v in under))
+    colour = max(OVERLAY_COLOURS, key=lambda c: float(np.abs(np.asarray(c) - under).sum()))  # legible
+    pen.text((left + pad // 2 - x0, top + pad // 2 - y0), text, font=font, fill=colour)
+    return image, JPEG_QUALITY
+
+
+_NEAR_EDITS = {"resized": _resized, "reencoded": _reencoded, "cropped": _cropped, "padded": _padded,
+               "rotated": _rotated, "brightness": _brightness, "overlay": _overlay}
+
+
+def deal_near_kinds(count: int, rng: np.random.Generator, used: Counter[str]) -> list[str]:
+    """`count` NEAR_KINDS values, dealt in rounds of different kinds, the least used first (counting
+    `used`, which is not changed, and the kinds already dealt), ties in a random order. Kinds stay
+    balanced within one when `used` is, and up to len(NEAR_KINDS) dealt at once are all different."""
+    tiebreak = rng.permutation(len(NEAR_KINDS))
+    counts = Counter({kind: used[kind] for kind in NEAR_KINDS})
+    kinds: list[str] = []
+    while len(kinds) < count:
+        ranked = sorted(NEAR_KINDS, key=lambda k: (counts[k], tiebreak[NEAR_KINDS.index(k)]))
+        round_ = ranked[: count - len(kinds)]
+        counts.update(round_)
+        kinds += round_
+    return kinds
 
 
 def corrupt_bytes(seed: int, key: int) -> bytes:
