@@ -9,6 +9,7 @@ where it stopped: model, optimizer, scheduler, epoch, step, RNG state and the lo
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import logging
@@ -34,6 +35,8 @@ log = logging.getLogger("tagmill.train")
 CHECKPOINT = "checkpoint.pt"
 EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
+EXPORT_LABELS = "labels.csv"
+"""The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
 
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
-    OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json.
+    OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json
+    + labels.csv.
     Started by torchrun, each process trains on its rank's share (DistributedDataParallel; every rank gets the
     same number of batches however the shards divide) and only rank 0 validates and writes.
     """
@@ -272,7 +276,8 @@ def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, int, int]:
 
 
 def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig) -> Path:
-    """TorchScript model (forward: images -> (logits, embedding)) with its class index and how to feed it."""
+    """TorchScript model (forward: images -> (logits, embedding)) with its class index (classes.json, and
+    labels.csv for `tagmill image-pass --teacher`) and how to feed it."""
     model = model.cpu().eval()
     torch.jit.script(model).save(str(out / EXPORT))
     info = {"arch": cfg.arch, "pooling": cfg.pooling, "loss": cfg.loss,
@@ -280,4 +285,9 @@ def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConf
             "mean": MEAN, "std": STD, "num_classes": manifest.num_classes, "dataset": manifest.dataset}
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     (out / "classes.json").write_text(json.dumps({"classes": manifest.classes}, indent=2, ensure_ascii=False) + "\n")
+    # The same classes as an Open Images style vocabulary, so the exported folder is directly a teacher.
+    with (out / EXPORT_LABELS).open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["LabelName", "DisplayName"])
+        writer.writerows([f"tagmill:{c['id']}", c["name"]] for c in manifest.classes)
     return out / EXPORT

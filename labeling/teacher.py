@@ -1,0 +1,389 @@
+"""The teacher: a trained image model whose confident tags become pseudo-labels, and its label vocabulary.
+
+58.com labels its own images with a model trained on Open Images: the tags it predicts with enough confidence
+are kept as labels. Here the teacher is any model already on disk (nothing is downloaded): a `tagmill train`
+output folder, a TorchScript file, or a `tagmill train` checkpoint, with labels in the Open Images vocabulary
+format (`MID,DisplayName`). Scores first, decision second: `Teacher.forward` gives every label's score and
+`select_tags` keeps those over their threshold.
+
+A model file is recognised from its bytes and zip member names before anything is unpickled. tagmill never
+unpickles arbitrary objects: TorchScript archives are read by TorchScript's own loader, checkpoints by
+`torch.load(weights_only=True)`, which constructs only tensors, plain containers and the few numpy types
+named in `_CHECKPOINT_GLOBALS`; anything else is refused with a TeacherError.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import json
+import logging
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tagmill.trainer.backbones import build_model
+from tagmill.trainer.train import CHECKPOINT, EXPORT, EXPORT_INFO, EXPORT_LABELS
+from tagmill.trainer.transforms import MEAN, STD
+
+log = logging.getLogger("tagmill.teacher")
+
+HEADER_WORDS = frozenset({"labelname", "label", "label_name", "mid", "id", "key"})
+"""First fields (lower-cased) that mark a header row in a vocabulary or thresholds CSV."""
+
+DEFAULT_IMAGE_SIZE = 224
+
+_REFUSED = ("tagmill refuses to unpickle arbitrary objects (unpickling can run code). Pass a `tagmill train` "
+            "output folder, its checkpoint.pt, or a TorchScript file (torch.jit.script(model).save(path)) "
+            "with an Open Images vocabulary CSV")
+
+
+class TeacherError(ValueError):
+    """A teacher file or vocabulary that cannot be used; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class TeacherLabel:
+    mid: str
+    """Open Images MID such as "/m/0cmf2", or any id string ("tagmill:3" for a tagmill class)."""
+    name: str
+    """Display name."""
+
+
+# ---- vocabulary and thresholds -------------------------------------------------------------------------
+
+def _rows(path: str | Path) -> list[tuple[int, list[str]]]:
+    """(line number, stripped fields) of each CSV row, blank lines skipped; UTF-8 with or without a BOM."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise TeacherError(f"{path}: no such file; pass an existing CSV") from None
+    except UnicodeDecodeError as err:
+        raise TeacherError(f"{path}: not UTF-8 text ({err}); save the CSV as UTF-8") from None
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        rows = [(reader.line_num, [f.strip() for f in row]) for row in reader if row != [] and row != [""]]
+    except csv.Error as err:
+        raise TeacherError(f"{path} line {reader.line_num}: {err}; fix the CSV quoting") from None
+    if not rows:
+        raise TeacherError(f"{path}: empty; expected rows `MID,DisplayName` (e.g. /m/011k07,Tortoise)")
+    return rows
+
+
+def _is_header(first: str) -> bool:
+    return not first.startswith("/") and first.lower() in HEADER_WORDS
+
+
+def read_vocabulary(path: str | Path) -> list[TeacherLabel]:
+    """Labels in file order from an Open Images class-descriptions CSV: rows `MID,DisplayName`, header row
+    optional (detected: a first field that is not a MID, which starts with '/', and is a header word such as
+    LabelName or label), quoted fields allowed. Raises TeacherError naming the file and line for an empty
+    file, a row without exactly 2 fields, an empty MID or name, or a MID listed twice."""
+    rows = _rows(path)
+    if _is_header(rows[0][1][0]):
+        rows = rows[1:]
+    labels, seen = [], {}
+    for line, fields in rows:
+        if len(fields) != 2:
+            raise TeacherError(f"{path} line {line}: {len(fields)} fields {fields!r}; expected `MID,DisplayName` "
+                               f"(quote a name that contains a comma)")
+        mid, name = fields
+        if not mid or not name:
+            raise TeacherError(f"{path} line {line}: empty {'MID' if not mid else 'display name'}; fill it in")
+        if mid in seen:
+            raise TeacherError(f"{path} line {line}: MID {mid} already on line {seen[mid]}; keep one row per MID")
+        seen[mid] = line
+        labels.append(TeacherLabel(mid, name))
+    if not labels:
+        raise TeacherError(f"{path}: only a header; expected rows `MID,DisplayName` below it")
+    return labels
+
+
+def read_thresholds(path: str | Path, labels: list[TeacherLabel], default: float) -> np.ndarray:
+    """float32 (len(labels),) thresholds: `default` except for the labels listed in a CSV `key,threshold`
+    (header optional), where key is a MID or, failing that, a display name (applies to every label of that
+    name). Raises TeacherError naming the row for an unknown key, a threshold that is not a number in (0, 1],
+    or a label given two thresholds."""
+    by_mid = {label.mid: i for i, label in enumerate(labels)}
+    by_name: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_name.setdefault(label.name, []).append(i)
+    rows = _rows(path)
+    first = rows[0][1]
+    if len(first) == 2 and not _is_number(first[1]) and first[0] not in by_mid and first[0] not in by_name:
+        rows = rows[1:]  # a header such as `label,threshold`
+    thresholds = np.full(len(labels), default, np.float32)
+    set_on: dict[int, int] = {}
+    for line, fields in rows:
+        if len(fields) != 2:
+            raise TeacherError(f"{path} line {line}: {len(fields)} fields {fields!r}; expected `MID or name,threshold`")
+        key, value = fields
+        if not _is_number(value) or not 0 < float(value) <= 1:
+            raise TeacherError(f"{path} line {line}: threshold {value!r} for {key!r} is not a number in (0, 1]")
+        ids = [by_mid[key]] if key in by_mid else by_name.get(key, [])
+        if not ids:
+            raise TeacherError(f"{path} line {line}: {key!r} is neither a MID nor a display name of the teacher's "
+                               f"{len(labels)} labels; fix the key or drop the row")
+        for i in ids:
+            if i in set_on:
+                raise TeacherError(f"{path} line {line}: {labels[i].mid} ({labels[i].name}) already has a threshold "
+                                   f"on line {set_on[i]}; keep one")
+            set_on[i] = line
+            thresholds[i] = float(value)
+    return thresholds
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def select_tags(scores: np.ndarray, thresholds: np.ndarray, top_k: int) -> list[list[tuple[int, float]]]:
+    """Per row of scores (n, L): the (label index, score) pairs with score >= thresholds[label], highest score
+    first (ties: lower index first), at most top_k of them."""
+    result = []
+    for row in np.asarray(scores, np.float32):
+        ids = np.flatnonzero(row >= thresholds)
+        ids = ids[np.lexsort((ids, -row[ids]))][:top_k]
+        result.append([(int(i), float(row[i])) for i in ids])
+    return result
+
+
+# ---- the model -----------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Teacher:
+    """A loaded teacher model and how to feed it (build one with load_teacher)."""
+
+    teacher_id: str
+    """Config teacher_id, else the model file's stem or the model folder's name."""
+    version: str
+    """First 16 hex digits of the sha256 of the model file's bytes."""
+    labels: list[TeacherLabel]
+    image_size: int
+    """Side of the square input: load_teacher's image_size, else model.json's, else 224."""
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    """Per-channel normalization of the input, as fractions of 1 (model.json's, else ImageNet's)."""
+    scores: str
+    """"sigmoid" (independent tags) or "softmax"."""
+    model: torch.nn.Module = field(repr=False)
+    _warned: bool = field(default=False, init=False, repr=False)
+
+    def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32 (n, L), embedding float32 (n, D)) of a float batch (n, 3, H, W) normalized with
+        mean/std. bf16 runs the model under bfloat16 autocast; scores are computed from float32 logits.
+        A model that returns logits alone gives them as the embedding too (warned once)."""
+        with torch.inference_mode():
+            if bf16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = self.model(batch)
+            else:
+                out = self.model(batch)
+            logits, embedding = self._split(out)
+            logits = logits.float()
+            scores = torch.softmax(logits, 1) if self.scores == "softmax" else torch.sigmoid(logits)
+            return scores.numpy(), embedding.float().flatten(1).numpy()
+
+    def _split(self, out) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(out, dict):
+            logits, embedding = out.get("logits"), out.get("embedding")
+        elif isinstance(out, (tuple, list)) and len(out) >= 2:
+            logits, embedding = out[0], out[1]
+        else:
+            logits, embedding = out, None
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[1] != len(self.labels):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise TeacherError(f"teacher {self.teacher_id}: the model's logits are {shape} but the vocabulary has "
+                               f"{len(self.labels)} labels; pass the vocabulary the model was trained with")
+        if embedding is None:
+            if not self._warned:
+                log.warning("teacher %s returns no embedding: its logits serve as the embedding", self.teacher_id)
+                self._warned = True
+            embedding = logits
+        return logits, embedding
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively. Decided from torch's own CPU feature probe (cpuinfo):
+    AVX512-BF16 or AMX on x86; on other CPUs (aarch64) the `bf16` flag of /proc/cpuinfo. Not from
+    torch.backends.cpu.get_cpu_capability(), which names only the vector width (an "AVX512" CPU may lack
+    BF16). Without native support autocast still works, but emulated and slower than float32."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if any(probe is not None and probe() for probe in probes):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "bf16" in flags
+
+
+def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "", image_size: int = 0) -> Teacher:
+    """A Teacher in eval mode on CPU from
+      1. a `tagmill train` output folder (model.ts, model.json; labels from `vocabulary`, else its labels.csv,
+         else its classes.json as `tagmill:<id>`);
+      2. a TorchScript file; labels from `vocabulary`, else from the tagmill folder it sits in;
+      3. a `tagmill train` checkpoint (a dict with 'model' and 'arch'), rebuilt with build_model (pooling from
+         the model.json beside it, else 'max'); labels as for 2.
+    image_size: > 0 overrides model.json's (else 224). Raises TeacherError for anything else (a pickle, a
+    torch.save of a whole module, another zip, a text file, a missing path) without unpickling it, and for a
+    model whose logits do not match the vocabulary (checked with one forward pass of a blank image)."""
+    source = Path(path)
+    if source.is_dir():
+        folder, file = source, source / EXPORT
+        if not file.is_file():
+            hint = (f"pass its {CHECKPOINT} with a vocabulary" if (source / CHECKPOINT).is_file()
+                    else "train a model first (`tagmill train`)")
+            raise TeacherError(f"{source}: a folder without {EXPORT}, not a finished `tagmill train` output; {hint}")
+        kind = "torchscript"
+    elif source.is_file():
+        file, kind = source, _file_kind(source)
+        beside = source.parent
+        folder = beside if (beside / "classes.json").is_file() or (beside / EXPORT_INFO).is_file() else None
+    else:
+        raise TeacherError(f"{source}: no such file or folder; pass a `tagmill train` output folder, its "
+                           f"{CHECKPOINT}, or a TorchScript file")
+    info = _read_info(folder / EXPORT_INFO) if folder is not None and (folder / EXPORT_INFO).is_file() else {}
+    model = (_torchscript(file) if kind == "torchscript" else _model_from_checkpoint(file, info.get("pooling", "max")))
+    labels = _labels(source, folder, vocabulary)
+    scores = info.get("scores", "sigmoid")
+    if scores not in ("sigmoid", "softmax"):
+        raise TeacherError(f"{folder / EXPORT_INFO}: scores {scores!r} is neither sigmoid nor softmax")
+    teacher = Teacher(
+        teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=_sha256_16(file),
+        labels=labels, image_size=image_size or int(info.get("image_size", DEFAULT_IMAGE_SIZE)),
+        mean=tuple(float(x) for x in info.get("mean", MEAN)), std=tuple(float(x) for x in info.get("std", STD)),
+        scores=scores, model=model.eval())
+    try:
+        teacher.forward(torch.zeros(1, 3, teacher.image_size, teacher.image_size))
+    except TeacherError as err:
+        raise TeacherError(f"{source}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any failure of a foreign model becomes the teacher's error
+        raise TeacherError(f"{source}: the model fails on a (1, 3, {teacher.image_size}, {teacher.image_size}) "
+                           f"image batch ({type(err).__name__}: {err}); is it an image classifier?") from err
+    return teacher
+
+
+def _file_kind(path: Path) -> str:
+    """"torchscript" or "checkpoint", from the bytes and zip member names alone; else TeacherError."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            members = {name.split("/", 1)[1] for name in zf.namelist() if "/" in name}
+        if "constants.pkl" in members and any(m.startswith("code/") for m in members):
+            return "torchscript"
+        if "data.pkl" in members:
+            _check_checkpoint_globals(path)
+            return "checkpoint"
+        raise TeacherError(f"{path}: a zip archive that is neither a TorchScript file nor a torch.save checkpoint; "
+                           f"{_REFUSED}")
+    if head[:1] == b"\x80":
+        protocol = head[1] if len(head) > 1 else "?"
+        raise TeacherError(f"{path}: a Python pickle (protocol {protocol}), e.g. an old-style torch.save; {_REFUSED}")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)  # a character cut at 4096 bytes is no error
+        what = ("an empty file" if not head else
+                "a text file (a vocabulary CSV goes in image_pass.vocabulary, not as the teacher)")
+    except UnicodeDecodeError:
+        what = "not a model file tagmill knows"
+    raise TeacherError(f"{path}: {what}; {_REFUSED}")
+
+
+def _torchscript(path: Path) -> torch.nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as err:
+        raise TeacherError(f"{path}: a damaged or incompatible TorchScript file ({str(err).splitlines()[0]}); "
+                           f"export it again with torch.jit.script(model).save(path)") from None
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+# A tagmill checkpoint also holds numpy's RNG state (a uint32 array): these let weights_only=True rebuild it.
+# _reconstruct only allocates an array of an allowed class (np.ndarray) and dtype; it runs no other code.
+_CHECKPOINT_GLOBALS = [(_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
+                       (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
+                       np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def _check_checkpoint_globals(path: Path) -> None:
+    """Refuse a torch.save file that names any class or function beyond the weights-only set (a whole
+    nn.Module, a custom object) - read from the pickle's opcodes, without running them."""
+    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _CHECKPOINT_GLOBALS}
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as err:  # noqa: BLE001 - the static pickle scan refuses opcodes a weights file never has
+        raise TeacherError(f"{path}: a torch.save file whose pickle cannot be checked ({type(err).__name__}: "
+                           f"{err}); {_REFUSED}") from None
+    foreign = sorted(set(found) - allowed)
+    if foreign:
+        raise TeacherError(f"{path}: a torch.save file holding Python objects ({', '.join(foreign[:5])}), e.g. a "
+                           f"whole nn.Module saved with torch.save(model); {_REFUSED}")
+
+
+def _model_from_checkpoint(path: Path, pooling: str) -> torch.nn.Module:
+    try:
+        with torch.serialization.safe_globals(_CHECKPOINT_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the weights-only unpickler refuses with several error types
+        raise TeacherError(f"{path}: not loadable as weights only ({type(err).__name__}); {_REFUSED}") from None
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or "fc.weight" not in weights or not isinstance(state.get("arch"), str):
+        raise TeacherError(f"{path}: a torch.save file that is not a `tagmill train` checkpoint (needs 'model' with "
+                           f"fc.weight, and 'arch'); export TorchScript instead: torch.jit.script(model).save(path)")
+    try:
+        model = build_model(state["arch"], int(weights["fc.weight"].shape[0]), pooling)
+        model.load_state_dict(weights)
+    except (ValueError, RuntimeError, KeyError) as err:
+        raise TeacherError(f"{path}: checkpoint does not fit architecture {state['arch']!r}: {err}") from None
+    return model
+
+
+def _labels(source: Path, folder: Path | None, vocabulary: str) -> list[TeacherLabel]:
+    if vocabulary:
+        return read_vocabulary(vocabulary)
+    if folder is not None and (folder / EXPORT_LABELS).is_file():
+        return read_vocabulary(folder / EXPORT_LABELS)
+    if folder is not None and (folder / "classes.json").is_file():
+        try:
+            classes = json.loads((folder / "classes.json").read_text(encoding="utf-8"))["classes"]
+            return [TeacherLabel(f"tagmill:{c['id']}", str(c["name"])) for c in classes]
+        except (ValueError, KeyError, TypeError) as err:
+            raise TeacherError(f"{folder / 'classes.json'}: unreadable class index ({err}); re-export the model "
+                               f"or pass a vocabulary") from None
+    raise TeacherError(f"{source}: no labels for this model; pass its vocabulary (image_pass.vocabulary: an Open "
+                       f"Images style CSV of `MID,DisplayName` rows, one per output in order)")
+
+
+def _read_info(path: Path) -> dict:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise TeacherError(f"{path}: not JSON ({err}); re-export the model with `tagmill train`") from None
+    for key in ("mean", "std"):
+        if key in info and len(info[key]) != 3:
+            raise TeacherError(f"{path}: {key} has {len(info[key])} values, expected 3 (one per RGB channel)")
+    return info
+
+
+def _sha256_16(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
