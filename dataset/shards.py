@@ -2,8 +2,8 @@
 
 The writer only rolls shards by sample count and bytes and reports each finished shard (the
 webdataset ShardWriter habit); where shards go, and when they become visible, is the publisher's job.
-A sample whose image is missing, empty or undecodable never stops the run: it comes back as a
-quarantine row with its reason.
+A sample whose image is missing, empty, truncated, too large or undecodable never stops the run: it comes
+back as a quarantine row with its reason (one of `IMAGE_REASONS`, shared with labeling.images).
 """
 
 from __future__ import annotations
@@ -16,16 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-IMAGE_REASONS = ("missing_image", "empty_image", "undecodable_image", "image_too_large")
-"""Why a sample's image did not make it into a shard."""
+from tagmill.labeling.images import DEFAULT_MAX_PIXELS, IMAGE_REASONS, ImageProblem, open_image
 
+__all__ = ["IMAGE_REASONS", "ImageOptions", "ImageProblem", "encode_image", "sample_json", "write_shards"]
 
-class ImageProblem(ValueError):
-    def __init__(self, reason: str, detail: str):
-        self.reason = reason
-        super().__init__(f"{reason}: {detail}")
+_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 @dataclass(frozen=True)
@@ -33,24 +30,19 @@ class ImageOptions:
     max_side: int = 256
     """Longer side after re-encoding; 0 keeps JPEG bytes as they are (other formats are re-encoded)."""
     quality: int = 90
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    """Images whose header declares more pixels are quarantined as "image_too_large" before decoding."""
 
 
 def encode_image(data: bytes, opts: ImageOptions) -> bytes:
     """The JPEG bytes a shard stores for one image file's bytes; raises ImageProblem when unusable.
 
-    Every image is fully decoded once here, so a truncated file is caught now and not in a training run."""
-    if not data:
-        raise ImageProblem("empty_image", "the file has 0 bytes")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if opts.max_side == 0 and img.format == "JPEG":
-                return data
-            rgb = img.convert("RGB")
-    except Image.DecompressionBombError as err:
-        raise ImageProblem("image_too_large", str(err)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ImageProblem("undecodable_image", str(err) or type(err).__name__) from None
+    Every image is fully decoded once here (labeling.images.open_image: RGB, EXIF orientation applied,
+    transparency on white), so a truncated file is caught now and not in a training run. With
+    `max_side == 0` a JPEG that decodes keeps its original bytes."""
+    rgb = open_image(data, opts.max_pixels)
+    if opts.max_side == 0 and data.startswith(_JPEG_MAGIC):
+        return data
     if opts.max_side and max(rgb.size) > opts.max_side:
         scale = opts.max_side / max(rgb.size)
         size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))

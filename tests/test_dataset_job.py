@@ -20,7 +20,7 @@ from tagmill.jobs.cli import main
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated": "undecodable_image",
+IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated": "truncated_image",
                 "corrupt": "undecodable_image"}
 
 

@@ -88,7 +88,7 @@ def test_bad_images_are_quarantined_with_their_reason_and_nothing_is_lost():
     results, _ = _write([_sample(i, p) for i, p in enumerate(paths)], max_samples=10)
     quarantined = {r["image_path"]: r["reason"] for r in results if r["kind"] == "quarantine"}
     assert quarantined == {"missing.jpg": "missing_image", "empty.jpg": "empty_image",
-                           "junk.jpg": "undecodable_image", "truncated.jpg": "undecodable_image"}
+                           "junk.jpg": "undecodable_image", "truncated.jpg": "truncated_image"}
     shards = [r for r in results if r["kind"] == "shard"]
     assert sum(r["samples"] for r in shards) + len(quarantined) == len(paths)
 
