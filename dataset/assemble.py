@@ -1,8 +1,10 @@
-"""Assemble: image labels of every source -> a class index and one sample per image, split by product.
+"""Assemble: image labels of every source -> a class index and one sample per duplicate cluster, split so
+that no product and no duplicate cluster crosses train, validation and test.
 
-Each label keeps its provenance (source, tier, evidence counts) and confidence, so a trainer or an analyst
-can weigh or filter them later. Teacher tags (image pass) and the taxonomy mapping join here as further
-sources when those stages exist; today the source is the search log (MSURU 3.2).
+Each label keeps its provenance (source, tier, evidence counts, the teacher's id and version) and its
+confidence, so a trainer or an analyst can weigh or filter them later. The sources are the search log
+(MSURU 3.2) and, when the image pass ran, the teacher's tags (58.com); the taxonomy mapping joins here
+when that stage exists.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pyspark.sql import functions as F
 from tagmill.config import SPLITS
 
 SEARCH_LOG = "search_log"
+TEACHER = "teacher"
 
 _HASH_RANGE = 1 << 30
 
@@ -36,33 +39,91 @@ def split_column(key: Column, ratios: dict[str, float], seed: int) -> Column:
     return F.when(uniform < train, SPLITS[0]).when(uniform < validation, SPLITS[1]).otherwise(SPLITS[2])
 
 
-def assemble_samples(image_labels: DataFrame, images: DataFrame, repeats: DataFrame, classes: DataFrame,
-                     ratios: dict[str, float], seed: int) -> DataFrame:
-    """One sample per image.
+def search_log_labels(image_labels: DataFrame) -> DataFrame:
+    """Mined image labels (MSURU 3.2) as LABEL_COLUMNS rows."""
+    return image_labels.select("image_key", "product_id", "label", "confidence", F.lit(SEARCH_LOG).alias("source"),
+                               "tier", "clicks", "contacts", "in_conversations", "sessions",
+                               F.lit(None).cast("string").alias("teacher"))
 
-    Needs image_labels (image_key, image_path, product_id, label, tier, clicks, contacts, in_conversations,
-    sessions, confidence), images (image_key, product_id, title), repeats (image_key, repeats) and the class
-    index. Returns image_key, product_id, image_path, title, class_ids (sorted), labels (array of structs
-    sorted by class_id: class_id, name, confidence, source, tier, clicks, contacts, in_conversations,
-    sessions), repeats, split.
 
-    An image listed by two products (a re-used path) is one sample: it belongs to the product with the
-    smallest id, whose split and title it takes, and carries the labels of both (the strongest evidence
-    of each class).
-    """
+def teacher_labels(teacher_tags: DataFrame, images: DataFrame) -> DataFrame:
+    """Teacher tags of the image pass (58.com pseudo-labels) as LABEL_COLUMNS rows, one per product listing
+    the image. teacher_tags: image_key, name, score, teacher_id, teacher_version; images: image_key, product_id.
+    A tag has no search-log tier or counts; `teacher` says which model at which version gave it."""
+    return (teacher_tags.join(images.select("image_key", "product_id").distinct(), "image_key")
+            .select("image_key", "product_id", F.col("name").alias("label"),
+                    F.col("score").cast("double").alias("confidence"), F.lit(TEACHER).alias("source"),
+                    F.lit(None).cast("string").alias("tier"),
+                    *[F.lit(0).cast("long").alias(c) for c in ("clicks", "contacts", "in_conversations", "sessions")],
+                    F.concat_ws("@", "teacher_id", "teacher_version").alias("teacher")))
+
+
+LABEL_COLUMNS = ("image_key", "product_id", "label", "confidence", "source", "tier", "clicks", "contacts",
+                 "in_conversations", "sessions", "teacher")
+"""One label of one image from one source, as assemble joins them."""
+
+
+def split_groups(members: DataFrame, max_rounds: int = 50) -> DataFrame:
+    """Which products must share a split: connected components of the graph whose edges join a product to
+    each duplicate cluster of its images. members: product_id, cluster -> product_id, group (the smallest
+    product id of its component).
+
+    Min-label propagation; each round is two aggregations, and a round that changes nothing ends it (the
+    number of rounds grows with the longest product-cluster chain, a handful in practice)."""
+    edges = members.select("product_id", "cluster").distinct().persist()
+    groups = edges.select("product_id").distinct().withColumn("group", F.col("product_id"))
+    for _ in range(max_rounds):
+        cluster_min = edges.join(groups, "product_id").groupBy("cluster").agg(F.min("group").alias("group"))
+        updated = (edges.join(cluster_min, "cluster").groupBy("product_id").agg(F.min("group").alias("group"))
+                   .localCheckpoint())
+        changed = (updated.join(groups.withColumnRenamed("group", "before"), "product_id")
+                   .where(F.col("group") != F.col("before")).count())
+        groups = updated
+        if changed == 0:
+            break
+    else:
+        raise RuntimeError(f"split groups did not settle in {max_rounds} rounds of label propagation")
+    edges.unpersist()
+    return groups
+
+
+def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, classes: DataFrame,
+                     clusters: DataFrame, ratios: dict[str, float], seed: int) -> DataFrame:
+    """One sample per duplicate cluster that has labels.
+
+    labels: LABEL_COLUMNS rows of every source; images: image_key, product_id, title (every listing image);
+    repeats: image_key, repeats (images without one repeat once); classes: the class index (class_id, name);
+    clusters: image_key, image_path, cluster, canonical, component, one row per usable image (see
+    labeling.near_duplicates.image_clusters; without an image pass every image is its own cluster).
+
+    Returns image_key, product_id, image_path, title, class_ids (sorted), labels (array of structs sorted by
+    class_id: class_id, name, confidence, source, tier, clicks, contacts, in_conversations, sessions,
+    teacher), repeats, split.
+
+    A cluster's sample is its canonical image, carrying the labels of all its images (the strongest evidence
+    of each class), the title of the smallest product id among them and their largest repeat factor. The
+    split hashes the component of products joined through shared duplicates (split_groups over every usable
+    image, labeled or not), so neither a product nor a verified duplicate pair is ever in two splits (MSURU
+    3.2: dedup before the split)."""
     label = F.struct(
-        F.col("class_id"), F.col("name"), F.col("confidence"), F.lit(SEARCH_LOG).alias("source"),
-        F.col("tier"), F.col("clicks"), F.col("contacts"), F.col("in_conversations"), F.col("sessions"))
-    per_class = (image_labels.join(classes.select("class_id", F.col("name").alias("label"), "name"), "label")
-                 .groupBy("image_key", "class_id")
+        F.col("class_id"), F.col("name"), F.col("confidence"), F.col("source"), F.col("tier"), F.col("clicks"),
+        F.col("contacts"), F.col("in_conversations"), F.col("sessions"), F.col("teacher"))
+    member = clusters.select("image_key", "cluster")
+    per_class = (labels.join(member, "image_key")
+                 .join(classes.select("class_id", F.col("name").alias("label"), "name"), "label")
+                 .groupBy("cluster", "class_id")
                  # max over structs compares confidence first: the strongest evidence of a class wins
                  .agg(F.max(F.struct("confidence", label.alias("label"))).getField("label").alias("label")))
-    labels = per_class.groupBy("image_key").agg(F.array_sort(F.collect_list("label")).alias("labels"))
-    owner = (images.groupBy("image_key")
-             .agg(F.min(F.struct("product_id", "title")).alias("owner")))
-    paths = image_labels.groupBy("image_key").agg(F.min("image_path").alias("image_path"))
-    return (labels.join(owner, "image_key").join(paths, "image_key").join(repeats.select("image_key", "repeats"),
-                                                                          "image_key")
+    grouped = per_class.groupBy("cluster").agg(F.array_sort(F.collect_list("label")).alias("labels"))
+    listed = images.join(member, "image_key")
+    owner = listed.groupBy("cluster").agg(F.min(F.struct("product_id", "title")).alias("owner"))
+    repeat = (member.join(repeats.select("image_key", "repeats"), "image_key", "left").groupBy("cluster")
+              .agg(F.coalesce(F.max("repeats"), F.lit(1)).alias("repeats")))
+    canonical = clusters.where("canonical").select("cluster", "image_key", "image_path")
+    component = clusters.select("image_key", F.col("component").alias("cluster"))
+    groups = split_groups(images.join(component, "image_key"))
+    return (grouped.join(canonical, "cluster").join(owner, "cluster").join(repeat, "cluster")
+            .join(groups, F.col("owner.product_id") == groups["product_id"])
             .select(
                 "image_key",
                 F.col("owner.product_id").alias("product_id"),
@@ -71,8 +132,16 @@ def assemble_samples(image_labels: DataFrame, images: DataFrame, repeats: DataFr
                 F.transform("labels", lambda x: x["class_id"]).alias("class_ids"),
                 "labels",
                 F.col("repeats").cast("int").alias("repeats"),
-                split_column(F.col("owner.product_id"), ratios, seed).alias("split"),
+                split_column(F.col("group"), ratios, seed).alias("split"),
             ))
+
+
+def own_clusters(image_labels: DataFrame) -> DataFrame:
+    """Every labeled image its own cluster, for a build without an image pass: image_key, image_path,
+    cluster, canonical (an image listed under two paths keeps the smallest)."""
+    return (image_labels.groupBy("image_key").agg(F.min("image_path").alias("image_path"))
+            .select("image_key", "image_path", F.col("image_key").alias("cluster"), F.lit(True).alias("canonical"),
+                    F.col("image_key").alias("component")))
 
 
 def class_support(samples: DataFrame, classes: DataFrame) -> DataFrame:

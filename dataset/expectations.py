@@ -10,6 +10,7 @@ plain columns of a derived frame, computed once, when the gate caches the frame 
     min_confidence         double  smallest label confidence (null when the row has no labels)
     max_confidence         double  largest label confidence (null when the row has no labels)
     product_splits         int     distinct splits among the samples of the row's product
+    cluster_canonicals     int     (image-pass images) canonical images in the row's duplicate cluster
     class_id_in_range      boolean (classes) 0 <= class_id < number of classes
 
 Every expectation carries a description: the Data Docs show it in place of GX's generic sentence, and the
@@ -59,6 +60,39 @@ def mined_suites(tuples: DataFrame, image_labels: DataFrame, summary: dict) -> l
     return [
         TableSuite("mine-logs.tuples", tuples, tuple_rules, ("query_norm", "product_id")),
         TableSuite("mine-logs.image_labels", image_labels, label_rules, ("image_key", "label", "product_id")),
+    ]
+
+
+def image_pass_suites(teacher_tags: DataFrame, images: DataFrame, summary: dict) -> list[TableSuite]:
+    """Suites for the image pass's outputs.
+
+    teacher_tags needs image_key, mid, name, score, teacher_id, teacher_version; images needs image_key,
+    image_path, content_hash, cluster, canonical. summary is the image pass's run summary (its tag and
+    usable image counts)."""
+    gxe = load_gx().expectations
+    tag_rules = (
+        gxe.ExpectTableRowCountToEqual(
+            value=int(summary["tags"]["tags"]), description="as many teacher tags as the image-pass summary counted"),
+        *_not_null(gxe, "image_key", "mid", "name", "score", "teacher_id", "teacher_version"),
+        gxe.ExpectColumnValuesToBeBetween(column="score", min_value=0, max_value=1,
+                                          description="a teacher score is in [0, 1]"),
+    )
+    image_rules = (
+        gxe.ExpectTableRowCountToEqual(
+            value=int(summary["images"]["out"]), description="as many images as the image-pass summary's usable ones"),
+        *_not_null(gxe, "image_key", "image_path", "content_hash", "cluster", "canonical"),
+        gxe.ExpectColumnValuesToBeUnique(column="image_key", description="image_key is unique: one cluster per image"),
+        gxe.ExpectColumnValuesToMatchRegex(column="content_hash", regex=r"^[0-9a-f]{64}$",
+                                           description="content_hash is a sha256 hex digest"),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="cluster_canonicals", value_set=[1],
+            description="cluster_canonicals = 1: each duplicate cluster keeps exactly one canonical image"),
+    )
+    canonicals = F.sum(F.col("canonical").cast("int")).over(Window.partitionBy("cluster"))
+    return [
+        TableSuite("image-pass.teacher_tags", teacher_tags, tag_rules, ("image_key", "mid")),
+        TableSuite("image-pass.images", images.select("*", canonicals.alias("cluster_canonicals")), image_rules,
+                   ("image_key", "image_path", "cluster")),
     ]
 
 

@@ -53,11 +53,19 @@ def encode_image(data: bytes, opts: ImageOptions) -> bytes:
 
 
 def sample_json(sample: dict) -> bytes:
-    """The `<key>.json` member: labels and metadata of one sample (keys sorted, so bytes are stable)."""
-    labels = [{"class_id": int(x["class_id"]), "name": x["name"], "confidence": float(x["confidence"]),
-               "source": x["source"], "tier": x["tier"],
-               "evidence": {k: int(x[k]) for k in ("clicks", "contacts", "in_conversations", "sessions")}}
-              for x in sample["labels"]]
+    """The `<key>.json` member: labels and metadata of one sample (keys sorted, so bytes are stable).
+
+    A search-log label carries its tier and evidence counts; a teacher tag carries `teacher` (id@version)."""
+    labels = []
+    for x in sample["labels"]:
+        label = {"class_id": int(x["class_id"]), "name": x["name"], "confidence": float(x["confidence"]),
+                 "source": x["source"]}
+        if x.get("teacher"):
+            label["teacher"] = x["teacher"]
+        else:
+            label["tier"] = x["tier"]
+            label["evidence"] = {k: int(x[k]) for k in ("clicks", "contacts", "in_conversations", "sessions")}
+        labels.append(label)
     meta = {"key": sample["image_key"], "product_id": sample["product_id"], "split": sample["split"],
             "class_ids": [int(c) for c in sample["class_ids"]], "labels": labels,
             "title": sample["title"], "repeats": int(sample["repeats"])}

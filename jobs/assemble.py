@@ -1,7 +1,9 @@
-"""`tagmill assemble`: mined image labels -> class index + one sample per image, split by product.
+"""`tagmill assemble`: labels of every source -> class index + one sample per duplicate cluster.
 
-Read, call dataset.assemble, write. Every labeled image becomes exactly one sample (in = out), and the
-job fails before writing its summary if that does not hold.
+Read, call dataset.assemble, write. Every labeled image becomes a sample, or is merged into its duplicate
+cluster's sample, or was unusable in the image pass; the job fails before writing its summary if those do
+not add up. Without a teacher configured (image_pass.teacher) the search log is the only source and each
+image is its own cluster.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import logging
 import time
 
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from tagmill import __version__
 from tagmill.config import SPLITS, Config
-from tagmill.dataset.assemble import assemble_samples, class_index, class_support
-from tagmill.jobs import io, mine_logs
+from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, own_clusters, search_log_labels,
+                                      teacher_labels)
+from tagmill.jobs import image_pass, io, mine_logs
 
 STAGE = "assemble"
 log = logging.getLogger("tagmill.assemble")
@@ -32,27 +36,50 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     def mined(table):
         return io.read_table(spark, root, mine_logs.STAGE, table, run_date)
 
+    def image_pass_table(table):
+        return io.read_table(spark, root, image_pass.STAGE, table, run_date)
+
     image_labels = mined("image_labels")
-    classes = class_index(image_labels)
+    labels = search_log_labels(image_labels)
+    with_image_pass = bool(cfg.image_pass.teacher)
+    if with_image_pass:
+        io.read_summary(spark, root, image_pass.STAGE, run_date)  # refuses a date the image pass did not finish
+        labels = labels.unionByName(teacher_labels(image_pass_table("teacher_tags"), mined("images")))
+        clusters = image_pass_table("images")
+    else:
+        log.info("assemble %s: no teacher configured (image_pass.teacher): search-log labels only, each image "
+                 "its own cluster", run_date)
+        clusters = own_clusters(image_labels)
+    labels = labels.persist(StorageLevel.MEMORY_AND_DISK)
+    classes = class_index(labels)
     io.write_table(classes, root, STAGE, "class_index", run_date)
     classes = io.read_table(spark, root, STAGE, "class_index", run_date)
-    samples = assemble_samples(image_labels, mined("images"), mined("repeats"), classes,
+    samples = assemble_samples(labels, mined("images"), mined("repeats"), classes, clusters,
                                cfg.dataset.split_ratios, cfg.run.seed)
     io.write_table(samples, root, STAGE, "samples", run_date)
     samples = io.read_table(spark, root, STAGE, "samples", run_date)
     io.write_table(class_support(samples, classes), root, STAGE, "classes", run_date)
 
-    images_in = image_labels.select("image_key").distinct().count()
+    labeled = labels.select("image_key").distinct()
+    images_in = labeled.count()
+    usable = labeled.join(clusters.select("image_key"), "image_key").count()
     per_split = {r["split"]: r for r in samples.groupBy("split").agg(
         F.count(F.lit(1)).alias("samples"), F.countDistinct("product_id").alias("products"),
         F.sum("repeats").alias("repeats"), F.sum(F.size("class_ids")).alias("labels")).collect()}
+    per_source = {r["source"]: r["count"] for r in
+                  labels.groupBy("source").agg(F.countDistinct("image_key").alias("count")).collect()}
+    labels.unpersist()
     out = sum(r["samples"] for r in per_split.values())
-    io.check_counts("labeled images", images_in, out, {})
+    # a labeled image that is not a sample was merged into its duplicate cluster's sample, or was unusable
+    dropped = {k: v for k, v in (("merged_duplicate", usable - out), ("unusable_image", images_in - usable)) if v}
+    io.check_counts("labeled images", images_in, out, dropped)
     summary = {
         "stage": STAGE,
         "run_date": run_date.isoformat(),
         "tagmill_version": __version__,
-        "images": {"in": images_in, "out": out, "quarantined": {}},
+        "images": {"in": images_in, "out": out, "quarantined": dropped},
+        "labeled_images_by_source": dict(sorted(per_source.items())),
+        "image_pass": with_image_pass,
         "classes": classes.count(),
         "splits": {s: {k: int(per_split[s][k]) if s in per_split else 0
                        for k in ("samples", "products", "repeats", "labels")} for s in SPLITS},

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from tagmill.config import Config
-from tagmill.jobs import assemble, mine_logs, shards
+from tagmill.jobs import assemble, image_pass, mine_logs, shards
 from tagmill.jobs.spark import spark_session
 
 STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
     mine_logs.STAGE: mine_logs.run,
+    image_pass.STAGE: image_pass.run,
     assemble.STAGE: assemble.run,
     shards.STAGE: shards.run,
 }
@@ -22,8 +23,9 @@ log = logging.getLogger("tagmill.build")
 
 
 def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
-    """Run the named stages (default: all, in order); returns each stage's run summary."""
-    names = stages or list(STAGES)
+    """Run the named stages (default: all, in order, the image pass only when a teacher is configured);
+    returns each stage's run summary."""
+    names = stages or [n for n in STAGES if n != image_pass.STAGE or cfg.image_pass.teacher]
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")

@@ -17,7 +17,8 @@ DEMO_DIR = "demo-out"
 STAGE_HELP = {
     "build": "run every stage in order for one run date (the daily job)",
     "mine-logs": "search-log events + catalog -> query labels per image (MSURU)",
-    "assemble": "mined labels -> class index + one sample per image, split by product",
+    "image-pass": "every listing image -> teacher tags, embedding, code; near-duplicate clusters",
+    "assemble": "labels of every source -> class index + one sample per duplicate cluster, leak-free split",
     "shards": "validation gate, then shards + manifest (published last)",
 }
 
@@ -48,6 +49,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         overrides.setdefault("run", {})["date"] = args.date
     if getattr(args, "master", None):
         overrides.setdefault("spark", {})["master"] = args.master
+    if getattr(args, "teacher", None):
+        overrides.setdefault("image_pass", {})["teacher"] = str(args.teacher)
     return overrides
 
 
@@ -114,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     for stage, text in STAGE_HELP.items():
         p = sub.add_parser(stage, help=text)
         _add_config_options(p)
+        if stage in ("build", "image-pass"):
+            p.add_argument("--teacher", type=Path,
+                           help="teacher model for the image pass: a `tagmill train` output folder, a TorchScript "
+                                "file or a checkpoint.pt (same as --set image_pass.teacher=...)")
         p.set_defaults(func=functools.partial(_run_stage, stage=stage))
 
     p = sub.add_parser("train", help="train the bundled model on a published dataset (resumes when "
@@ -163,11 +170,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from tagmill.dataset.gate import GateFailed
     from tagmill.jobs.io import CountMismatch, InputError
+    from tagmill.labeling.teacher import TeacherError
     from tagmill.trainer.reader import DatasetError
 
     try:
         return args.func(args)
-    except (ConfigError, InputError, DatasetError) as err:
+    except (ConfigError, InputError, DatasetError, TeacherError) as err:
         print(f"tagmill: error: {err}", file=sys.stderr)
         return 2
     except GateFailed as err:

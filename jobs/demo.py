@@ -49,33 +49,84 @@ def write_demo_market(out: Path, cfg: Config) -> Path:
 
 
 def run_demo(out: Path, overrides: dict) -> int:
+    """Generate the market, build it from the search log, train a teacher on that dataset, run the image
+    pass with it over every listing image (cold-start listings included), rebuild with teacher tags and
+    dedup, and train the demo model on the result."""
+    from tagmill.jobs import assemble, image_pass, shards
     from tagmill.jobs.build import run_stages
-    from tagmill.jobs.io import stage_path, summary_path
+    from tagmill.jobs.train import default_model_dir, print_metrics, run_train
 
     merged = {section: dict(values) for section, values in DEMO_OVERRIDES.items()}
     for section, values in overrides.items():
         merged.setdefault(section, {}).update(values)
     config_file = write_demo_market(out, load_config(None, merged))
     cfg = load_config(config_file)
-    summaries = run_stages(cfg)
-    run_date = cfg.run.run_date()
-    print()
-    print(f"tagmill demo: built run date {run_date} from {config_file}")
-    for stage, summary in summaries.items():
-        print(f"\n== {stage} ==")
-        print(_describe(summary))
-        print(f"  outputs:  {stage_path(cfg.outputs.root, stage, '<table>')}/run_date={run_date}/")
-        print(f"  summary:  {summary_path(cfg.outputs.root, stage, run_date)}")
-    print(f"\nconfig used: {config_file}  (tagmill build --config {config_file} reruns it)")
+    market = Path(cfg.inputs.image_root).parent
+    teacher_dir = Path(cfg.outputs.root) / "models" / f"{cfg.run.run_date().isoformat()}-teacher"
+    user_teacher = cfg.image_pass.teacher
+    summaries = run_stages(cfg.replace("image_pass", teacher=""))
+    _print_stages(cfg, summaries)
+    if not user_teacher:
+        print(f"\n== teacher: {cfg.train.arch} trained on the search-log labels alone "
+              f"({cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
+        result = run_train(cfg, None, teacher_dir)
+        print_metrics(result.metrics, result.chance)
+    cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
+    config_file.write_text(to_toml(cfg), encoding="utf-8")
+    summaries = run_stages(cfg, [image_pass.STAGE, assemble.STAGE, shards.STAGE])
+    _print_stages(cfg, summaries)
+    print(_planted_duplicates(cfg, market))
+    print(f"\nconfig used: {config_file}  (tagmill build --config {config_file} reruns every stage)")
 
-    from tagmill.jobs.train import default_model_dir, print_metrics, run_train
-
-    print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
+    print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU, "
+          "search-log labels + teacher tags, deduplicated) ==")
     result = run_train(cfg, None, None)
     print(f"\nvalidation metrics after {result.epochs_done} epochs, next to chance level:")
     print_metrics(result.metrics, result.chance)
     print(f"\nmodel: {default_model_dir(cfg)}/model.ts  (tagmill predict --model {default_model_dir(cfg)} ...)")
     return 0
+
+
+def _print_stages(cfg: Config, summaries: dict[str, dict]) -> None:
+    from tagmill.jobs.io import stage_path, summary_path
+
+    run_date = cfg.run.run_date()
+    for stage, summary in summaries.items():
+        print(f"\n== {stage} ==")
+        print(_describe(summary))
+        print(f"  outputs:  {stage_path(cfg.outputs.root, stage, '<table>')}/run_date={run_date}/")
+        print(f"  summary:  {summary_path(cfg.outputs.root, stage, run_date)}")
+
+
+def _planted_duplicates(cfg: Config, market: Path) -> str:
+    """How the image pass's clusters compare with the duplicates the generator planted (pair precision
+    and recall), read from the local outputs."""
+    import csv
+    from collections import defaultdict
+
+    import pyarrow.parquet as pq
+
+    from tagmill.jobs import image_pass
+    from tagmill.jobs.io import table_path
+
+    images = pq.read_table(table_path(cfg.outputs.root, image_pass.STAGE, "images", cfg.run.run_date()),
+                           columns=["image_path", "cluster"]).to_pylist()
+    cluster_of = {r["image_path"]: r["cluster"] for r in images}
+    with open(market / "truth" / "duplicates.csv", encoding="utf-8") as f:
+        group_of = {r["image_path"]: r["group_id"] for r in csv.DictReader(f) if r["image_path"] in cluster_of}
+
+    def pairs(assignment: dict[str, str]) -> set[tuple[str, str]]:
+        members = defaultdict(list)
+        for path, key in assignment.items():
+            members[key].append(path)
+        return {(a, b) for group in members.values() for a in group for b in group if a < b}
+
+    truth, found = pairs(group_of), pairs(cluster_of)
+    correct = len(truth & found)
+    precision = correct / len(found) if found else 1.0
+    recall = correct / len(truth) if truth else 1.0
+    return (f"\nplanted duplicates (truth/duplicates.csv): {len(truth)} pairs; the image pass clustered {len(found)} "
+            f"pairs, {correct} of them planted: pair precision {precision:.3f}, recall {recall:.3f}")
 
 
 def _describe(summary: dict) -> str:
@@ -90,9 +141,27 @@ def _describe(summary: dict) -> str:
     if labels:
         lines.append(f"  labels ({labels['tier']} tier, K={labels['min_images']}): {labels['kept']} kept, "
                      f"{labels['dropped']} dropped; {labels['images']} images of {labels['products']} products labeled")
+    if summary.get("stage") == "image-pass":
+        images, teacher, contents = summary["images"], summary["teacher"], summary["contents"]
+        dedup, cold = summary["dedup"], summary["cold_start"]
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(images["quarantined"].items())) or "none"
+        lines.append(f"  images: {images['in']} in = {images['out']} usable + "
+                     f"{sum(images['quarantined'].values())} quarantined ({reasons})")
+        lines.append(f"  teacher {teacher['id']}@{teacher['version']}: {contents['forwarded']} unique images "
+                     f"forwarded once each ({contents['images_per_second']} images/s); "
+                     f"{summary['tags']['tags']} tags on {summary['tags']['images_tagged']} images")
+        lines.append(f"  cold start: {cold['images']} images of listings no search labeled, {cold['tagged']} "
+                     "of them tagged by the teacher")
+        lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits, "
+                     f"{dedup['verified_pairs']} verified; {dedup['exact_duplicate_images']} exact and "
+                     f"{dedup['near_duplicate_images']} near duplicates merged; {dedup['kept_images']} images kept")
     if summary.get("stage") == "assemble":
         splits = ", ".join(f"{s} {v['samples']} ({v['products']} products)" for s, v in summary["splits"].items())
-        lines.append(f"  {summary['images']['out']} samples, {summary['classes']} classes; split by product: {splits}")
+        sources = ", ".join(f"{k} {v}" for k, v in summary["labeled_images_by_source"].items())
+        merged = ", ".join(f"{r} {n}" for r, n in sorted(summary["images"]["quarantined"].items())) or "none"
+        lines.append(f"  labeled images by source: {sources}; {summary['images']['in']} in = "
+                     f"{summary['images']['out']} samples + {merged}")
+        lines.append(f"  {summary['classes']} classes; split by product and duplicate cluster: {splits}")
     if summary.get("stage") == "shards":
         samples, gate = summary["samples"], summary["gate"]
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(samples["quarantined"].items())) or "none"

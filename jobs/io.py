@@ -105,10 +105,14 @@ def delete(spark: SparkSession, path: str) -> None:
 
 
 def write_json(spark: SparkSession, path: str, data: dict) -> None:
+    write_bytes(spark, path, json.dumps(data, indent=2, sort_keys=True).encode("utf-8"))
+
+
+def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
     fs, hadoop_path = _fs(spark, path)
     stream = fs.create(hadoop_path, True)
     try:
-        stream.write(bytearray(json.dumps(data, indent=2, sort_keys=True).encode("utf-8")))
+        stream.write(bytearray(data))
     finally:
         stream.close()
 

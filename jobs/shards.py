@@ -1,8 +1,8 @@
 """`tagmill shards`: validate, then write and publish the dataset of one run date.
 
 1. withdraw the date's dataset (its manifest goes first: from here on no reader trusts it);
-2. the great-expectations gate over the mined tables and the samples: a failure publishes nothing,
-   leaves the Data Docs report and exits non-zero;
+2. the great-expectations gate over the mined tables, the image pass (when a teacher is configured) and
+   the samples: a failure publishes nothing, leaves the Data Docs report and exits non-zero;
 3. executors write the shards into the staging folder; a sample whose image is unusable is quarantined;
 4. counts are checked (samples in = samples in shards + quarantined), the shards move into place and
    the manifest is written, last.
@@ -20,11 +20,11 @@ from pyspark.sql import functions as F
 
 from tagmill import __version__
 from tagmill.config import Config, to_dict
-from tagmill.dataset.expectations import mined_suites, sample_suites
+from tagmill.dataset.expectations import image_pass_suites, mined_suites, sample_suites
 from tagmill.dataset.gate import check_gate, run_gate
 from tagmill.dataset.publish import RESULT_SCHEMA, finish_publish, plan_shards, shard_writer, start_publish
 from tagmill.dataset.shards import ImageOptions
-from tagmill.jobs import assemble, io, mine_logs
+from tagmill.jobs import assemble, image_pass, io, mine_logs
 
 STAGE = "shards"
 log = logging.getLogger("tagmill.shards")
@@ -71,6 +71,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     log.info("shards %s: validation gate", run_date)
     suites = mined_suites(io.read_table(spark, root, mine_logs.STAGE, "tuples", run_date),
                           io.read_table(spark, root, mine_logs.STAGE, "image_labels", run_date), mine_summary)
+    if cfg.image_pass.teacher:
+        suites += image_pass_suites(io.read_table(spark, root, image_pass.STAGE, "teacher_tags", run_date),
+                                    io.read_table(spark, root, image_pass.STAGE, "images", run_date),
+                                    io.read_summary(spark, root, image_pass.STAGE, run_date))
     suites += sample_suites(samples, classes, assemble_summary["images"]["out"])
     gate = run_gate(suites, gate_docs_path(cfg))
     gate_summary = {"success": gate.success, "seconds": round(gate.seconds, 1), "spark_jobs": gate.spark_jobs,

@@ -245,8 +245,10 @@ class ImagePassConfig:
 class DedupConfig:
     """Near-duplicate removal (MSURU 3.2): Hamming candidates on the codes, then verified pairs only."""
 
-    max_hamming: int = 10
-    """Code pairs within this Hamming distance become candidates."""
+    max_hamming: int = 12
+    """Layout-code pairs within this Hamming distance become candidates ..."""
+    shortlist: int = 4
+    """... each image's nearest few of them are verified (bounds the verifier's work per image)."""
     min_cosine: float = 0.85
     """A candidate pair is a duplicate only if the float embeddings agree this well ..."""
     min_pixel_similarity: float = 0.8
@@ -254,7 +256,9 @@ class DedupConfig:
 
     def check(self, prefix: str) -> None:
         if self.max_hamming < 0:
-            raise ConfigError(f"{prefix}.max_hamming", "must be at least 0", "use e.g. 10")
+            raise ConfigError(f"{prefix}.max_hamming", "must be at least 0", "use e.g. 12")
+        if self.shortlist < 1:
+            raise ConfigError(f"{prefix}.shortlist", "must be at least 1", "use e.g. 4")
         for key in ("min_cosine", "min_pixel_similarity"):
             if not -1 <= getattr(self, key) <= 1:
                 raise ConfigError(f"{prefix}.{key}", "must be in [-1, 1]", "use e.g. 0.85")

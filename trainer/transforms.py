@@ -57,6 +57,14 @@ def load_image_tensor(jpg: bytes, image_size: int) -> torch.Tensor:
     return _to_tensor(_resize_center_crop(rgb, image_size))
 
 
+def eval_view(rgb: Image.Image, image_size: int, mean=MEAN, std=STD) -> np.ndarray:
+    """The eval view of a decoded RGB image as float32 [3, image_size, image_size], normalized with mean/std
+    (fractions of 1): what a model trained here sees at validation, for any model's own normalization."""
+    pixels = np.asarray(_resize_center_crop(rgb, image_size), dtype=np.float32)
+    normalized = (pixels - np.float32(255) * np.asarray(mean, np.float32)) / (np.float32(255) * np.asarray(std, np.float32))
+    return np.ascontiguousarray(normalized.transpose(2, 0, 1))
+
+
 def multi_hot(class_ids, num_classes: int, key: str = "?") -> torch.Tensor:
     """float32 [num_classes] with 1.0 at each of `class_ids` (an empty list gives all zeros)."""
     target = np.zeros(num_classes, dtype=np.float32)

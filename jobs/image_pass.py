@@ -1,0 +1,167 @@
+"""`tagmill image-pass`: every listing image -> teacher tags, embedding, compact code and duplicate cluster.
+
+Read, call labeling/, write. Every image read by mine-logs' listing table ends in `images` or in
+`images_quarantine` with its reason, and the job fails before writing its summary if they do not add up.
+"""
+
+from __future__ import annotations
+
+import io as bytes_io
+import logging
+import time
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tagmill import __version__
+from tagmill.config import Config, ConfigError
+from tagmill.jobs import io, mine_logs
+from tagmill.labeling.codes import fit_projection
+from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
+from tagmill.labeling.near_duplicates import cluster_items, code_candidates, image_clusters, verify_candidates
+
+STAGE = "image-pass"
+log = logging.getLogger("tagmill.image-pass")
+
+
+def projection_path(root: str, run_date, code: str) -> str:
+    """Where the run's projection of one code is kept (so later runs and the report can reuse it)."""
+    return f"{io.stage_path(root, STAGE, '_runs')}/run_date={run_date.isoformat()}/{code}_projection.npz"
+
+
+def run(spark: SparkSession, cfg: Config) -> dict:
+    """Run the image pass for cfg.run's date; returns the run summary (also written as summary.json)."""
+    started = time.time()
+    run_date = cfg.run.run_date()
+    root, ip = cfg.outputs.root, cfg.image_pass
+    if not ip.teacher:
+        raise ConfigError("image_pass.teacher", "is empty",
+                          "pass the teacher model: --teacher PATH (a `tagmill train` output folder, a TorchScript "
+                          "file or a checkpoint.pt)")
+    teacher = check_teacher(ip)  # a bad teacher file is refused before this date's outputs are touched
+    summary_file = io.summary_path(root, STAGE, run_date)
+    io.delete(spark, summary_file)
+
+    def table(name: str) -> DataFrame:
+        return io.read_table(spark, root, STAGE, name, run_date)
+
+    images = io.read_table(spark, root, mine_logs.STAGE, "images", run_date).select("image_key", "image_path").distinct()
+    log.info("image-pass %s: reading and hashing every listing image", run_date)
+    io.write_table(hash_images(images, cfg.inputs.image_root), root, STAGE, "hashed", run_date)
+    hashed = table("hashed")
+
+    partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
+    unique = (hashed.where(F.col("reason").isNull()).groupBy("content_hash")
+              .agg(F.min("image_path").alias("image_path"))
+              .repartition(partitions, "content_hash").sortWithinPartitions("content_hash"))
+    log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
+             teacher.teacher_id, teacher.version)
+    forward_started = time.time()
+    io.write_table(forward_images(unique, cfg.inputs.image_root, ip), root, STAGE, "forwarded", run_date)
+    forward_seconds = time.time() - forward_started
+    forwarded = table("forwarded")
+    # a 64-bit id per content for the steps that hold all of them at once; checked unique below
+    decoded = (forwarded.where(F.col("reason").isNull()).drop("reason", "detail")
+               .withColumn("item", F.xxhash64("content_hash")).persist(StorageLevel.MEMORY_AND_DISK))
+
+    # two codes: the embedding's (the compact code MSURU stores) and the layout's (near-duplicate candidates)
+    codes = decoded
+    for column, name in (("embedding", "code"), ("layout", "layout_code")):
+        projection = fit_projection(fit_sample(decoded, column, ip.code_fit_sample, cfg.run.seed), ip.code_bits,
+                                    ip.code_method, cfg.run.seed)
+        buffer = bytes_io.BytesIO()
+        projection.save(buffer)
+        io.write_bytes(spark, projection_path(root, run_date, name), buffer.getvalue())
+        codes = codes.join(add_code(decoded, column, projection, name), "item")
+    io.write_table(codes, root, STAGE, "contents", run_date)
+    decoded.unpersist()
+    contents = table("contents")
+
+    log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
+             cfg.dedup.max_hamming)
+    candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup.max_hamming, cfg.dedup.shortlist)
+    io.write_table(verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size), root, STAGE,
+                   "duplicate_pairs", run_date)
+    evidence = table("duplicate_pairs")
+    io.write_table(cluster_items(evidence, contents), root, STAGE, "clusters", run_date)
+    readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
+    io.write_table(image_clusters(readable, contents.select("item", "content_hash"), table("clusters")),
+                   root, STAGE, "images", run_date)
+    out = table("images")
+
+    labels = spark.createDataFrame([(i, x.mid, x.name) for i, x in enumerate(teacher.labels)],
+                                   "label_index int, mid string, name string")  # the vocabulary, not the data
+    tags = (out.select("image_key", "content_hash")
+            .join(contents.select("content_hash", F.arrays_zip("tag_ids", "tag_scores").alias("tags")), "content_hash")
+            .select("image_key", F.explode("tags").alias("tag"))
+            .select("image_key", F.col("tag.tag_ids").alias("label_index"), F.col("tag.tag_scores").alias("score"))
+            .join(F.broadcast(labels), "label_index")
+            .select("image_key", "mid", "name", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
+                    F.lit(teacher.version).alias("teacher_version")))
+    io.write_table(tags, root, STAGE, "teacher_tags", run_date)
+
+    failed = (hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
+              .join(forwarded.where(F.col("reason").isNotNull()).select("content_hash", "reason", "detail"),
+                    "content_hash").drop("content_hash"))
+    quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
+    io.write_table(quarantine.unionByName(failed), root, STAGE, "images_quarantine", run_date)
+
+    summary = _summarize(spark, cfg, images.count(), teacher, forward_seconds)
+    summary["seconds"] = round(time.time() - started, 1)
+    io.write_json(spark, summary_file, summary)
+    log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
+             run_date, summary["images"]["out"], summary["contents"]["forwarded"],
+             summary["contents"]["images_per_second"], summary["dedup"]["verified_pairs"])
+    return summary
+
+
+def _summarize(spark: SparkSession, cfg: Config, images_in: int, teacher, forward_seconds: float) -> dict:
+    """Counts read back from the written tables; they must add up."""
+    run_date = cfg.run.run_date()
+
+    def table(name):
+        return io.read_table(spark, cfg.outputs.root, STAGE, name, run_date)
+
+    quarantined = {r["reason"]: r["count"] for r in
+                   table("images_quarantine").groupBy("reason").count().orderBy("reason").collect()}
+    images = table("images").agg(
+        F.count(F.lit(1)).alias("out"), F.sum(F.col("canonical").cast("long")).alias("kept"),
+        F.sum((F.col("relation") == "exact").cast("long")).alias("exact"),
+        F.sum((F.col("relation") == "near").cast("long")).alias("near"),
+        F.countDistinct("cluster").alias("clusters")).first()
+    forwarded = table("forwarded").agg(F.count(F.lit(1)).alias("forwarded"),
+                                       F.sum(F.col("reason").isNull().cast("long")).alias("decoded")).first()
+    contents = table("contents").agg(F.count(F.lit(1)).alias("n"), F.countDistinct("item").alias("ids")).first()
+    if contents["n"] != contents["ids"]:
+        raise io.CountMismatch(f"content ids collide: {contents['n']} contents, {contents['ids']} distinct ids")
+    pairs = {r["reason"]: r["count"] for r in table("duplicate_pairs").groupBy("reason").count().collect()}
+    tags = table("teacher_tags").agg(F.count(F.lit(1)).alias("tags"),
+                                     F.countDistinct("image_key").alias("images")).first()
+    labeled = io.read_table(spark, cfg.outputs.root, mine_logs.STAGE, "image_labels", run_date).select("image_key")
+    cold = table("images").select("image_key").subtract(labeled.distinct())
+    cold_tagged = cold.join(table("teacher_tags").select("image_key").distinct(), "image_key").count()
+    n_forwarded = int(forwarded["forwarded"])
+    ip = cfg.image_pass
+    summary = {
+        "stage": STAGE,
+        "run_date": run_date.isoformat(),
+        "tagmill_version": __version__,
+        "images": {"in": images_in, "out": int(images["out"]), "quarantined": quarantined},
+        "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.labels),
+                    "image_size": teacher.image_size, "bf16": ip.bf16, "threshold": ip.threshold, "top_k": ip.top_k},
+        "contents": {"forwarded": n_forwarded, "decoded": int(forwarded["decoded"]),
+                     "forward_seconds": round(forward_seconds, 1),
+                     "images_per_second": round(n_forwarded / forward_seconds, 1) if forward_seconds else 0.0},
+        "tags": {"tags": int(tags["tags"]), "images_tagged": int(tags["images"])},
+        "cold_start": {"images": cold.count(), "tagged": cold_tagged},
+        "codes": {"bits": ip.code_bits, "method": ip.code_method},
+        "dedup": {"max_hamming": cfg.dedup.max_hamming, "candidate_pairs": sum(pairs.values()),
+                  "verified_pairs": pairs.get("verified", 0),
+                  "rejected_pairs": {k: v for k, v in sorted(pairs.items()) if k != "verified"},
+                  "clusters": int(images["clusters"]), "kept_images": int(images["kept"]),
+                  "exact_duplicate_images": int(images["exact"] or 0),
+                  "near_duplicate_images": int(images["near"] or 0)},
+    }
+    io.check_counts("images", images_in, summary["images"]["out"], quarantined)
+    return summary

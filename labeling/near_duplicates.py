@@ -1,0 +1,164 @@
+"""Duplicate clusters in Spark (MSURU 3.2): exact by content hash, near by verified code neighbours.
+
+The numeric work lives in `labeling.dedup` (candidates by Hamming distance with faiss, verification on
+embeddings and aligned thumbnails, clusters that grow only through verified pairs); these are its Spark
+adapters. Two steps see all items at once, in one task: the candidate search (8 bytes of code and 8 of id
+per unique image, so 160 MB for 10M images) and the clustering of verified pairs (a few per duplicate).
+Everything else is distributed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from tagmill.config import DedupConfig
+from tagmill.labeling.dedup import candidate_pairs, cluster, verify_pairs
+from tagmill.labeling.image_pass import embedding_matrix, fixed_binary, spark_schema
+from tagmill.labeling.layout import shortlist
+
+CANDIDATE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32())])
+EVIDENCE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32()),
+                             ("cosine", pa.float32()), ("pixel_similarity", pa.float32()),
+                             ("verified", pa.bool_()), ("reason", pa.string())])
+CLUSTER_SCHEMA = pa.schema([("item", pa.int64()), ("cluster_item", pa.int64()), ("component_item", pa.int64())])
+
+
+def code_candidates(contents: DataFrame, code_bytes: int, max_hamming: int, per_item: int) -> DataFrame:
+    """contents: item, layout_code -> item_a < item_b, hamming: pairs of layout codes within `max_hamming`
+    bits, each image's `per_item` nearest (labeling.layout.shortlist) so verification stays bounded."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(list(batches), schema=pa.schema([("item", pa.int64()),
+                                                                         ("layout_code", pa.binary())]))
+        if table.num_rows < 2:
+            return
+        items = table.column("item").to_numpy()
+        i, j, distance = candidate_pairs(fixed_binary(table.column("layout_code"), code_bytes), max_hamming)
+        keep = shortlist(i, j, -distance.astype(np.float32), per_item)
+        a, b = items[i[keep]], items[j[keep]]
+        yield pa.RecordBatch.from_arrays([pa.array(np.minimum(a, b)), pa.array(np.maximum(a, b)),
+                                          pa.array(distance[keep].astype(np.int32))], schema=CANDIDATE_SCHEMA)
+
+    return contents.select("item", "layout_code").repartition(1).mapInArrow(run, spark_schema(CANDIDATE_SCHEMA))
+
+
+def verify_candidates(candidates: DataFrame, items: DataFrame, cfg: DedupConfig, thumbnail_size: int) -> DataFrame:
+    """candidates: item_a, item_b, hamming; items: item, embedding, thumbnail -> EVIDENCE_SCHEMA rows: the
+    scores of each pair and the decision (score first, decide second; the scores stay for the report)."""
+
+    def side(name):
+        return items.select(F.col("item").alias(f"item_{name}"), F.col("embedding").alias(f"embedding_{name}"),
+                            F.col("thumbnail").alias(f"thumbnail_{name}"))
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            scores = verify_pairs(embedding_matrix(batch.column("embedding_a")),
+                                  embedding_matrix(batch.column("embedding_b")),
+                                  batch.column("thumbnail_a").to_pylist(), batch.column("thumbnail_b").to_pylist(),
+                                  cfg.min_cosine, cfg.min_pixel_similarity, thumbnail_size)
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("item_a"), batch.column("item_b"), batch.column("hamming"),
+                 pa.array(scores["cosine"], pa.float32()), pa.array(scores["pixel_similarity"], pa.float32()),
+                 pa.array(scores["verified"], pa.bool_()), pa.array(scores["reason"], pa.string())],
+                schema=EVIDENCE_SCHEMA)
+
+    joined = candidates.join(side("a"), "item_a").join(side("b"), "item_b")
+    return joined.select("item_a", "item_b", "hamming", "embedding_a", "embedding_b", "thumbnail_a",
+                         "thumbnail_b").mapInArrow(run, spark_schema(EVIDENCE_SCHEMA))
+
+
+def cluster_items(evidence: DataFrame, items: DataFrame) -> DataFrame:
+    """evidence: item_a, item_b, verified; items: item, width, height, content_hash -> item, cluster_item for
+    every item in a verified pair (others are their own cluster). The canonical image of a cluster is the
+    largest, then the smallest content hash, so a re-run picks the same one."""
+    verified = evidence.where("verified").select("item_a", "item_b")
+    involved = (verified.select(F.col("item_a").alias("item")).union(verified.select(F.col("item_b").alias("item")))
+                .distinct().join(items, "item")
+                .select("item", (F.col("width").cast("long") * F.col("height")).alias("area"), "content_hash"))
+    rows = (involved.select(F.lit("item").alias("kind"), "item", F.lit(None).cast("long").alias("other"), "area",
+                            "content_hash")
+            .unionByName(verified.select(F.lit("pair").alias("kind"), F.col("item_a").alias("item"),
+                                         F.col("item_b").alias("other"), F.lit(None).cast("long").alias("area"),
+                                         F.lit(None).cast("string").alias("content_hash"))))
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        table = pa.Table.from_batches(list(batches))
+        if table.num_rows == 0:
+            return
+        nodes = table.filter(pc.equal(table.column("kind"), "item"))
+        edges = table.filter(pc.equal(table.column("kind"), "pair"))
+        ids = nodes.column("item").to_numpy()
+        # larger first, then smaller content hash: np.lexsort sorts by its last key first
+        order = np.empty(len(ids), np.int64)
+        order[np.lexsort((np.array(nodes.column("content_hash").to_pylist()), -nodes.column("area").to_numpy()))] = \
+            np.arange(len(ids))
+        index = {v: k for k, v in enumerate(ids.tolist())}
+        a = np.array([index[v] for v in edges.column("item").to_pylist()], np.int64)
+        b = np.array([index[v] for v in edges.column("other").to_pylist()], np.int64)
+        cluster_of, _ = cluster(len(ids), a, b, np.ones(len(a), bool), order)
+        component_of = components(len(ids), a, b, order)
+        yield pa.RecordBatch.from_arrays([pa.array(ids), pa.array(ids[cluster_of]), pa.array(ids[component_of])],
+                                         schema=CLUSTER_SCHEMA)
+
+    return rows.repartition(1).mapInArrow(run, spark_schema(CLUSTER_SCHEMA))
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The connected component of each item over the verified pairs, named by its best-ranked item.
+
+    Clusters are stricter (a member was verified against its canonical image), so two verified duplicates
+    can sit in different clusters; the split is keyed by the component, so they never cross splits."""
+    parent = np.arange(n)
+
+    def root(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(a.tolist(), b.tolist()):
+        rx, ry = root(x), root(y)
+        if rx != ry:
+            if order[ry] < order[rx]:
+                rx, ry = ry, rx
+            parent[ry] = rx
+    return np.array([root(x) for x in range(n)], np.int64)
+
+
+def image_clusters(hashed: DataFrame, contents: DataFrame, clusters: DataFrame) -> DataFrame:
+    """One row per usable image: image_key, image_path, content_hash, cluster (the canonical content's
+    hash), canonical (the one image a dataset keeps of its cluster), duplicate_of (that image's key, for
+    the others), relation (null, "exact": same bytes as the canonical, or "near") and component (the
+    content hash naming its component of verified pairs: what the split keeps together).
+
+    hashed: image_key, image_path, content_hash of readable images; contents: item, content_hash of
+    decoded contents; clusters: item, cluster_item, component_item."""
+    named = contents.select(F.col("item").alias("named_item"), F.col("content_hash").alias("name"))
+    per_content = (contents.join(clusters, "item", "left")
+                   .join(named.withColumnRenamed("name", "cluster"), F.col("cluster_item") == F.col("named_item"),
+                         "left").drop("named_item")
+                   .join(named.withColumnRenamed("name", "component"),
+                         F.col("component_item") == F.col("named_item"), "left")
+                   .select("content_hash", F.coalesce("cluster", "content_hash").alias("cluster"),
+                           F.coalesce("component", "content_hash").alias("component")))
+    images = hashed.join(per_content, "content_hash")
+    # the canonical image: of the canonical content's images, the smallest path
+    first = (images.where(F.col("content_hash") == F.col("cluster")).groupBy("cluster")
+             .agg(F.min(F.struct("image_path", "image_key")).alias("first")))
+    return (images.join(first, "cluster")
+            .select("image_key", "image_path", "content_hash", "cluster",
+                    (F.col("image_key") == F.col("first.image_key")).alias("canonical"),
+                    F.when(F.col("image_key") != F.col("first.image_key"), F.col("first.image_key"))
+                    .alias("duplicate_of"),
+                    F.when(F.col("image_key") == F.col("first.image_key"), F.lit(None).cast("string"))
+                    .when(F.col("content_hash") == F.col("cluster"), F.lit("exact"))
+                    .otherwise(F.lit("near")).alias("relation"),
+                    "component"))

@@ -1,0 +1,147 @@
+"""image-pass -> assemble -> shards end to end on the small generated marketplace, with a teacher trained
+here by `tagmill train`: counts, quarantine reasons, planted duplicates, the leak-free split, teacher tags
+as a second label source (cold start included), and refused inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from tagmill.jobs import assemble, image_pass, io, mine_logs, shards
+from tagmill.jobs.build import run_stages
+from tagmill.jobs.cli import main
+from tagmill.labeling.image_pass import hash_images
+from tagmill.trainer.train import train
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated": "truncated_image",
+                "corrupt": "undecodable_image"}
+
+
+@pytest.fixture(scope="module")
+def passed(mined_market, tmp_path_factory):
+    """(cfg, summaries, truth folder): a teacher trained on the search-log dataset, then the image pass,
+    assemble and shards with it, in an outputs root of their own (mine-logs' tables copied in)."""
+    cfg, _ = mined_market
+    root = tmp_path_factory.mktemp("image-pass-out")
+    shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
+    cfg = cfg.replace("outputs", root=str(root)).replace("dataset", image_max_side=48)
+    run_stages(cfg, [assemble.STAGE, shards.STAGE])
+    teacher = root / "teacher"
+    tcfg = cfg.train.__class__(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32,
+                               optimizer="adamw", lr=0.002, weight_decay=0.05, num_workers=0, use_repeats=False)
+    train(shards.dataset_path(cfg) + "/manifest.json", teacher, tcfg, seed=1)
+    cfg = cfg.replace("image_pass", teacher=str(teacher), batch_size=16, code_fit_sample=2000)
+    summaries = run_stages(cfg, [image_pass.STAGE, assemble.STAGE, shards.STAGE])
+    return cfg, summaries, Path(cfg.inputs.image_root).parent / "truth"
+
+
+def _truth(truth: Path, name: str) -> list[dict]:
+    with open(truth / name, encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _table(spark, cfg, stage, name):
+    return io.read_table(spark, cfg.outputs.root, stage, name, cfg.run.run_date())
+
+
+def test_counts_add_up_and_bad_images_are_quarantined_with_their_reason(spark, passed):
+    cfg, summaries, truth = passed
+    s = summaries[image_pass.STAGE]
+    assert s["images"]["in"] == s["images"]["out"] + sum(s["images"]["quarantined"].values())
+    quarantined = {r.image_path: r.reason for r in _table(spark, cfg, image_pass.STAGE, "images_quarantine").collect()}
+    listed = {r.image_path for r in _table(spark, cfg, mine_logs.STAGE, "images").select("image_path").collect()}
+    planted = {r["image_path"]: IMAGE_REASON[r["kind"]] for r in _truth(truth, "bad_images.csv")
+               if r["image_path"] in listed}
+    assert quarantined == planted and planted
+    # exact copies were forwarded once: fewer forward passes than usable images
+    assert s["contents"]["forwarded"] < s["images"]["out"] + len(planted)
+    a = summaries[assemble.STAGE]["images"]
+    assert a["in"] == a["out"] + sum(a["quarantined"].values())
+    sh = summaries[shards.STAGE]["samples"]
+    assert sh["in"] == a["out"] and sh["quarantined"] == {}  # the image pass already took out the bad images
+
+
+def test_planted_duplicates_are_clustered_without_false_merges(spark, passed):
+    cfg, _, truth = passed
+    group_of = {r["image_path"]: r["group_id"] for r in _truth(truth, "duplicates.csv")}
+    cluster_of = {r.image_path: r.cluster for r in _table(spark, cfg, image_pass.STAGE, "images").collect()}
+    true_pairs, found_pairs = set(), set()
+    by_cluster = defaultdict(list)
+    for path, cluster in cluster_of.items():
+        by_cluster[cluster].append(path)
+    for members in by_cluster.values():
+        found_pairs |= {(a, b) for a in members for b in members if a < b}
+    by_group = defaultdict(list)
+    for path, group in group_of.items():
+        if path in cluster_of:
+            by_group[group].append(path)
+    for members in by_group.values():
+        true_pairs |= {(a, b) for a in members for b in members if a < b}
+    correct = true_pairs & found_pairs
+    assert len(correct) / len(found_pairs) >= 0.99, sorted(found_pairs - true_pairs)[:5]
+    assert len(correct) / len(true_pairs) >= 0.95, sorted(true_pairs - found_pairs)[:5]
+
+
+def test_no_duplicate_group_and_no_product_crosses_splits(spark, passed):
+    cfg, _, truth = passed
+    images = _table(spark, cfg, image_pass.STAGE, "images").select("image_path", "cluster")
+    samples = _table(spark, cfg, assemble.STAGE, "samples")
+    split_of = {r.image_path: r.split for r in images.join(
+        samples.join(images.withColumnRenamed("image_path", "canonical_path"),
+                     F.col("image_path") == F.col("canonical_path")).select("cluster", "split"), "cluster").collect()}
+    splits = defaultdict(set)
+    for r in _truth(truth, "duplicates.csv"):
+        if r["image_path"] in split_of:
+            splits[r["group_id"]].add(split_of[r["image_path"]])
+    assert splits and all(len(s) == 1 for s in splits.values()), {g: s for g, s in splits.items() if len(s) > 1}
+    per_product = samples.groupBy("product_id").agg(F.countDistinct("split").alias("n"))
+    assert per_product.where("n > 1").count() == 0
+
+
+def test_teacher_tags_are_a_second_source_with_provenance_and_reach_cold_start_images(spark, passed):
+    cfg, summaries, _ = passed
+    s = summaries[image_pass.STAGE]
+    assert s["cold_start"]["images"] > 0 and s["cold_start"]["tagged"] > 0
+    tags = _table(spark, cfg, image_pass.STAGE, "teacher_tags")
+    version = s["teacher"]["version"]
+    assert {(r.teacher_id, r.teacher_version) for r in tags.select("teacher_id", "teacher_version").distinct()
+            .collect()} == {("teacher", version)}
+    labels = _table(spark, cfg, assemble.STAGE, "samples").select(F.explode("labels").alias("l")).select("l.*")
+    teacher = labels.where(F.col("source") == "teacher")
+    assert teacher.count() > 0
+    assert {r.teacher for r in teacher.select("teacher").distinct().collect()} == {f"teacher@{version}"}
+    assert labels.where((F.col("source") == "teacher") & ((F.col("confidence") < cfg.image_pass.threshold)
+                                                           | (F.col("confidence") > 1))).count() == 0
+    by_source = summaries[assemble.STAGE]["labeled_images_by_source"]
+    assert by_source["teacher"] > by_source["search_log"]  # cold-start listings get labels only from the teacher
+
+
+def test_a_path_outside_the_image_root_is_refused(spark, tmp_path):
+    (tmp_path / "inside.jpg").write_bytes(b"not really an image")
+    rows = [("k1", "inside.jpg"), ("k2", "../outside.jpg"), ("k3", "a/../../x.jpg"), ("k4", "/etc/hostname")]
+    df = spark.createDataFrame(rows, "image_key string, image_path string").repartition(2)
+    reasons = {r.image_key: r.reason for r in hash_images(df, str(tmp_path)).collect()}
+    assert reasons == {"k1": None, "k2": "path_outside_root", "k3": "path_outside_root", "k4": "path_outside_root"}
+
+
+def test_a_pickle_that_is_not_a_model_is_refused_by_the_cli(passed, tmp_path, capsys):
+    cfg, _, _ = passed
+    evil = tmp_path / "teacher.pt"
+    evil.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    config_file = tmp_path / "cfg.toml"
+    from tagmill.config import to_toml
+    config_file.write_text(to_toml(cfg))
+    code = main(["image-pass", "--config", str(config_file), "--teacher", str(evil)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(evil) in err and "unpickle" in err
+    summary = json.loads(Path(io.summary_path(cfg.outputs.root, image_pass.STAGE, cfg.run.run_date())).read_text())
+    assert summary["teacher"]["id"] == "teacher"  # the earlier run's summary is untouched: refused before any work
