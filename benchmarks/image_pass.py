@@ -28,16 +28,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagmill.config import ImagePassConfig, SparkConfig
+from tagmill.config import DedupConfig, ImagePassConfig, SparkConfig
+from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.demo.images import design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
+from tagmill.labeling.codes import encode, fit_projection
+from tagmill.labeling.dedup import candidate_pairs, cluster, thumbnail, verify_pairs
 from tagmill.labeling.images import open_image
+from tagmill.labeling.layout import layout_descriptor, shortlist
+from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.teacher import bf16_supported
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.transforms import MEAN, STD, eval_view
-
-sys.path.insert(0, str(Path(__file__).parent))
-from dedup_bench import grouping_time, planted_set_scores  # noqa: E402
 
 BATCH = 32
 LABELS = 600
@@ -106,6 +108,75 @@ def bare_loop(model, tensors: torch.Tensor, bf16: bool = False) -> tuple[float, 
     return seconds, torch.cat(top)
 
 
+def grouping_time(n: int, planted: float = 0.01, seed: int = 0) -> dict:
+    """Seconds to group n random 64-bit codes, `planted` of them near copies (1-4 bits flipped) of
+    others: faiss candidate search within the default radius, then clusters and components."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, 8), dtype=np.uint8)
+    copies = rng.choice(n, int(n * planted), replace=False)
+    sources = rng.integers(0, n, len(copies))
+    codes[copies] = codes[sources]
+    bits = np.unpackbits(codes[copies], axis=1)
+    for row, flips in zip(bits, rng.integers(1, 5, len(copies))):
+        row[rng.choice(64, flips, replace=False)] ^= 1
+    codes[copies] = np.packbits(bits, axis=1)
+    radius = DedupConfig().max_hamming
+    started = time.perf_counter()
+    i, j, _ = candidate_pairs(codes, radius)
+    order = np.arange(n)
+    cluster(n, i, j, np.ones(len(i), bool), order)
+    seconds = time.perf_counter() - started
+    found = set(zip(i.tolist(), j.tolist()))
+    hit = sum((min(a, b), max(a, b)) in found for a, b in zip(copies.tolist(), sources.tolist()) if a != b)
+    return {"codes": n, "radius": radius, "seconds": seconds, "candidate_pairs": len(i),
+            "planted_found": f"{hit}/{int((copies != sources).sum())}"}
+
+
+def planted_set_scores(seed: int = 7) -> dict[str, dict]:
+    """Pair precision/recall on the planted-duplicate set for tagmill's dedup (layout-code candidates,
+    shortlist, verification with embeddings of a randomly initialised ResNet-18, non-chaining clusters)
+    and for imagehash's pHash + union-find at a few Hamming thresholds."""
+    import imagehash
+
+    dupset = planted_duplicate_set(seed)
+    images = [open_image(data) for data in dupset.images]
+    cfg, size = DedupConfig(), ImagePassConfig().thumbnail_size
+    layouts = np.stack([layout_descriptor(im) for im in images])
+    codes = encode(layouts, fit_projection(layouts, 64, "itq", seed))
+    torch.manual_seed(0)
+    model = build_model("resnet18", 10, pooling="avg").eval()
+    with torch.inference_mode():
+        _, embeddings = model(torch.from_numpy(np.stack([eval_view(im, 64, MEAN, STD) for im in images])))
+    embeddings = embeddings.numpy()
+    thumbs = [thumbnail(im, size) for im in images]
+    started = time.perf_counter()
+    i, j, distance = candidate_pairs(codes, cfg.max_hamming)
+    keep = shortlist(i, j, -distance.astype(np.float32), cfg.shortlist)
+    i, j = i[keep], j[keep]
+    verdict = verify_pairs(embeddings[i], embeddings[j], [thumbs[k] for k in i], [thumbs[k] for k in j],
+                           cfg.min_cosine, cfg.min_pixel_similarity, size)
+    area = np.array([im.width * im.height for im in images])
+    order = np.argsort(np.argsort(-area, kind="stable"), kind="stable")
+    ok = np.asarray(verdict["verified"], bool)
+    clusters, _ = cluster(len(images), i, j, ok, order)
+    seconds = time.perf_counter() - started
+    scores = {"tagmill clusters": {**_scores(dupset, clusters), "verified_pairs": len(i), "seconds": seconds},
+              "tagmill split components": _scores(dupset, components(len(images), i[ok], j[ok], order))}
+    hashes = np.array([int(str(imagehash.phash(im)), 16) for im in images], np.uint64)
+    for threshold in (4, 8, 12):
+        pairs = [(a, b) for a in range(len(images)) for b in range(a + 1, len(images))
+                 if bin(int(hashes[a] ^ hashes[b])).count("1") <= threshold]
+        a = np.array([p[0] for p in pairs], np.int64)
+        b = np.array([p[1] for p in pairs], np.int64)
+        scores[f"pHash union-find <= {threshold}"] = _scores(dupset, components(len(images), a, b, np.arange(len(images))))
+    return scores
+
+
+def _scores(dupset, clusters: np.ndarray) -> dict:
+    result = pair_scores(dupset, clusters.tolist())
+    return {"precision": float(result["precision"]), "recall": float(result["recall"])}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=600)
@@ -148,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         result = grouping_time(n)
         print("  " + "  ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v:.2f}" if isinstance(v, float)
                                else f"{k} {v}" for k, v in result.items()))
-    print("near-duplicate pairs on the planted set (tagmill/demo/dupset.py)")
+    print("near-duplicate pairs on the planted set (tagmill/demo/dupset.py: look-alike listings of plain "
+          "categories, copies resized, re-encoded, cropped, padded, rotated, brightened, overlaid)")
     for name, scores in planted_set_scores().items():
         print(f"  {name:<28}" + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in scores.items()))
