@@ -164,10 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "faiss", "great_expectations"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # tagmill's own progress at INFO; other libraries (py4j retries an idle connection with a traceback
+    # at INFO) only from WARNING up
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("tagmill").setLevel(logging.WARNING if args.quiet else logging.INFO)
     from tagmill.dataset.gate import GateFailed
     from tagmill.jobs.io import CountMismatch, InputError
     from tagmill.labeling.teacher import TeacherError

@@ -4,7 +4,6 @@ re-runs and label quality against the generator's ground truth."""
 from __future__ import annotations
 
 import csv
-import json
 from collections import Counter
 
 import pytest
