@@ -80,14 +80,14 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
              cfg.dedup.max_hamming)
-    candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup.max_hamming, cfg.dedup.shortlist)
+    candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup)
     evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size)
     for side in ("a", "b"):  # the content hashes, so an analyst can look the pair up
         evidence = evidence.join(contents.select(F.col("item").alias(f"item_{side}"),
                                                  F.col("content_hash").alias(f"content_hash_{side}")), f"item_{side}")
     io.write_table(evidence, root, STAGE, "duplicate_pairs", run_date)
     evidence = table("duplicate_pairs")
-    io.write_table(cluster_items(evidence, contents), root, STAGE, "clusters", run_date)
+    io.write_table(cluster_items(evidence, contents, cfg.dedup.split_guard), root, STAGE, "clusters", run_date)
     readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
     io.write_table(image_clusters(readable, contents.select("item", "content_hash"), table("clusters")),
                    root, STAGE, "images", run_date)

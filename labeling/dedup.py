@@ -16,7 +16,6 @@ Three steps, each a pure function (`labeling.near_duplicates` runs them in Spark
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -60,9 +59,10 @@ def search_plan(n: int, bits: int, max_hamming: int, exact_hamming: int = EXACT_
 
     It is the cheapest plan exact up to min(exact_hamming, max_hamming), unless a plan exact up to a larger
     radius (best: max_hamming) costs no more than that or under ~2 s anyway; small sets are thus searched
-    exactly up to max_hamming, and large ones exactly up to exact_hamming. For 10M 64-bit codes and the
-    defaults this is 8 blocks of 8 bits with 3 leading (56 tables): exact up to 5 bits, and of random pairs
-    at 6, 7, 8, 9, 10 bits it finds about 90, 72, 53, 36, 23 %.
+    exactly up to max_hamming (64-bit codes, radius 10: up to ~30,000 codes; 7 bits at 100,000, 6 at
+    300,000), and large ones exactly up to exact_hamming. For 10M 64-bit codes and exact_hamming 5 this is
+    8 blocks of 8 bits with 3 leading (56 tables): exact up to 5 bits, and of random pairs at 6, 7, 8, 9, 10
+    bits it finds about 90, 72, 53, 36, 23 %.
     """
     if n < 0 or bits < 1 or max_hamming < 0 or exact_hamming < 0:
         raise ValueError(f"need n >= 0, bits >= 1, max_hamming >= 0, exact_hamming >= 0; got {n}, {bits}, "
@@ -78,7 +78,8 @@ def search_plan(n: int, bits: int, max_hamming: int, exact_hamming: int = EXACT_
             if tables > _MAX_TABLES:
                 continue
             key_bits = min(sum(sizes[:leading]), 64 - index_bits)
-            seconds = tables * (_SECONDS_PER_ITEM_AND_TABLE * n + _SECONDS_PER_TABLE_PAIR * half_square / 2.0 ** key_bits)
+            pairs = half_square / 2.0 ** key_bits  # random codes colliding in one table
+            seconds = tables * (_SECONDS_PER_ITEM_AND_TABLE * n + _SECONDS_PER_TABLE_PAIR * pairs)
             plans.append(SearchPlan(blocks, leading, min(blocks - leading, max_hamming), tables, float(seconds)))
     cheapest = min((p for p in plans if p.exact_up_to >= target), key=lambda p: p.estimated_seconds)
     budget = max(cheapest.estimated_seconds, _CHEAP_SECONDS)
@@ -256,13 +257,12 @@ def _read_thumbnail(data: bytes) -> np.ndarray:
     return out
 
 
-
-
-# Rules of the pixel comparison. Distances are in full-size thumbnail px (64 px thumbnails), values 0-255.
+# Rules of the pixel comparison. Distances are in full-size thumbnail px (64 px thumbnails), values 0-255;
+# the figures quoted were measured on tagmill/demo/dupset.py (seeds 7, 11, 23).
 _START_ZOOMS = (0.87, 1.0, 1.15)
+"""B px per A px (for frames of equal size) tried first; the refinement reaches zooms ~10 % off them."""
 _START_DEGREES = (-4.5, -2.25, 0.0, 2.25, 4.5)
 """Turns tried at full size before the rotation is refined (it converges from about 3 degrees off)."""
-"""B px per A px (for frames of equal size) tried first; the refinement reaches any zoom near one of them."""
 _MAX_DEGREES = 6.0
 """Largest rotation between near copies (straightening tools turn a photo up to ~5 degrees)."""
 _ZOOM_RANGE = (0.75, 1.34)
@@ -285,8 +285,15 @@ _MIN_DETAIL_CORRELATION, _MIN_DETAIL_Z = 0.1, 5.0
 the planted pairs above 0.1, r * sqrt(pixels) above 5); that of two photos of look-alikes does not (|r| <
 0.16, r * sqrt(pixels) < 5 in 12,000 look-alike pairs)."""
 _MIN_DETAIL_PIXELS = 64
+_PAD_EDGE_STD = 1.0
+"""A picture side whose luma varies less than this is taken for a pad's edge (at thumbnail size, pads vary
+0-1.0, photos' plain backgrounds 1.1-5)."""
+_MIN_SIDE = 12
+"""Thumbnails narrower than this (in either direction) are not compared."""
 _LOSS_CAP = 30.0
+"""A pixel's residual counts at most this much in an alignment's loss."""
 _RETRY_LOSS = 6.0
+"""A coarse fit this poor also tries the runner-up starting zoom."""
 _GIVE_UP = 0.6
 """A pair whose half-size fit leaves this share of A's structure unexplained is no near copy (near copies
 leave at most 0.3 in the planted set, look-alikes 0.5 as a median)."""
@@ -322,6 +329,8 @@ class _Picture:
     smooth: np.ndarray
     detail: np.ndarray
     grids: list[tuple[np.ndarray, np.ndarray]]
+    padded: bool
+    """Whether a side of the picture is a flat line of one colour, as a pad's outer edge is."""
 
     @classmethod
     def of(cls, data: bytes) -> _Picture:
@@ -343,8 +352,10 @@ class _Picture:
             gy, gx = np.gradient(plane)
             busy += np.hypot(gx, gy)
         detail = np.stack([ycc[0] - smooth[0], _max3(busy)], axis=-1)
+        luma = ycc[0]
+        plainest = min(float(side.std()) for side in (luma[0], luma[-1], luma[:, 0], luma[:, -1]))
         picture = cls(planes, lk, np.ascontiguousarray(smooth.transpose(1, 2, 0), np.float32),
-                      detail.astype(np.float32), [])
+                      detail.astype(np.float32), [], plainest <= _PAD_EDGE_STD)
         picture.grids = [picture._grid(level) for level in range(len(planes))]
         return picture
 
@@ -459,7 +470,7 @@ def _phase_shift(fa: np.ndarray, b: np.ndarray, valid_b: np.ndarray, max_shift: 
 class _Fit:
     """Lucas-Kanade (forward additive, Levenberg-Marquardt steps) of B onto A at one pyramid level, on the
     similarity and the structure channel's gain and bias. At levels 1 and 2 it reads A's pixels with a clear
-    gradient (3 x 3 means); at full size every other pixel, so that the fine detail two copies share pins
+    gradient (3 x 3 means); at full size one pixel in four, so that the fine detail two copies share pins
     down what compact shapes leave open. Residuals get Tukey weights, so an overlay or a cut-off part does
     not pull."""
 
@@ -469,7 +480,7 @@ class _Fit:
         xs, ys = a.grid(level)
         if level == 0:
             h, w = sa.shape
-            keep = ((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0).ravel()
+            keep = ((np.arange(h)[:, None] % 2 == 0) & (np.arange(w)[None, :] % 2 == 0)).ravel()
         else:
             strength = np.hypot(gx_a, gy_a).ravel()
             keep = strength >= max(float(np.quantile(strength, 0.75)), 2.0)
@@ -481,17 +492,16 @@ class _Fit:
         """Mean absolute deviation of the values read: what a loss is measured against."""
 
     def evaluate(self, warp: _Warp) -> tuple[float, tuple | None]:
-        """The loss of a warp: the mean residual over the pixels read, each capped at _LOSS_CAP (also the loss
-        of a pixel that falls outside B), and what `system` needs to improve on it (None if B is missed)."""
+        """The loss of a warp: the mean residual over the pixels read that fall in B, each capped at
+        _LOSS_CAP (_LOSS_CAP if under a quarter fall in B: a pad of A must not count against the right
+        warp), and what `system` needs to improve on it (None then)."""
         xb, yb = warp.map(self.xs, self.ys, self.level)
         ok = self.b.inside(xb, yb, self.level, 0.5)
-        if ok.sum() < 12:
+        if ok.sum() < max(12, 0.25 * len(ok)):
             return _LOSS_CAP, None
         sampled, gx, gy = self.b.sample(self.stack, xb[ok], yb[ok], self.level)
         residual = self.values[ok] - (np.float32(warp.gain) * sampled + np.float32(warp.bias))
-        outside = len(self.xs) - int(ok.sum())
-        loss = (float(np.minimum(np.abs(residual), _LOSS_CAP).sum()) + _LOSS_CAP * outside) / len(self.xs)
-        return loss, (warp.gain, ok, sampled, gx, gy, residual)
+        return float(np.minimum(np.abs(residual), _LOSS_CAP).mean()), (warp.gain, ok, sampled, gx, gy, residual)
 
     def system(self, parts: tuple) -> tuple[np.ndarray, np.ndarray]:
         """Tukey-weighted normal equations (6 x 6, 6) of a Gauss-Newton step from `evaluate`'s parts."""
@@ -521,7 +531,8 @@ class _Fit:
             h, g = hessian[np.ix_(free, free)], gradient[free]
             scale = np.sqrt(np.maximum(np.diag(h), 1e-12))
             step = np.zeros(6)
-            step[free] = np.linalg.solve(h / np.outer(scale, scale) + damping * np.eye(len(free)), g / scale) / scale
+            damped = h / np.outer(scale, scale) + damping * np.eye(len(free))
+            step[free] = np.linalg.solve(damped, g / scale) / scale
             trial = _Warp(warp.a + step[0], warp.b + step[1], warp.tx + step[2], warp.ty + step[3],
                           warp.gain + step[4], warp.bias + step[5])
             sane = (0.6 <= trial.gain <= 1.6 and abs(trial.degrees) <= 2 * _MAX_DEGREES
@@ -555,7 +566,6 @@ def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
     sb = np.tensordot(weights, b.planes[1], axes=1)[..., None]
     xs, ys = a.grid(1)
     unit = max(b.half_size()) / max(a.half_size())
-    best = None
     starts = []
     for zoom in _START_ZOOMS:
         start = _Warp(zoom * unit, 0.0, 0.0, 0.0)
@@ -566,13 +576,14 @@ def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
         # A at y matches B at start(y + d): the shift d (half-size px) is B's translation scale * 2d (full size)
         starts.append((peak, _Warp(start.a, 0.0, 2 * start.a * dx, 2 * start.a * dy)))
     starts.sort(key=lambda item: -item[0])
-    # refined at quarter size, where a start ~10 % off still converges; the runner-up start too when the
-    # best one leaves much unexplained and the runner-up correlated nearly as well. The rotation waits for full size: at coarse sizes a compact shape
-    # leaves it open.
+    # refined at quarter size, where a start ~10 % off still converges; the other starts too while the fit
+    # leaves much unexplained, if they correlated nearly as well. The rotation waits for full size: at
+    # coarse sizes a compact shape leaves it open.
     coarse = _Fit(a, b, weights, 2)
     warp, loss = coarse.refine(starts[0][1], 5, rotate=False)
-    if loss > _RETRY_LOSS and starts[1][0] >= 0.7 * starts[0][0]:
-        warp, loss = min([(warp, loss), coarse.refine(starts[1][1], 5, rotate=False)], key=lambda item: item[1])
+    for peak, start in starts[1:]:
+        if loss > _RETRY_LOSS and peak >= 0.7 * starts[0][0]:
+            warp, loss = min([(warp, loss), coarse.refine(start, 5, rotate=False)], key=lambda item: item[1])
     half = _Fit(a, b, weights, 1)
     warp, loss = half.refine(warp, 6, rotate=False)
     if (not _plausible(a, b, warp, slack=0.05) or min(_covers(a, b, warp, 1)) < 1 - _MAX_CUT - 0.25
@@ -582,7 +593,8 @@ def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
     # that fit best are refined, and the better kept
     fine = weights + np.array([1.0, 0.0, 0.0], np.float32)
     fit = _Fit(a, b, fine / np.linalg.norm(fine), 0)
-    turns = sorted((_turned(warp, degrees) for degrees in _START_DEGREES), key=lambda turned: fit.evaluate(turned)[0])
+    turns = sorted((_turned(warp, degrees) for degrees in _START_DEGREES),
+                   key=lambda turned: fit.evaluate(turned)[0])
     return min((fit.refine(turned, 5) for turned in turns[:2]), key=lambda item: item[1])[0]
 
 
@@ -601,7 +613,18 @@ def _covers(a: _Picture, b: _Picture, warp: _Warp, level: int) -> tuple[float, f
 
 
 def _compare(a: _Picture, b: _Picture) -> tuple[float, float, float, float]:
-    """(pixel_similarity, zoom, degrees, detail_correlation) of a pair of pictures; see `verify_pairs`."""
+    """(pixel_similarity, zoom, degrees, detail_correlation) of a pair of pictures; see `verify_pairs`.
+
+    The alignment reads A's strongest edges, and a pad's inner edge would pull it astray: when only A
+    looks padded, B is aligned onto A instead, and the zoom and rotation are reported the other way
+    round."""
+    if a.padded and not b.padded:
+        similarity, zoom, degrees, detail = _compare_onto(b, a)
+        return similarity, 1 / zoom, -degrees, detail
+    return _compare_onto(a, b)
+
+
+def _compare_onto(a: _Picture, b: _Picture) -> tuple[float, float, float, float]:
     weights = _structure(a, b)
     warp = _align(a, b, weights)
     zoom = warp.zoom * max(a.half_size()) / max(b.half_size())
@@ -615,14 +638,13 @@ def _compare(a: _Picture, b: _Picture) -> tuple[float, float, float, float]:
     valid = b.inside(xb, yb, 0, 1.0) & a.inside(xs, ys, 0, 1.0)
     if valid.sum() < 64:
         return 0.0, zoom, warp.degrees, math.nan
+    detail, pixels = _detail_correlation(a, b, valid, xb[valid], yb[valid])
+    unrelated = detail < _MIN_DETAIL_CORRELATION or detail * math.sqrt(pixels) < _MIN_DETAIL_Z
+    if not math.isnan(detail) and unrelated:  # two photos, however alike
+        return 0.0, zoom, warp.degrees, detail
     va = a.smooth.reshape(-1, 3)[valid].T
     vb = b.sample(b.smooth, xb[valid], yb[valid], 0)
-    predicted = _photometric_fit(va, vb)
-    similarity = _patch_agreement(a, valid, va, predicted)
-    detail, pixels = _detail_correlation(a, b, valid, xb[valid], yb[valid])
-    if not math.isnan(detail) and (detail < _MIN_DETAIL_CORRELATION or detail * math.sqrt(pixels) < _MIN_DETAIL_Z):
-        similarity = 0.0
-    return similarity, zoom, warp.degrees, detail
+    return _patch_agreement(a, valid, va, _photometric_fit(va, vb)), zoom, warp.degrees, detail
 
 
 def _cut(a: _Picture, b: _Picture, warp: _Warp) -> float:
@@ -660,8 +682,9 @@ def _photometric_fit(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
 def _patch_agreement(a: _Picture, valid: np.ndarray, va: np.ndarray, predicted: np.ndarray) -> float:
     """Share of structured patches (8 x 8 px at 64 px) whose residual varies at most _AGREE of their
     structure: of A's structured patches or of B's, whichever agree more (an overlay adds structure to one
-    side only). Patches less than 3/4 inside the compared area do not count. Pictures with too little
-    structure on either side are compared on all their patches' residuals instead."""
+    side only); when the patches that differ all lie in one box of at most _OVERLAY_SHARE of the picture,
+    they are taken for an overlay and left out. Patches less than 3/4 inside the compared area do not
+    count. Pictures with too little structure on either side are compared on all their patches instead."""
     h, w = a.planes[0].shape[1:]
     size = max(4, round(max(h, w) / 8))
     columns = -(-w // size)
@@ -719,13 +742,16 @@ def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thu
 
     - cosine (float32): cosine similarity of the embeddings.
     - pixel_similarity (float32): how well the thumbnails agree once aligned, 0..1; NaN where the cosine
-      already failed (the pixel comparison, ~3 ms, is skipped). The two thumbnails are aligned by a
-      similarity transform (zoom, rotation, shift) and a brightness fit, found from a few starting zooms
-      by phase correlation and refined by Lucas-Kanade. The score is the share of structured 8 x 8 patches
-      (at 64 px) that agree, but 0 when the alignment is no near-copy edit: a rotation over 6 degrees, a
-      zoom outside 0.75-1.34, neither picture within the other, more than 22 % of the larger one left over
-      unless that rest is plain (a pad), or fine detail (noise, fine texture) in the plain parts that does
-      not correlate (below 0.1) where both pictures have enough of it.
+      already failed (the pixel comparison, a few ms, is skipped) or a thumbnail is under 12 px on a side.
+      The thumbnails are aligned by a similarity transform (zoom, rotation, shift) and a brightness fit:
+      a few starting zooms ranked by phase correlation, then Lucas-Kanade at quarter, half and full size,
+      the rotation picked at full size from a few turns. The score is the share of structured 8 x 8
+      patches (at 64 px) that agree (differences confined to one small box count as an overlay), but 0
+      when the alignment is no near-copy edit or the two are different photos:
+        * a rotation over 6 degrees or a zoom outside 0.75-1.34;
+        * more than 22 % of either picture not shown by the other, pads (its border colour) aside;
+        * fine detail (sensor noise, fine texture) in the plain parts of both that does not correlate:
+          r < 0.1 or r * sqrt(pixels) < 5 (copies of one photo share it, look-alike photos do not).
     - zoom, degrees (float32): the alignment found (zoom relative to equal frames); NaN where skipped.
     - detail_correlation (float32): that fine-detail correlation; NaN where skipped or not measurable.
     - verified (bool): cosine >= min_cosine and pixel_similarity >= min_pixel_similarity.
@@ -743,6 +769,8 @@ def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thu
     scores = np.full((4, n), np.nan, np.float32)
     pictures: dict[bytes, _Picture] = {}  # a leader is compared with many members: decode it once
     for k in np.flatnonzero(cosine >= min_cosine):
+        if min(thumb_a[k][1:3] + thumb_b[k][1:3]) + 1 < _MIN_SIDE:
+            continue  # a sliver of a picture (a banner): nothing to align; its pixel similarity stays NaN
         pa = pictures.get(thumb_a[k]) or pictures.setdefault(thumb_a[k], _Picture.of(thumb_a[k]))
         pb = pictures.get(thumb_b[k]) or pictures.setdefault(thumb_b[k], _Picture.of(thumb_b[k]))
         scores[:, k] = _compare(pa, pb)

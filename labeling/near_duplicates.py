@@ -29,9 +29,10 @@ EVIDENCE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("h
 CLUSTER_SCHEMA = pa.schema([("item", pa.int64()), ("cluster_item", pa.int64()), ("component_item", pa.int64())])
 
 
-def code_candidates(contents: DataFrame, code_bytes: int, max_hamming: int, per_item: int) -> DataFrame:
-    """contents: item, layout_code -> item_a < item_b, hamming: pairs of layout codes within `max_hamming`
-    bits, each image's `per_item` nearest (labeling.layout.shortlist) so verification stays bounded."""
+def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> DataFrame:
+    """contents: item, layout_code -> item_a < item_b, hamming: pairs of layout codes within
+    cfg.max_hamming bits (all of them up to cfg.exact_hamming), each image's cfg.shortlist nearest
+    (labeling.layout.shortlist) so verification stays bounded."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = pa.Table.from_batches(list(batches), schema=pa.schema([("item", pa.int64()),
@@ -39,8 +40,9 @@ def code_candidates(contents: DataFrame, code_bytes: int, max_hamming: int, per_
         if table.num_rows < 2:
             return
         items = table.column("item").to_numpy()
-        i, j, distance = candidate_pairs(fixed_binary(table.column("layout_code"), code_bytes), max_hamming)
-        keep = shortlist(i, j, -distance.astype(np.float32), per_item)
+        i, j, distance = candidate_pairs(fixed_binary(table.column("layout_code"), code_bytes), cfg.max_hamming,
+                                         cfg.exact_hamming)
+        keep = shortlist(i, j, -distance.astype(np.float32), cfg.shortlist)
         a, b = items[i[keep]], items[j[keep]]
         yield pa.RecordBatch.from_arrays([pa.array(np.minimum(a, b)), pa.array(np.maximum(a, b)),
                                           pa.array(distance[keep].astype(np.int32))], schema=CANDIDATE_SCHEMA)
@@ -75,19 +77,24 @@ def verify_candidates(candidates: DataFrame, items: DataFrame, cfg: DedupConfig,
                          "thumbnail_b").mapInArrow(run, spark_schema(EVIDENCE_SCHEMA))
 
 
-def cluster_items(evidence: DataFrame, items: DataFrame) -> DataFrame:
-    """evidence: item_a, item_b, verified; items: item, width, height, content_hash -> item, cluster_item for
-    every item in a verified pair (others are their own cluster). The canonical image of a cluster is the
-    largest, then the smallest content hash, so a re-run picks the same one."""
-    verified = evidence.where("verified").select("item_a", "item_b")
-    involved = (verified.select(F.col("item_a").alias("item")).union(verified.select(F.col("item_b").alias("item")))
+def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> DataFrame:
+    """evidence: item_a, item_b, verified, pixel_similarity; items: item, width, height, content_hash ->
+    item, cluster_item, component_item for every item in a verified or guarded pair (others are their own
+    cluster and component). Clusters come from verified pairs; components also join the pairs whose
+    thumbnails agree at least `split_guard`, so a duplicate the verifier missed narrowly still stays in its
+    twin's split. The canonical image of a cluster is the largest, then the smallest content hash, so a
+    re-run picks the same one."""
+    pairs = (evidence.where(F.col("verified") | (F.col("pixel_similarity") >= split_guard))
+             .select("item_a", "item_b", F.col("verified").alias("merge")))
+    involved = (pairs.select(F.col("item_a").alias("item")).union(pairs.select(F.col("item_b").alias("item")))
                 .distinct().join(items, "item")
                 .select("item", (F.col("width").cast("long") * F.col("height")).alias("area"), "content_hash"))
     rows = (involved.select(F.lit("item").alias("kind"), "item", F.lit(None).cast("long").alias("other"), "area",
                             "content_hash")
-            .unionByName(verified.select(F.lit("pair").alias("kind"), F.col("item_a").alias("item"),
-                                         F.col("item_b").alias("other"), F.lit(None).cast("long").alias("area"),
-                                         F.lit(None).cast("string").alias("content_hash"))))
+            .unionByName(pairs.select(F.lit("pair").alias("kind"), F.col("item_a").alias("item"),
+                                      F.col("item_b").alias("other"), F.lit(None).cast("long").alias("area"),
+                                      F.lit(None).cast("string").alias("content_hash"), "merge"),
+                         allowMissingColumns=True))
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         table = pa.Table.from_batches(list(batches))
@@ -103,7 +110,8 @@ def cluster_items(evidence: DataFrame, items: DataFrame) -> DataFrame:
         index = {v: k for k, v in enumerate(ids.tolist())}
         a = np.array([index[v] for v in edges.column("item").to_pylist()], np.int64)
         b = np.array([index[v] for v in edges.column("other").to_pylist()], np.int64)
-        cluster_of, _ = cluster(len(ids), a, b, np.ones(len(a), bool), order)
+        merge = np.array(edges.column("merge").to_pylist(), bool)
+        cluster_of, _ = cluster(len(ids), a, b, merge, order)
         component_of = components(len(ids), a, b, order)
         yield pa.RecordBatch.from_arrays([pa.array(ids), pa.array(ids[cluster_of]), pa.array(ids[component_of])],
                                          schema=CLUSTER_SCHEMA)

@@ -247,19 +247,30 @@ class DedupConfig:
 
     max_hamming: int = 12
     """Layout-code pairs within this Hamming distance become candidates ..."""
+    exact_hamming: int = 5
+    """... of which all within this distance are certain to be found; farther ones up to max_hamming are found
+    when the search's tables catch them (for random 64-bit codes about 90, 72, 53, 36, 23 % at 6-10 bits),
+    unless the set is small enough for an exact search up to max_hamming (~30,000 codes; 7 bits at 100,000,
+    6 at 300,000). Exact search costs grow steeply with the radius: 5 keeps 10M 64-bit codes near 20 s on 2
+    cores."""
     shortlist: int = 4
     """... each image's nearest few of them are verified (bounds the verifier's work per image)."""
     min_cosine: float = 0.85
     """A candidate pair is a duplicate only if the float embeddings agree this well ..."""
     min_pixel_similarity: float = 0.8
     """... and the aligned thumbnails agree this well (robust to crop, pad, rotation, re-encoding)."""
+    split_guard: float = 0.6
+    """Candidate pairs whose thumbnails agree this well stay in one split even when not verified as
+    duplicates: merging needs proof, keeping apart needs doubt (only the split grouping grows)."""
 
     def check(self, prefix: str) -> None:
         if self.max_hamming < 0:
             raise ConfigError(f"{prefix}.max_hamming", "must be at least 0", "use e.g. 12")
+        if self.exact_hamming < 0:
+            raise ConfigError(f"{prefix}.exact_hamming", "must be at least 0", "use e.g. 5")
         if self.shortlist < 1:
             raise ConfigError(f"{prefix}.shortlist", "must be at least 1", "use e.g. 4")
-        for key in ("min_cosine", "min_pixel_similarity"):
+        for key in ("min_cosine", "min_pixel_similarity", "split_guard"):
             if not -1 <= getattr(self, key) <= 1:
                 raise ConfigError(f"{prefix}.{key}", "must be in [-1, 1]", "use e.g. 0.85")
 

@@ -1,0 +1,191 @@
+"""labeling.dedup: Hamming candidates, pixel verification and non-chaining clusters."""
+
+import hashlib
+import io
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from tagmill.demo.dupset import pair_scores, planted_duplicate_set
+from tagmill.labeling.codes import hamming
+from tagmill.labeling.dedup import (SearchPlan, _table_pairs, candidate_pairs, cluster, search_plan, thumbnail,
+                                    verify_pairs)
+
+# ---- candidates ------------------------------------------------------------------------------------------
+
+
+def planted_codes(n: int, bits: int, max_distance: int, seed: int) -> np.ndarray:
+    """Random codes where, for each distance 0..max_distance, a few codes copy another with that many bits
+    flipped (and a small group shares one code)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    if n < 8:
+        return codes
+    targets = rng.permutation(n)
+    for k, distance in enumerate(np.repeat(np.arange(max_distance + 1), 3)):
+        source, target = targets[2 * k % n], targets[(2 * k + 1) % n]
+        unpacked = np.unpackbits(codes[source])
+        unpacked[rng.choice(bits, distance, replace=False)] ^= 1
+        codes[target] = np.packbits(unpacked)
+    codes[targets[-4:]] = codes[targets[-5]]  # five identical codes
+    return codes
+
+
+def brute_force(codes: np.ndarray, max_hamming: int) -> set[tuple[int, int]]:
+    i, j = np.triu_indices(len(codes), 1)
+    near = hamming(codes[i], codes[j]) <= max_hamming
+    return set(zip(i[near].tolist(), j[near].tolist()))
+
+
+@pytest.mark.parametrize("n, bits", [(1, 64), (2, 64), (300, 64), (3000, 64), (1500, 128)])
+def test_candidates_equal_brute_force_for_small_sets(n, bits):
+    codes = planted_codes(n, bits, 10, seed=n)
+    i, j, distance = candidate_pairs(codes, 10)
+    assert set(zip(i.tolist(), j.tolist())) == brute_force(codes, 10)
+    np.testing.assert_array_equal(distance, hamming(codes[i], codes[j]))
+    assert (i < j).all() and (np.diff(i * n + j) > 0).all()  # sorted by (i, j), no repeats
+
+
+@pytest.mark.parametrize("bits, blocks, leading, max_hamming", [
+    (64, 8, 3, 5),     # the 10M plan: 56 tables of 24-bit keys, exact up to 5
+    (64, 11, 1, 10),   # exact up to 10
+    (64, 8, 3, 10),    # exact up to 5 of 10: the rest by chance
+    (128, 2, 1, 3),    # 64-bit keys, hashed to fit beside the item index
+    (24, 24, 24, 0),   # one table on the whole code: exact duplicates
+])
+def test_table_search_is_exact_up_to_its_radius(bits, blocks, leading, max_hamming):
+    codes = planted_codes(4000, bits, max_hamming, seed=bits + blocks)
+    plan = SearchPlan(blocks, leading, min(blocks - leading, max_hamming), 1, 0.0)
+    i, j = _table_pairs(codes, max_hamming, plan, threads=2)
+    found = set(zip(i.tolist(), j.tolist()))
+    truth = brute_force(codes, max_hamming)
+    assert found <= truth  # never a pair beyond max_hamming
+    assert {p for p in truth if hamming(codes[p[0]], codes[p[1]]) <= plan.exact_up_to} <= found
+    assert (i < j).all() and (np.diff(i * len(codes) + j) > 0).all()
+
+
+def test_search_plan_is_exact_for_small_sets_and_bounded_for_large():
+    assert search_plan(1000, 64, 10).exact_up_to == 10
+    assert search_plan(20_000, 64, 12).exact_up_to == 12
+    assert 5 < search_plan(100_000, 64, 10).exact_up_to < 10
+    large = search_plan(10_000_000, 64, 10, exact_hamming=5)
+    assert (large.blocks, large.leading, large.exact_up_to, large.tables) == (8, 3, 5, 56)
+    assert search_plan(10_000_000, 64, 3, exact_hamming=5).exact_up_to == 3
+
+
+# ---- clusters --------------------------------------------------------------------------------------------
+
+
+def test_cluster_does_not_chain():
+    # a ~ b ~ c verified, a ~ c not: c does not join a's cluster through b
+    clusters, canonical = cluster(3, np.array([0, 1]), np.array([1, 2]), np.array([True, True]), np.arange(3))
+    assert clusters.tolist() == [0, 0, 2] and canonical.tolist() == [True, False, True]
+    # with a ~ c verified too, all three are one cluster
+    clusters, _ = cluster(3, np.array([0, 1, 0]), np.array([1, 2, 2]), np.ones(3, bool), np.arange(3))
+    assert clusters.tolist() == [0, 0, 0]
+    # b ranks first: a and c both join b, and a ~ c is not needed
+    clusters, _ = cluster(3, np.array([0, 1]), np.array([1, 2]), np.ones(2, bool), np.array([1, 0, 2]))
+    assert clusters.tolist() == [1, 1, 1]
+
+
+def test_cluster_ignores_unverified_pairs():
+    clusters, canonical = cluster(4, np.array([0, 2]), np.array([1, 3]), np.array([False, True]), np.arange(4))
+    assert clusters.tolist() == [0, 1, 2, 2] and canonical.tolist() == [True, True, True, False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 30).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1), st.booleans()), max_size=80),
+    st.permutations(list(range(n))))))
+def test_every_member_was_verified_against_its_canonical(case):
+    n, pairs, ranks = case
+    i = np.array([p[0] for p in pairs], np.int64)
+    j = np.array([p[1] for p in pairs], np.int64)
+    verified = np.array([p[2] for p in pairs], bool)
+    clusters, canonical = cluster(n, i, j, verified, np.array(ranks))
+    edges = {frozenset((a, b)) for a, b, ok in pairs if ok and a != b}
+    for item in range(n):
+        leader = int(clusters[item])
+        assert canonical[leader] and (leader == item) == bool(canonical[item])
+        if leader != item:
+            assert frozenset((item, leader)) in edges and ranks[leader] < ranks[item]
+    # the same pairs in another order give the same clusters
+    shuffled = np.random.default_rng(n).permutation(len(pairs))
+    again, _ = cluster(n, j[shuffled], i[shuffled], verified[shuffled], np.array(ranks))
+    np.testing.assert_array_equal(again, clusters)
+
+
+# ---- thumbnails and verification -------------------------------------------------------------------------
+
+
+def test_thumbnail_format():
+    image = Image.new("RGB", (120, 90), (200, 30, 40))
+    data = thumbnail(image, 64)
+    assert data[:3] == bytes((1, 63, 47))  # version, width - 1, height - 1: the aspect ratio is kept
+    assert len(data) == 3 + 64 * 48 + 2 * 32 * 24 <= 3 * 64 * 64
+    luma = np.frombuffer(data, np.uint8, 64 * 48, 3)
+    assert abs(int(luma.mean()) - round(0.299 * 200 + 0.587 * 30 + 0.114 * 40)) <= 1
+    assert len(thumbnail(Image.new("L", (10, 400)), 16)) == 3 + 1 * 16 + 2 * 1 * 8
+    with pytest.raises(ValueError, match="16..256"):
+        thumbnail(image, 8)
+
+
+def test_verify_decides_on_the_embedding_first():
+    image = Image.new("RGB", (64, 64), (120, 120, 120))
+    thumbs = [thumbnail(image, 64)] * 2
+    emb_a = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    emb_b = np.array([[0.0, 1.0], [1.0, 0.1]], np.float32)
+    result = verify_pairs(emb_a, emb_b, thumbs, thumbs, 0.85, 0.8, 64)
+    assert result["reason"].tolist() == ["embedding_differs", "verified"]
+    assert np.isnan(result["pixel_similarity"][0]) and result["pixel_similarity"][1] == pytest.approx(1.0)
+    assert result["cosine"][0] == pytest.approx(0.0) and result["verified"].tolist() == [False, True]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """A small planted set, every pair of images of one leaf verified on pixels alone (embeddings all
+    alike, min_cosine -1): the candidate step is not what is measured here."""
+    dupset = planted_duplicate_set(seed=7, leaves=3, listings_per_leaf=16, copied_share=0.5, copies=(1, 3))
+    images = [Image.open(io.BytesIO(data)).convert("RGB") for data in dupset.images]
+    thumbs = [thumbnail(image, 64) for image in images]
+    leaf = np.array(dupset.leaf)
+    i, j = np.triu_indices(len(images), 1)
+    i, j = i[leaf[i] == leaf[j]], j[leaf[i] == leaf[j]]
+    ones = np.ones((len(i), 8), np.float32)
+    result = verify_pairs(ones, ones, [thumbs[k] for k in i], [thumbs[k] for k in j], -1.0, 0.8, 64)
+    return dupset, images, i, j, result
+
+
+def test_each_near_kind_is_verified_against_its_original(planted):
+    dupset, _, i, j, result = planted
+    group, relation = np.array(dupset.group), np.array(dupset.relation)
+    with_original = (group[i] == group[j]) & ((relation[i] == "original") | (relation[j] == "original"))
+    kind = np.where(relation[i] == "original", relation[j], relation[i])
+    shares = {k: float(result["verified"][with_original & (kind == k)].mean())
+              for k in sorted(set(kind[with_original]))}
+    assert len(shares) == 7 and min(shares.values()) >= 0.8, shares
+    assert result["verified"][with_original].mean() >= 0.95, shares
+
+
+def test_look_alike_listings_are_not_verified(planted):
+    dupset, _, i, j, result = planted
+    group = np.array(dupset.group)
+    distinct = group[i] != group[j]
+    assert distinct.sum() > 1000
+    assert not result["verified"][distinct].any()
+    assert Counter(result["reason"][distinct].tolist()) == {"pixels_differ": int(distinct.sum())}
+
+
+def test_planted_pairs_are_clustered_with_high_precision_and_recall(planted):
+    dupset, images, i, j, result = planted
+    area = np.array([image.width * image.height for image in images])
+    digest = np.array([hashlib.sha256(data).hexdigest() for data in dupset.images])
+    order = np.empty(len(images), np.int64)
+    order[np.lexsort((digest, -area))] = np.arange(len(images))  # the pipeline's: larger first, then hash
+    clusters, _ = cluster(len(images), i, j, result["verified"], order)
+    scores = pair_scores(dupset, clusters.tolist())
+    assert scores["precision"] >= 0.99 and scores["recall"] >= 0.95, scores
