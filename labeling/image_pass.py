@@ -43,7 +43,6 @@ FORWARD_SCHEMA = pa.schema([
     ("reason", pa.string()), ("detail", pa.string())])
 
 
-
 def spark_schema(schema: pa.Schema) -> str:
     """The DDL string Spark wants for a mapInArrow result of this Arrow schema."""
     kinds = {pa.string(): "string", pa.int64(): "bigint", pa.int32(): "int", pa.float32(): "float",
