@@ -20,6 +20,7 @@ machine in this run.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.demo.images import design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.labeling.codes import encode, fit_projection
-from tagmill.labeling.dedup import candidate_pairs, cluster, thumbnail, verify_pairs
+from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, thumbnail, verify_pairs
 from tagmill.labeling.images import open_image
 from tagmill.labeling.layout import layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
@@ -155,9 +156,9 @@ def planted_set_scores(seed: int = 7) -> dict[str, dict]:
     i, j = i[keep], j[keep]
     verdict = verify_pairs(embeddings[i], embeddings[j], [thumbs[k] for k in i], [thumbs[k] for k in j],
                            cfg.min_cosine, cfg.min_pixel_similarity, size)
-    area = np.array([im.width * im.height for im in images])
-    order = np.argsort(np.argsort(-area, kind="stable"), kind="stable")
     ok = np.asarray(verdict["verified"], bool)
+    order = canonical_order(i, j, ok, np.array([im.width * im.height for im in images]),
+                            [hashlib.sha256(data).hexdigest() for data in dupset.images])
     clusters, _ = cluster(len(images), i, j, ok, order)
     seconds = time.perf_counter() - started
     scores = {"tagmill clusters": {**_scores(dupset, clusters), "verified_pairs": len(i), "seconds": seconds},

@@ -784,11 +784,32 @@ def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thu
 
 # ---- 3. clusters ---------------------------------------------------------------------------------------
 
+def canonical_order(i: np.ndarray, j: np.ndarray, verified: np.ndarray, area: np.ndarray,
+                    digest: list[str] | np.ndarray) -> np.ndarray:
+    """Each item's rank as its cluster's canonical image (lowest first), for `cluster` and `components`:
+    the item verified against the most others first, then the larger image, then the smaller content hash,
+    so a re-run picks the same one.
+
+    The original a re-upload was made from matches every copy, while two copies edited each their own way
+    (a padded one and a rotated one) may not match each other; leading with the best-connected item keeps
+    such copies in one cluster. On the planted set (seeds 7, 11, 23) cluster recall went from 0.96-0.97
+    (larger image first) to 0.97-0.99, precision staying 1.0.
+
+    i, j, verified: the pairs, as for `cluster`; area: (n,) pixels of each item; digest: (n,) content hashes.
+    """
+    i, j, verified = np.asarray(i, np.int64), np.asarray(j, np.int64), np.asarray(verified, bool)
+    n = len(area)
+    degree = np.bincount(np.concatenate([i[verified], j[verified]]), minlength=n)
+    order = np.empty(n, np.int64)
+    order[np.lexsort((np.asarray(digest), -np.asarray(area, np.int64), -degree))] = np.arange(n)
+    return order
+
+
 def cluster(n: int, i: np.ndarray, j: np.ndarray, verified: np.ndarray,
             order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Duplicate clusters of n items from pairs (i[k], j[k]) of which verified[k] holds.
 
-    order: (n,) ints, each item's rank as a canonical image (lowest first; e.g. larger image first, then
+    order: (n,) ints, each item's rank as a canonical image (lowest first; e.g. `canonical_order`, or larger image first, then
     smaller content hash); ties are broken by item index. Returns (cluster, canonical): cluster[x] is the
     index of the canonical item of x's cluster, canonical[x] whether x is that item.
 

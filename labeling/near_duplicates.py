@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import DedupConfig
-from tagmill.labeling.dedup import candidate_pairs, cluster, verify_pairs
+from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, verify_pairs
 from tagmill.labeling.image_pass import embedding_matrix, fixed_binary, spark_schema
 from tagmill.labeling.layout import shortlist
 
@@ -82,8 +82,8 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
     item, cluster_item, component_item for every item in a verified or guarded pair (others are their own
     cluster and component). Clusters come from verified pairs; components also join the pairs whose
     thumbnails agree at least `split_guard`, so a duplicate the verifier missed narrowly still stays in its
-    twin's split. The canonical image of a cluster is the largest, then the smallest content hash, so a
-    re-run picks the same one."""
+    twin's split. The canonical image of a cluster is the one verified against the most others, then the
+    largest, then the smallest content hash (labeling.dedup.canonical_order), so a re-run picks the same one."""
     pairs = (evidence.where(F.col("verified") | (F.col("pixel_similarity") >= split_guard))
              .select("item_a", "item_b", F.col("verified").alias("merge")))
     involved = (pairs.select(F.col("item_a").alias("item")).union(pairs.select(F.col("item_b").alias("item")))
@@ -103,14 +103,12 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
         nodes = table.filter(pc.equal(table.column("kind"), "item"))
         edges = table.filter(pc.equal(table.column("kind"), "pair"))
         ids = nodes.column("item").to_numpy()
-        # larger first, then smaller content hash: np.lexsort sorts by its last key first
-        order = np.empty(len(ids), np.int64)
-        order[np.lexsort((np.array(nodes.column("content_hash").to_pylist()), -nodes.column("area").to_numpy()))] = \
-            np.arange(len(ids))
         index = {v: k for k, v in enumerate(ids.tolist())}
         a = np.array([index[v] for v in edges.column("item").to_pylist()], np.int64)
         b = np.array([index[v] for v in edges.column("other").to_pylist()], np.int64)
         merge = np.array(edges.column("merge").to_pylist(), bool)
+        order = canonical_order(a, b, merge, nodes.column("area").to_numpy(),
+                                np.array(nodes.column("content_hash").to_pylist()))
         cluster_of, _ = cluster(len(ids), a, b, merge, order)
         component_of = components(len(ids), a, b, order)
         yield pa.RecordBatch.from_arrays([pa.array(ids), pa.array(ids[cluster_of]), pa.array(ids[component_of])],

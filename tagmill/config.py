@@ -253,8 +253,9 @@ class DedupConfig:
     unless the set is small enough for an exact search up to max_hamming (~30,000 codes; 7 bits at 100,000,
     6 at 300,000). Exact search costs grow steeply with the radius: 5 keeps 10M 64-bit codes near 20 s on 2
     cores."""
-    shortlist: int = 4
-    """... each image's nearest few of them are verified (bounds the verifier's work per image)."""
+    shortlist: int = 5
+    """... each image's nearest few of them are verified (bounds the verifier's work per image; on the
+    planted set 5 found 0.97-0.99 of the duplicate pairs, 4 found 0.93-0.97)."""
     min_cosine: float = 0.85
     """A candidate pair is a duplicate only if the float embeddings agree this well ..."""
     min_pixel_similarity: float = 0.8

@@ -12,8 +12,8 @@ from PIL import Image
 
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
-from tagmill.labeling.dedup import (SearchPlan, _table_pairs, candidate_pairs, cluster, search_plan, thumbnail,
-                                    verify_pairs)
+from tagmill.labeling.dedup import (SearchPlan, _table_pairs, candidate_pairs, canonical_order, cluster, search_plan,
+                                    thumbnail, verify_pairs)
 
 # ---- candidates ------------------------------------------------------------------------------------------
 
@@ -183,9 +183,8 @@ def test_look_alike_listings_are_not_verified(planted):
 def test_planted_pairs_are_clustered_with_high_precision_and_recall(planted):
     dupset, images, i, j, result = planted
     area = np.array([image.width * image.height for image in images])
-    digest = np.array([hashlib.sha256(data).hexdigest() for data in dupset.images])
-    order = np.empty(len(images), np.int64)
-    order[np.lexsort((digest, -area))] = np.arange(len(images))  # the pipeline's: larger first, then hash
+    digest = [hashlib.sha256(data).hexdigest() for data in dupset.images]
+    order = canonical_order(i, j, result["verified"], area, digest)  # the pipeline's
     clusters, _ = cluster(len(images), i, j, result["verified"], order)
     scores = pair_scores(dupset, clusters.tolist())
     assert scores["precision"] >= 0.99 and scores["recall"] >= 0.95, scores

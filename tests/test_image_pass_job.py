@@ -87,10 +87,12 @@ def test_planted_duplicates_are_clustered_without_false_merges(spark, passed):
     for members in by_group.values():
         true_pairs |= {(a, b) for a in members for b in members if a < b}
     correct = true_pairs & found_pairs
-    # the issue asks precision >= 0.99 and recall >= 0.95; measured here 0.94-0.97 and 0.94-1.0 (single-
-    # circle look-alikes, one a zoomed, shifted version of the other's layout, still merge now and then)
-    assert len(correct) / len(found_pairs) >= 0.9, sorted(found_pairs - true_pairs)[:5]
-    assert len(correct) / len(true_pairs) >= 0.9, sorted(true_pairs - found_pairs)[:5]
+    precision, recall = len(correct) / len(found_pairs), len(correct) / len(true_pairs)
+    # the issue's 0.99 holds on the planted look-alike set (test_near_duplicates); here 3 of 33 merged pairs
+    # (0.91) are two photos of one-shape listings on striped or dotted backgrounds, one a zoomed, shifted
+    # version of the other, too busy at 64 px for the shared-noise check
+    assert precision >= 0.9, (precision, sorted(found_pairs - true_pairs)[:5])
+    assert recall >= 0.95, (recall, sorted(true_pairs - found_pairs)[:5])
 
 
 def test_no_duplicate_component_and_no_product_crosses_splits(spark, passed):
@@ -109,10 +111,9 @@ def test_no_duplicate_component_and_no_product_crosses_splits(spark, passed):
     for r in _truth(truth, "duplicates.csv"):
         if r["image_path"] in split_of:
             splits[r["group_id"]].add(split_of[r["image_path"]])
-    # the planted truth: a duplicate the image pass missed may still cross (the issue asks for none; measured
-    # 0-1 of the small market's groups)
+    # the planted truth: no duplicate group crosses a split
     crossing = {g: s for g, s in splits.items() if len(s) > 1}
-    assert splits and len(crossing) <= 1, crossing
+    assert splits and not crossing, crossing
     per_product = samples.groupBy("product_id").agg(F.countDistinct("split").alias("n"))
     assert per_product.where("n > 1").count() == 0
 

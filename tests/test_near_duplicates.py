@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tagmill.config import DedupConfig
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import encode, fit_projection, hamming
-from tagmill.labeling.dedup import candidate_pairs, cluster, thumbnail, verify_pairs
+from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, thumbnail, verify_pairs
 from tagmill.labeling.images import open_image
 from tagmill.labeling.layout import layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
@@ -59,21 +60,37 @@ def test_clusters_do_not_chain_but_components_keep_every_verified_pair_together(
     assert components(4, np.array([3]), np.array([1]), np.array([3, 2, 1, 0])).tolist() == [0, 3, 2, 3]
 
 
-def test_planted_duplicates_are_found_among_look_alike_listings():
+def test_the_best_connected_image_leads_its_cluster():
+    # original 0 matches its padded copy 1 (the largest) and its rotated copy 2; the copies do not match
+    i, j, verified = np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([True, True, False])
+    area, digest = np.array([100, 144, 90]), ["c", "b", "a"]
+    order = canonical_order(i, j, verified, area, digest)
+    assert order.tolist() == [0, 1, 2]
+    assert cluster(3, i, j, verified, order)[0].tolist() == [0, 0, 0]
+    by_area = canonical_order(i, j, np.zeros(3, bool), area, digest)  # no pairs: larger first
+    assert by_area.tolist() == [1, 0, 2]
+    assert cluster(3, i, j, verified, by_area)[0].tolist() == [1, 1, 2]  # the rotated copy would be lost
+    assert canonical_order(i, j, np.zeros(3, bool), [5, 5, 5], digest).tolist() == [2, 1, 0]  # then the hash
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_planted_duplicates_are_found_among_look_alike_listings(seed):
     """The hard planted set (look-alike listings of plain categories, copies resized, re-encoded, cropped,
     padded, rotated, brightened and overlaid), decided on pixels: embeddings all alike."""
-    dupset = planted_duplicate_set(3, leaves=4, listings_per_leaf=20)
+    dupset = planted_duplicate_set(seed, leaves=4, listings_per_leaf=20)
     images = [open_image(data) for data in dupset.images]
     layouts = np.stack([layout_descriptor(im) for im in images])
     codes = encode(layouts, fit_projection(layouts, 64, "itq", 0))
-    i, j, distance = candidate_pairs(codes, 12)
-    keep = shortlist(i, j, -distance.astype(np.float32), 4)
+    i, j, distance = candidate_pairs(codes, DedupConfig().max_hamming)
+    keep = shortlist(i, j, -distance.astype(np.float32), DedupConfig().shortlist)
     i, j = i[keep], j[keep]
     thumbs = [thumbnail(im, 64) for im in images]
     same = np.ones((len(images), 8), np.float32)
     verdict = verify_pairs(same[i], same[j], [thumbs[k] for k in i], [thumbs[k] for k in j], 0.85, 0.8, 64)
-    clusters, _ = cluster(len(images), i, j, np.asarray(verdict["verified"], bool), np.arange(len(images)))
+    verified = np.asarray(verdict["verified"], bool)
+    area = [im.width * im.height for im in images]
+    clusters, _ = cluster(len(images), i, j, verified, canonical_order(i, j, verified, area, dupset.names))
     scores = pair_scores(dupset, clusters.tolist())
-    # measured: precision 1.0, recall 0.84 on the full planted set (benchmarks/image_pass.py)
-    assert scores["precision"] >= 0.99
-    assert scores["recall"] >= 0.75
+    # the issue's targets; measured 1.0 and 0.97 on the full planted set (benchmarks/image_pass.py)
+    assert scores["precision"] >= 0.99, scores
+    assert scores["recall"] >= 0.95, scores
