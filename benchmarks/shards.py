@@ -126,7 +126,7 @@ def gate_share(build_config: Path) -> str:
     runs = Path(cfg.outputs.root)
     date = cfg.run.run_date().isoformat()
     seconds = {}
-    for stage in ("mine-logs", "assemble", "shards"):
+    for stage in ("mine-logs", "taxonomy", "assemble", "shards"):
         path = runs / stage / "_runs" / f"run_date={date}" / "summary.json"
         if not path.is_file():
             return f"gate share: skipped (no {stage} summary at {path})"

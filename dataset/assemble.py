@@ -20,15 +20,35 @@ TEACHER = "teacher"
 _HASH_RANGE = 1 << 30
 
 
-def class_index(image_labels: DataFrame) -> DataFrame:
+def class_index(image_labels: DataFrame, paths: DataFrame | None = None) -> DataFrame:
     """One class per distinct label: class_id (0..n-1 in label order, so ids are stable for equal
-    inputs), name, path (ancestor names from the top down; empty until a taxonomy supplies them).
+    inputs), name, path (ancestor names from the top down, from the taxonomy's `paths`: name, path; empty
+    without one).
 
     Needs `label`. Numbered with zipWithIndex over the sorted names: distributed, no single-partition window."""
     names = image_labels.select(F.col("label").alias("name")).distinct().orderBy("name")
     numbered = names.rdd.zipWithIndex().map(lambda pair: (pair[1], pair[0][0]))
-    return names.sparkSession.createDataFrame(numbered, "class_id long, name string").select(
-        F.col("class_id").cast("int"), "name", F.array().cast("array<string>").alias("path"))
+    index = names.sparkSession.createDataFrame(numbered, "class_id long, name string")
+    empty = F.array().cast("array<string>")
+    if paths is None:
+        return index.select(F.col("class_id").cast("int"), "name", empty.alias("path"))
+    return (index.join(paths.select("name", "path"), "name", "left")
+            .select(F.col("class_id").cast("int"), "name", F.coalesce("path", empty).alias("path")))
+
+
+def map_to_classes(labels: DataFrame, tag_map: DataFrame, taxonomy: DataFrame, ancestors: bool) -> DataFrame:
+    """LABEL_COLUMNS rows with each raw tag replaced by its taxonomy class (tags the taxonomy dropped go);
+    with `ancestors`, each label also stands for every class above its own, with the same provenance
+    (Tencent ML-Images propagates labels to ancestors). tag_map: tag, class_name (null when dropped);
+    taxonomy: name, path."""
+    mapped = (labels.join(tag_map.where(F.col("class_name").isNotNull())
+                          .select(F.col("tag").alias("label"), "class_name"), "label")
+              .withColumn("label", F.col("class_name")).drop("class_name"))
+    if not ancestors:
+        return mapped.select(*LABEL_COLUMNS)
+    above = (mapped.join(taxonomy.select(F.col("name").alias("label"), "path"), "label")
+             .withColumn("label", F.explode("path")).drop("path"))
+    return mapped.select(*LABEL_COLUMNS).unionByName(above.select(*LABEL_COLUMNS))
 
 
 def split_column(key: Column, ratios: dict[str, float], seed: int) -> Column:

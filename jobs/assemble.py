@@ -12,17 +12,30 @@ import logging
 import time
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tagmill import __version__
 from tagmill.config import SPLITS, Config
-from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, own_clusters, search_log_labels,
-                                      teacher_labels)
-from tagmill.jobs import image_pass, io, mine_logs
+from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, map_to_classes, own_clusters,
+                                      search_log_labels, teacher_labels)
+from tagmill.jobs import image_pass, io, mine_logs, taxonomy
 
 STAGE = "assemble"
 log = logging.getLogger("tagmill.assemble")
+
+
+def source_labels(spark: SparkSession, cfg: Config) -> DataFrame:
+    """LABEL_COLUMNS rows of every source for cfg.run's date: the search log's, and the teacher's tags when a
+    teacher is configured (refusing a date the image pass did not finish)."""
+    root, run_date = cfg.outputs.root, cfg.run.run_date()
+    labels = search_log_labels(io.read_table(spark, root, mine_logs.STAGE, "image_labels", run_date))
+    if cfg.image_pass.teacher:
+        io.read_summary(spark, root, image_pass.STAGE, run_date)
+        tags = io.read_table(spark, root, image_pass.STAGE, "teacher_tags", run_date)
+        labels = labels.unionByName(teacher_labels(tags, io.read_table(spark, root, mine_logs.STAGE, "images",
+                                                                       run_date)))
+    return labels
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
@@ -40,18 +53,26 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         return io.read_table(spark, root, image_pass.STAGE, table, run_date)
 
     image_labels = mined("image_labels")
-    labels = search_log_labels(image_labels)
+    raw = source_labels(spark, cfg)
     with_image_pass = bool(cfg.image_pass.teacher)
     if with_image_pass:
-        io.read_summary(spark, root, image_pass.STAGE, run_date)  # refuses a date the image pass did not finish
-        labels = labels.unionByName(teacher_labels(image_pass_table("teacher_tags"), mined("images")))
         clusters = image_pass_table("images")
     else:
         log.info("assemble %s: no teacher configured (image_pass.teacher): search-log labels only, each image "
                  "its own cluster", run_date)
         clusters = own_clusters(image_labels)
+    raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+    paths = None
+    if cfg.taxonomy.enabled:
+        io.read_summary(spark, root, taxonomy.STAGE, run_date)  # refuses a date the taxonomy did not finish
+        tax = io.read_table(spark, root, taxonomy.STAGE, "taxonomy", run_date)
+        labels = map_to_classes(raw, io.read_table(spark, root, taxonomy.STAGE, "tag_map", run_date), tax,
+                                cfg.taxonomy.propagate_to_ancestors)
+        paths = tax.select("name", "path")
+    else:
+        labels = raw
     labels = labels.persist(StorageLevel.MEMORY_AND_DISK)
-    classes = class_index(labels)
+    classes = class_index(labels, paths)
     io.write_table(classes, root, STAGE, "class_index", run_date)
     classes = io.read_table(spark, root, STAGE, "class_index", run_date)
     samples = assemble_samples(labels, mined("images"), mined("repeats"), classes, clusters,
@@ -60,8 +81,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     samples = io.read_table(spark, root, STAGE, "samples", run_date)
     io.write_table(class_support(samples, classes), root, STAGE, "classes", run_date)
 
+    images_in = raw.select("image_key").distinct().count()
     labeled = labels.select("image_key").distinct()
-    images_in = labeled.count()
+    with_class = labeled.count()
     usable = labeled.join(clusters.select("image_key"), "image_key").count()
     per_split = {r["split"]: r for r in samples.groupBy("split").agg(
         F.count(F.lit(1)).alias("samples"), F.countDistinct("product_id").alias("products"),
@@ -69,9 +91,12 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     per_source = {r["source"]: r["count"] for r in
                   labels.groupBy("source").agg(F.countDistinct("image_key").alias("count")).collect()}
     labels.unpersist()
+    raw.unpersist()
     out = sum(r["samples"] for r in per_split.values())
-    # a labeled image that is not a sample was merged into its duplicate cluster's sample, or was unusable
-    dropped = {k: v for k, v in (("merged_duplicate", usable - out), ("unusable_image", images_in - usable)) if v}
+    # a labeled image that is not a sample lost all its tags in the taxonomy, was merged into its duplicate
+    # cluster's sample, or was unusable
+    dropped = {k: v for k, v in (("merged_duplicate", usable - out), ("unusable_image", with_class - usable),
+                                 ("no_class_after_taxonomy", images_in - with_class)) if v}
     io.check_counts("labeled images", images_in, out, dropped)
     summary = {
         "stage": STAGE,
@@ -80,6 +105,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "images": {"in": images_in, "out": out, "quarantined": dropped},
         "labeled_images_by_source": dict(sorted(per_source.items())),
         "image_pass": with_image_pass,
+        "taxonomy": cfg.taxonomy.enabled,
         "classes": classes.count(),
         "splits": {s: {k: int(per_split[s][k]) if s in per_split else 0
                        for k in ("samples", "products", "repeats", "labels")} for s in SPLITS},

@@ -18,6 +18,7 @@ STAGE_HELP = {
     "build": "run every stage in order for one run date (the daily job)",
     "mine-logs": "search-log events + catalog -> query labels per image (MSURU)",
     "image-pass": "every listing image -> teacher tags, embedding, code; near-duplicate clusters",
+    "taxonomy": "raw tags -> classes: rare filter, co-occurrence rules, WordNet merge, hierarchy and domains",
     "assemble": "labels of every source -> class index + one sample per duplicate cluster, leak-free split",
     "shards": "validation gate, then shards + manifest (published last)",
 }
@@ -99,6 +100,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_taxonomy(args: argparse.Namespace) -> int:
+    from tagmill.taxonomy.report import write_report
+
+    cfg = _config(args)
+    path = write_report(cfg.outputs.root, cfg.run.run_date().isoformat(), str(args.out) if args.out else None)
+    print(f"taxonomy report for {cfg.run.run_date()}: {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tagmill.jobs.demo import run_demo
 
@@ -154,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("report", help="reports for analysts")
+    report_sub = p.add_subparsers(dest="report_command", required=True, metavar="REPORT")
+    taxonomy = report_sub.add_parser("taxonomy", help="one self-contained HTML page: long tail, co-occurrence "
+                                                      "heatmap, merges and drops with their reasons, domain tree, "
+                                                      "coverage, diff against the previous run")
+    _add_config_options(taxonomy, spark=False)
+    taxonomy.add_argument("--date", help="run date YYYY-MM-DD (overrides run.date)")
+    taxonomy.add_argument("--out", type=Path, help="HTML file to write (default: under the outputs root, "
+                                                    "taxonomy/_reports/run_date=D/taxonomy.html)")
+    taxonomy.set_defaults(func=cmd_report_taxonomy)
+
     p = sub.add_parser("config", help="configuration helpers")
     config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_sub.add_parser("show", help="print the effective config as TOML (defaults + file + --set)")
@@ -176,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, InputError, DatasetError, TeacherError) as err:
+    except (ConfigError, InputError, DatasetError, TeacherError, FileNotFoundError) as err:
         print(f"tagmill: error: {err}", file=sys.stderr)
         return 2
     except GateFailed as err:

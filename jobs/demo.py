@@ -13,6 +13,7 @@ log = logging.getLogger("tagmill.demo")
 
 DEMO_OVERRIDES = {
     "mining": {"min_label_images": 5},
+    "taxonomy": {"min_images": 5},
     "dataset": {"image_max_side": 96},
     "train": {"arch": "resnet18", "image_size": 64, "epochs": 4, "freeze_epochs": 0, "batch_size": 64,
               "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05, "warmup_epochs": 0.3,
@@ -26,7 +27,8 @@ to freeze, so no frozen epoch)."""
 def write_demo_market(out: Path, cfg: Config) -> Path:
     """Generate the market under OUT/market (skipped when one with the same demo settings is there) and
     write OUT/tagmill.toml, a config whose inputs point at it. Returns that config's path."""
-    from tagmill.demo.generate import generate_market
+    from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
+    from tagmill.demo.vocabulary import build_leaves
 
     out = out.resolve()
     market = out / "market"
@@ -38,11 +40,14 @@ def write_demo_market(out: Path, cfg: Config) -> Path:
                                  cfg.mining.retention_days)
         log.info("demo marketplace: %s", counts)
         marker.write_text(json.dumps(wanted, sort_keys=True))
+    if not (market / GLOSSARY).is_file():  # a market generated before the glossary existed
+        write_glossary(market, build_leaves())
     demo_cfg = cfg.replace("run", date=cfg.demo.run_date)
     demo_cfg = demo_cfg.replace("inputs", events=str(market / "events"), events_format="jsonl",
                                 catalog=str(market / "catalog"), catalog_format="jsonl",
                                 image_root=str(market / "images"))
     demo_cfg = demo_cfg.replace("outputs", root=str(out / "out"))
+    demo_cfg = demo_cfg.replace("taxonomy", zh_table=str(market / GLOSSARY))
     config_file = out / "tagmill.toml"
     config_file.write_text(to_toml(demo_cfg), encoding="utf-8")
     return config_file
@@ -52,7 +57,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     """Generate the market, build it from the search log, train a teacher on that dataset, run the image
     pass with it over every listing image (cold-start listings included), rebuild with teacher tags and
     dedup, and train the demo model on the result."""
-    from tagmill.jobs import assemble, image_pass, shards
+    from tagmill.jobs import assemble, image_pass, shards, taxonomy
     from tagmill.jobs.build import run_stages
     from tagmill.jobs.train import default_model_dir, print_metrics, run_train
 
@@ -73,9 +78,13 @@ def run_demo(out: Path, overrides: dict) -> int:
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
     config_file.write_text(to_toml(cfg), encoding="utf-8")
-    summaries = run_stages(cfg, [image_pass.STAGE, assemble.STAGE, shards.STAGE])
+    summaries = run_stages(cfg, [image_pass.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     _print_stages(cfg, summaries)
     print(_planted_duplicates(cfg, market))
+    from tagmill.taxonomy.report import write_report
+
+    report = write_report(cfg.outputs.root, cfg.run.run_date().isoformat())
+    print(f"\ntaxonomy report for analysts: {report}  (tagmill report taxonomy --config {config_file})")
     print(f"\nconfig used: {config_file}  (tagmill build --config {config_file} reruns every stage)")
 
     print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU, "

@@ -125,6 +125,23 @@ def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) 
     return json.loads("\n".join(spark.sparkContext.textFile(path, 1).collect()))
 
 
+def previous_run_date(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dt.date | None:
+    """The latest date before `run_date` for which `stage` finished (its summary exists), or None."""
+    fs, folder = _fs(spark, stage_path(root, stage, "_runs"))
+    if not fs.exists(folder):
+        return None
+    dates = []
+    for status in fs.listStatus(folder):
+        name = status.getPath().getName()
+        if name.startswith("run_date=") and fs.exists(status.getPath().suffix("/summary.json")):
+            try:
+                dates.append(dt.date.fromisoformat(name.split("=", 1)[1]))
+            except ValueError:
+                continue  # a foreign folder, not a run
+    earlier = [d for d in dates if d < run_date]
+    return max(earlier) if earlier else None
+
+
 class CountMismatch(RuntimeError):
     """Rows went missing between a stage's input and its outputs: a bug, never to be published."""
 

@@ -277,6 +277,52 @@ class DedupConfig:
                 raise ConfigError(f"{prefix}.{key}", "must be in [-1, 1]", "use e.g. 0.85")
 
 
+@dataclass(frozen=True)
+class TaxonomyConfig:
+    """Raw tags of both label sources -> classes (58.com 3; Tencent ML-Images): rare filter, co-occurrence
+    rules, WordNet synonym merge, hierarchy and domains. Every drop and merge is recorded with its numbers."""
+
+    enabled: bool = True
+    """Off: assemble uses every raw tag as its own class, as before the taxonomy stage existed."""
+    min_share: float = 0.0005
+    """Tags on fewer than this share of labeled images are dropped (58.com: 0.05 %) ..."""
+    min_images: int = 10
+    """... and tags on fewer than this many images (MSURU's K, for teacher tags too)."""
+    isolated_max_conditional: float = 0.0
+    """A tag whose strongest partner co-occurs with it on less than this share of its images is noise and
+    dropped (only tags that share images with other tags at all); 0 turns the rule off."""
+    isolated_min_images: int = 20
+    """... judged only for tags on at least this many images."""
+    merge_min_conditional: float = 0.9
+    """Two tags with P(a|b) and P(b|a) both at least this are merge candidates ..."""
+    merge_cooccurring: bool = False
+    """... merged only when this is on (off: listed in the report for an analyst to decide)."""
+    child_min_conditional: float = 0.95
+    """A tag implied by another (P(parent|child) at least this) is a child candidate, for the report."""
+    max_tags_per_image: int = 64
+    """Images with more distinct tags are left out of the co-occurrence matrix (its cost is quadratic)."""
+    merge_synonyms: bool = True
+    """Tags that map to one WordNet synset become one class with aliases."""
+    domain_roots: tuple[str, ...] = ()
+    """WordNet noun synsets that collapse leaves into domains (58.com: 17); empty: the 21 of
+    taxonomy.synsets.DEFAULT_DOMAIN_ROOTS, documented there with the rule that picks one per path."""
+    zh_table: str = ""
+    """CSV of Chinese -> English terms (zh,en) for mapping Chinese tags to synsets; empty: none."""
+    propagate_to_ancestors: bool = False
+    """Assemble also labels each image with the ancestors of its classes (Tencent ML-Images)."""
+
+    def check(self, prefix: str) -> None:
+        for key in ("min_share", "isolated_max_conditional", "merge_min_conditional", "child_min_conditional"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"{prefix}.{key}", "must be in [0, 1]", "use e.g. 0.0005 for min_share, 0.9 "
+                                  "for the conditionals")
+        for key in ("min_images", "isolated_min_images"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 0", "use 0 to turn it off")
+        if self.max_tags_per_image < 2:
+            raise ConfigError(f"{prefix}.max_tags_per_image", "must be at least 2", "use e.g. 64")
+
+
 LOSSES = ("asl", "bce", "softmax", "sampled_softmax")
 ARCHITECTURES = ("resnet18", "resnet50", "resnext50_32x4d")
 
@@ -404,6 +450,7 @@ class Config:
     mining: MiningConfig = field(default_factory=MiningConfig)
     image_pass: ImagePassConfig = field(default_factory=ImagePassConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)

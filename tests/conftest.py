@@ -30,7 +30,7 @@ def small_market(tmp_path_factory):
     from tagmill.jobs.demo import write_demo_market
 
     out = tmp_path_factory.mktemp("demo")
-    cfg = load_config(None, {"demo": SMALL_DEMO, "mining": {"min_label_images": 3},
+    cfg = load_config(None, {"demo": SMALL_DEMO, "mining": {"min_label_images": 3}, "taxonomy": {"min_images": 3},
                              "spark": {"master": "local[2]", "shuffle_partitions": 2}})
     config_file = write_demo_market(out, cfg)
     return config_file, load_config(config_file)

@@ -29,7 +29,7 @@ from tagmill.demo.queries import FORM_KINDS, build_query_forms
 from tagmill.demo.sessions import SessionLog, simulate_sessions
 from tagmill.demo.vocabulary import Leaf, build_leaves
 
-PARTS = ("catalog", "images", "events", "truth")
+PARTS = ("catalog", "images", "events", "truth", "dictionary")
 
 
 def generate_market(root: Path, cfg: DemoConfig, run_date: dt.date, retention_days: int) -> dict:
@@ -70,7 +70,20 @@ def generate_market(root: Path, cfg: DemoConfig, run_date: dt.date, retention_da
         written += _write(root / name, b"".join(line + b"\n" for line in lines))
     for name, header, rows in _truth_tables(leaves, forms, catalog, plan, events):
         written += _write(root / "truth" / name, _csv(header, rows))
+    written += write_glossary(root, leaves)
     return _summary(leaves, catalog, plan, images, log, events, written)
+
+
+GLOSSARY = "dictionary/zh_en.csv"
+"""The marketplace's Chinese -> English glossary (taxonomy.zh_table), relative to the market folder."""
+
+
+def write_glossary(root: Path, leaves: list[Leaf]) -> int:
+    """Write ROOT/GLOSSARY: the Chinese and English names of nine leaves in ten (a real glossary is never
+    complete, and the taxonomy must report the Chinese tags it cannot map rather than drop them). Returns
+    the bytes written."""
+    rows = [(leaf.name_zh, leaf.name_en) for leaf in leaves if leaf.index % 10 != 9]
+    return _write(root / GLOSSARY, _csv(("zh", "en"), rows))
 
 
 def _write(path: Path, data: bytes) -> int:

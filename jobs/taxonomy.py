@@ -1,0 +1,183 @@
+"""`tagmill taxonomy`: raw tags of every label source -> classes with a hierarchy and domains.
+
+Read, call the taxonomy library, write. In Spark: tag statistics, the rare filter, the co-occurrence matrix
+(sparse, never collected) and its rules, and the classes' support. In the driver, on per-tag data only: the
+WordNet mapping, the hierarchy and the class table. Every raw tag ends mapped to a class or dropped with its
+rule; the job fails before writing its summary if those do not add up.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from tagmill import __version__
+from tagmill.config import Config
+from tagmill.jobs import io
+from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
+                                      with_support)
+from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules
+from tagmill.taxonomy.hierarchy import build_hierarchy
+from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
+from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
+from tagmill.taxonomy.wordnet import load_wordnet
+
+STAGE = "taxonomy"
+CONTEXT_PARTNERS = 5
+"""Co-occurring tags per tag that the WordNet disambiguation looks at."""
+log = logging.getLogger("tagmill.taxonomy")
+
+DECISIONS_SCHEMA = ("tag string, action string, rule string, other string, value double, threshold double, "
+                    "detail string")
+TAG_MAP_SCHEMA = ("tag string, class_id int, class_name string, status string, reason string, synset string, "
+                  "mapped_by string")
+TAXONOMY_SCHEMA = ("class_id int, name string, kind string, synset string, aliases array<string>, parent_id int, "
+                   "domain string, depth int, support long, path array<string>")
+DIFF_SCHEMA = "change string, name string, previous string, detail string"
+
+
+def run(spark: SparkSession, cfg: Config) -> dict:
+    """Run the taxonomy for cfg.run's date; returns the run summary (also written as summary.json)."""
+    from tagmill.jobs.assemble import source_labels  # assemble imports this module for its STAGE
+
+    started = time.time()
+    tc, run_date, root = cfg.taxonomy, cfg.run.run_date(), cfg.outputs.root
+    summary_file = io.summary_path(root, STAGE, run_date)
+    io.delete(spark, summary_file)
+
+    def write(df: DataFrame, table: str) -> DataFrame:
+        io.write_table(df, root, STAGE, table, run_date)
+        return io.read_table(spark, root, STAGE, table, run_date)
+
+    labels = source_labels(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    stats, by_source, labeled = tag_statistics(labels)
+    stats = write(stats, "tag_stats")
+    write(by_source, "tag_stats_by_source")
+    images = {r["tag"]: int(r["images"]) for r in stats.select("tag", "images").collect()}  # one row per tag
+    drops = rare_drops(stats, tc.min_share, tc.min_images).toPandas()
+    log.info("taxonomy %s: %d raw tags on %d labeled images, %d rare", run_date, len(images), labeled, len(drops))
+
+    tags, kept_stats = image_tags(labels), stats
+    if len(drops):
+        rare = spark.createDataFrame(drops[["tag"]])
+        tags, kept_stats = tags.join(rare, "tag", "left_anti"), stats.join(rare, "tag", "left_anti")
+    tags = tags.persist(StorageLevel.MEMORY_AND_DISK)
+    pairs = write(cooccurrence(tags, labeled, max_tags_per_image=tc.max_tags_per_image), "cooccurrence")
+    rules = cooccurrence_rules(pairs, kept_stats, isolated_max_conditional=tc.isolated_max_conditional,
+                               isolated_min_images=tc.isolated_min_images,
+                               merge_min_conditional=tc.merge_min_conditional,
+                               child_min_conditional=tc.child_min_conditional,
+                               accompanied=accompanied_images(tags) if tc.isolated_max_conditional else None
+                               ).toPandas()  # per-tag decisions
+    isolated = rules[rules["action"] == "drop"]
+    merges = rules[rules["rule"] == "cooccurrence_merge"]
+    if not tc.merge_cooccurring:
+        rules.loc[rules["rule"] == "cooccurrence_merge", "action"] = "merge_candidate"
+        merges = merges.iloc[0:0]
+    dropped = _concat([drops, isolated])
+
+    wn = load_wordnet(cfg.text.wordnet_dir)
+    roots = tc.domain_roots or DEFAULT_DOMAIN_ROOTS
+    kept = sorted(set(images) - set(dropped["tag"]))
+    senses = map_tags(kept, wn, context=_context(pairs), domain_roots=roots,
+                      zh_table=read_zh_table(tc.zh_table) if tc.zh_table else None)
+    hierarchy = build_hierarchy({s.synset for s in senses.values() if s.synset}, wn, roots)
+    node_names = {s: wn.synset(s).lemma_names()[0].replace("_", " ") for s in hierarchy.parent}
+    tag_map, taxonomy, merged = build_classes(images, dropped, merges, senses, hierarchy, node_names,
+                                              tc.merge_synonyms)
+    tag_map = write(spark.createDataFrame(_rows(tag_map), TAG_MAP_SCHEMA), "tag_map")
+    support = _support(spark, tags, tag_map, taxonomy)
+    taxonomy = with_support(taxonomy, support)
+    decisions = _concat([dropped, rules[rules["action"] != "drop"], merged])
+    write(spark.createDataFrame(_rows(decisions), DECISIONS_SCHEMA), "decisions")
+    write(spark.createDataFrame(_rows(taxonomy), TAXONOMY_SCHEMA), "taxonomy")
+
+    previous_date = io.previous_run_date(spark, root, STAGE, run_date)
+    previous = (io.read_table(spark, root, STAGE, "taxonomy", previous_date).toPandas()
+                if previous_date else None)
+    diff = diff_taxonomies(previous, taxonomy)
+    write(spark.createDataFrame(_rows(diff), DIFF_SCHEMA), "diff")
+
+    covered = tags.select("image_key").distinct().count() if len(dropped) else labeled
+    tags.unpersist()
+    labels.unpersist()
+    tag_status = tag_map.groupBy("status", "reason").count().collect()
+    quarantined = {r["reason"]: int(r["count"]) for r in tag_status if r["status"] == "dropped"}
+    out = sum(int(r["count"]) for r in tag_status if r["status"] != "dropped")
+    io.check_counts("raw tags", len(images), out, quarantined)
+    classes = taxonomy[taxonomy["kind"] == "class"]
+    summary = {
+        "stage": STAGE,
+        "run_date": run_date.isoformat(),
+        "tagmill_version": __version__,
+        "tags": {"in": len(images), "out": out, "quarantined": quarantined,
+                 "merged": int((tag_map.where(F.col("status") == "merged").count()))},
+        "images": labeled,
+        "classes": len(classes),
+        "nodes": int((taxonomy["kind"] == "node").sum()),
+        "domains": {str(k): int(v) for k, v in classes.groupby("domain").size().sort_index().items()},
+        "mapped_by": {str(k): int(v) for k, v in pd.Series([s.mapped_by for s in senses.values()])
+                      .value_counts().sort_index().items()},
+        "coverage": {"before": 1.0 if labeled else 0.0, "after": covered / labeled if labeled else 0.0},
+        "merge_candidates": int((rules["rule"] == "cooccurrence_merge").sum()),
+        "child_candidates": int((rules["rule"] == "implied_by").sum()),
+        "previous_run_date": previous_date.isoformat() if previous_date else None,
+        "diff": {str(k): int(v) for k, v in diff.groupby("change").size().items()},
+        "config": {"min_share": tc.min_share, "min_images": tc.min_images,
+                   "isolated_max_conditional": tc.isolated_max_conditional,
+                   "merge_min_conditional": tc.merge_min_conditional, "merge_cooccurring": tc.merge_cooccurring,
+                   "child_min_conditional": tc.child_min_conditional, "merge_synonyms": tc.merge_synonyms,
+                   "domain_roots": list(roots), "propagate_to_ancestors": tc.propagate_to_ancestors},
+        "seconds": round(time.time() - started, 1),
+    }
+    io.write_json(spark, summary_file, summary)
+    log.info("taxonomy %s: %d raw tags -> %d classes in %d domains (%d dropped, %d merged)", run_date,
+             len(images), summary["classes"], len(summary["domains"]), sum(quarantined.values()),
+             summary["tags"]["merged"])
+    return summary
+
+
+def _context(pairs: DataFrame) -> dict[str, list[str]]:
+    """Each tag's CONTEXT_PARTNERS most often co-occurring tags (by P(partner | tag)), for disambiguation."""
+    both = (pairs.select(F.col("tag_a").alias("tag"), F.col("tag_b").alias("partner"),
+                         F.col("p_b_given_a").alias("p"))
+            .unionByName(pairs.select(F.col("tag_b").alias("tag"), F.col("tag_a").alias("partner"),
+                                      F.col("p_a_given_b").alias("p"))))
+    rank = F.row_number().over(Window.partitionBy("tag").orderBy(F.desc("p"), "partner"))
+    top = both.withColumn("rank", rank).where(F.col("rank") <= CONTEXT_PARTNERS)
+    context: dict[str, list[str]] = {}
+    for r in top.orderBy("tag", "rank").collect():  # at most CONTEXT_PARTNERS rows per tag
+        context.setdefault(r["tag"], []).append(r["partner"])
+    return context
+
+
+def _support(spark: SparkSession, tags: DataFrame, tag_map: DataFrame, taxonomy: pd.DataFrame) -> dict[int, int]:
+    """class_id -> images carrying it or, for the classes above, any class below it (Tencent ML-Images)."""
+    above = [(k, a) for k, chain in ancestors(taxonomy).items() for a in [k, *chain]]
+    lift = spark.createDataFrame(above, "class_id int, counted_id int")
+    per_image = (tags.join(tag_map.where(F.col("class_id").isNotNull()).select("tag", "class_id"), "tag")
+                 .join(lift, "class_id").select("image_key", "counted_id").distinct())
+    return {int(r["counted_id"]): int(r["count"]) for r in per_image.groupBy("counted_id").count().collect()}
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Decision rows of several frames (empty ones left out: pandas would guess their column types)."""
+    full = [f[list(DECISION_COLUMNS)] for f in frames if len(f)]
+    return pd.concat(full, ignore_index=True) if full else pd.DataFrame(columns=list(DECISION_COLUMNS))
+
+
+def _rows(frame: pd.DataFrame) -> list[tuple]:
+    """Plain Python rows (NaN and pandas NA as None, numpy scalars as Python ones) for createDataFrame."""
+    def plain(value):
+        if isinstance(value, list | tuple):
+            return list(value)
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    return [tuple(plain(v) for v in row) for row in frame.itertuples(index=False)]

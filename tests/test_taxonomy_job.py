@@ -1,0 +1,129 @@
+"""The taxonomy stage end to end on the small generated marketplace: every raw tag mapped or dropped with a
+reason, the demo's synonyms and Chinese names merged, a tree without cycles, the diff, the report and the
+notebook over the real tables, and assemble's classes coming from the taxonomy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tagmill.jobs import assemble, io, mine_logs, taxonomy
+from tagmill.jobs.build import run_stages
+from tagmill.jobs.cli import main
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def built(mined_market, tmp_path_factory):
+    """(cfg, summaries) of taxonomy + assemble in an outputs root of their own (mine-logs' tables copied in)."""
+    cfg, _ = mined_market
+    root = tmp_path_factory.mktemp("taxonomy-out")
+    shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
+    cfg = cfg.replace("outputs", root=str(root))
+    return cfg, run_stages(cfg, [taxonomy.STAGE, assemble.STAGE])
+
+
+def _pandas(spark, cfg, table):
+    return io.read_table(spark, cfg.outputs.root, taxonomy.STAGE, table, cfg.run.run_date()).toPandas()
+
+
+def test_every_raw_tag_is_mapped_or_dropped_with_a_reason_and_counts_add_up(spark, built):
+    cfg, summaries = built
+    s = summaries[taxonomy.STAGE]
+    tag_map = _pandas(spark, cfg, "tag_map")
+    stats = _pandas(spark, cfg, "tag_stats")
+    assert set(tag_map["tag"]) == set(stats["tag"]) and len(tag_map) == s["tags"]["in"] > 50
+    assert s["tags"]["in"] == s["tags"]["out"] + sum(s["tags"]["quarantined"].values())
+    dropped = tag_map[tag_map["status"] == "dropped"]
+    assert dropped["class_id"].isna().all() and dropped["reason"].str.len().gt(0).all()
+    decisions = _pandas(spark, cfg, "decisions")
+    assert set(dropped["tag"]) <= set(decisions.loc[decisions["action"] == "drop", "tag"])
+    assert tag_map.loc[tag_map["status"] != "dropped", "class_id"].notna().all()
+
+
+def test_demo_synonyms_and_glossary_names_merge_and_unrelated_tags_do_not(spark, built):
+    cfg, _ = built
+    tag_map = _pandas(spark, cfg, "tag_map").set_index("tag")
+    class_of = tag_map["class_name"].to_dict()
+    for a, b in (("couch", "sofa"), ("cellphone", "mobile phone"), ("沙发", "sofa"), ("手机", "mobile phone")):
+        if a in class_of and b in class_of:  # the small market may not have mined every form
+            assert class_of[a] == class_of[b], (a, b, class_of[a], class_of[b])
+    assert class_of.get("sofa") != class_of.get("mobile phone")
+    merged = tag_map[tag_map["status"] == "merged"]
+    assert len(merged) >= 3 and set(merged["reason"]) <= {"synset_merge", "chinese_table", "cooccurrence_merge"}
+    assert (tag_map["mapped_by"] == "chinese_table").any()
+
+
+def test_the_hierarchy_has_no_cycle_and_paths_follow_parents(spark, built):
+    cfg, summaries = built
+    tax = _pandas(spark, cfg, "taxonomy")
+    parent = {int(k): (None if p != p or p is None else int(p)) for k, p in zip(tax["class_id"], tax["parent_id"])}
+    name = dict(zip(tax["class_id"].astype(int), tax["name"]))
+    for k, path in zip(tax["class_id"].astype(int), tax["path"]):
+        seen, node, chain = {k}, parent[k], []
+        while node is not None:
+            assert node not in seen, f"cycle through {name[node]}"
+            seen.add(node)
+            chain.append(name[node])
+            node = parent[node]
+        assert list(path) == chain[::-1]
+    classes = tax[tax["kind"] == "class"]
+    assert summaries[taxonomy.STAGE]["classes"] == len(classes)
+    assert len(set(classes["domain"])) >= 3
+
+
+def test_assemble_uses_the_taxonomy_classes(spark, built):
+    cfg, summaries = built
+    tax = _pandas(spark, cfg, "taxonomy")
+    index = io.read_table(spark, cfg.outputs.root, assemble.STAGE, "class_index", cfg.run.run_date()).toPandas()
+    assert set(index["name"]) <= set(tax.loc[tax["kind"] == "class", "name"])
+    paths = dict(zip(tax["name"], tax["path"]))
+    assert all(list(p) == list(paths[n]) for n, p in zip(index["name"], index["path"]))
+    a = summaries[assemble.STAGE]["images"]
+    assert a["in"] == a["out"] + sum(a["quarantined"].values())
+
+
+def test_a_rerun_against_an_identical_previous_run_has_an_empty_diff(spark, built):
+    cfg, summaries = built
+    assert summaries[taxonomy.STAGE]["previous_run_date"] is None
+    diff = _pandas(spark, cfg, "diff")
+    assert set(diff["change"]) == {"added"}  # the first run: every class is new
+    root, run_date = Path(cfg.outputs.root), cfg.run.run_date()
+    earlier = (run_date - dt.timedelta(days=1)).isoformat()
+    for folder in ("taxonomy", "_runs"):  # the same taxonomy, as if built the day before
+        shutil.copytree(root / taxonomy.STAGE / folder / f"run_date={run_date}",
+                        root / taxonomy.STAGE / folder / f"run_date={earlier}")
+    again = run_stages(cfg, [taxonomy.STAGE])[taxonomy.STAGE]
+    assert again["previous_run_date"] == earlier and again["diff"] == {}
+    assert _pandas(spark, cfg, "diff").empty
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs).get("src", ""))
+
+
+def test_the_report_command_writes_a_page_with_embedded_plots(built, tmp_path, capsys):
+    cfg, _ = built
+    config_file = tmp_path / "tagmill.toml"
+    from tagmill.config import to_toml
+
+    config_file.write_text(to_toml(cfg), encoding="utf-8")
+    out = tmp_path / "report.html"
+    assert main(["report", "taxonomy", "--config", str(config_file), "--out", str(out)]) == 0
+    page = _Page()
+    page.feed(out.read_text(encoding="utf-8"))
+    assert len(page.images) >= 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    assert str(out) in capsys.readouterr().out
+    missing = ["report", "taxonomy", "--config", str(config_file), "--date", "2001-01-01"]
+    assert main(missing) == 2
