@@ -41,7 +41,7 @@ CHUNK_IMAGES = 500_000
 
 
 def generate(folder: Path, pairs: int, n_tags: int, seed: int) -> tuple[int, int]:
-    """Write about `pairs` distinct image-tag rows (image_key, tag) as Parquet files under `folder`;
+    """Write `pairs` distinct image-tag rows (a fraction of a percent more) (image_key, tag) as Parquet files under `folder`;
     returns (rows, images). Memory stays at one chunk of CHUNK_IMAGES images."""
     rng = np.random.default_rng(seed)
     names = pa.array([f"tag{i:05d}" for i in rng.permutation(n_tags)])  # name order unrelated to frequency
@@ -52,10 +52,9 @@ def generate(folder: Path, pairs: int, n_tags: int, seed: int) -> tuple[int, int
     weight[planted[100:]] = 0.0  # twins and children never appear on their own
     cumulative = np.cumsum(weight / weight.sum())
     mean_tags = float((TAGS_PER_IMAGE[0] * TAGS_PER_IMAGE[1]).sum())
-    images_wanted = int(pairs / (mean_tags * 1.05))  # planted extras add a few percent
     rows = images = part = 0
-    while images < images_wanted:
-        n = min(CHUNK_IMAGES, images_wanted - images)
+    while rows < pairs:  # rows per image as measured so far (duplicates drop, planted tags add)
+        n = min(CHUNK_IMAGES, max(1, int((pairs - rows) / (rows / images if images else mean_tags))))
         k = rng.choice(TAGS_PER_IMAGE[0], size=n, p=TAGS_PER_IMAGE[1])
         image = np.repeat(np.arange(images, images + n), k)
         tag = np.minimum(np.searchsorted(cumulative, rng.random(len(image))), n_tags - 1)

@@ -13,6 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
+from tagmill.taxonomy.stats import tag_of
 
 SEARCH_LOG = "search_log"
 TEACHER = "teacher"
@@ -41,9 +42,9 @@ def map_to_classes(labels: DataFrame, tag_map: DataFrame, taxonomy: DataFrame, a
     with `ancestors`, each label also stands for every class above its own, with the same provenance
     (Tencent ML-Images propagates labels to ancestors). tag_map: tag, class_name (null when dropped);
     taxonomy: name, path."""
-    mapped = (labels.join(tag_map.where(F.col("class_name").isNotNull())
-                          .select(F.col("tag").alias("label"), "class_name"), "label")
-              .withColumn("label", F.col("class_name")).drop("class_name"))
+    classes = tag_map.where(F.col("class_name").isNotNull()).select("tag", "class_name")
+    mapped = (labels.join(classes, tag_of(F.col("label")) == F.col("tag"))  # as the taxonomy made its tags
+              .withColumn("label", F.col("class_name")).drop("tag", "class_name"))
     if not ancestors:
         return mapped.select(*LABEL_COLUMNS)
     above = (mapped.join(taxonomy.select(F.col("name").alias("label"), "path"), "label")

@@ -164,6 +164,17 @@ def _describe(summary: dict) -> str:
         lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits, "
                      f"{dedup['verified_pairs']} verified; {dedup['exact_duplicate_images']} exact and "
                      f"{dedup['near_duplicate_images']} near duplicates merged; {dedup['kept_images']} images kept")
+    if summary.get("stage") == "taxonomy":
+        tags = summary["tags"]
+        drops = ", ".join(f"{r} {n}" for r, n in sorted(tags["quarantined"].items())) or "none"
+        mapped = ", ".join(f"{k} {v}" for k, v in summary["mapped_by"].items())
+        lines.append(f"  raw tags: {tags['in']} in = {tags['out']} mapped to classes + "
+                     f"{sum(tags['quarantined'].values())} dropped ({drops}); {tags['merged']} merged into another "
+                     f"tag's class; mapped by {mapped}")
+        lines.append(f"  {summary['classes']} classes + {summary['nodes']} ancestor nodes in "
+                     f"{len(summary['domains'])} domains; {summary['merge_candidates']} co-occurrence merge and "
+                     f"{summary['child_candidates']} child candidates for review; coverage "
+                     f"{summary['coverage']['after']:.1%} of labeled images")
     if summary.get("stage") == "assemble":
         splits = ", ".join(f"{s} {v['samples']} ({v['products']} products)" for s, v in summary["splits"].items())
         sources = ", ".join(f"{k} {v}" for k, v in summary["labeled_images_by_source"].items())

@@ -56,11 +56,15 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
 
     joined_by: dict[str, tuple[str, float]] = {}
     if merge_synonyms:
-        by_synset: dict[str, str] = {}
+        # one class per synset the whole phrase names; a head-noun fallback ("electric bicycle" ->
+        # bicycle.n.01) is a kind of that synset, not a synonym: it joins only tags of the same phrase
+        # ("电动自行车" through the glossary)
+        by_key: dict[tuple[str, str], str] = {}
         for tag in kept:
-            synset = senses[tag].synset if tag in senses else None
-            if synset:
-                join(tag, by_synset.setdefault(synset, tag))
+            sense = senses.get(tag)
+            if sense and sense.synset:
+                key = ("synset", sense.synset) if sense.exact else ("phrase", " ".join(sense.english.lower().split()))
+                join(tag, by_key.setdefault(key, tag))
     for tag, other, value in merges[["tag", "other", "value"]].itertuples(index=False):
         if tag in parent and other in parent:
             join(tag, other)
@@ -77,12 +81,14 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     synset_class: dict[str, dict] = {}
     for members in groups.values():
         name = class_name(members)
-        synsets = sorted({senses[t].synset for t in members if t in senses and senses[t].synset})
-        synset = synsets[0] if synsets else None
-        row = {"name": name, "kind": "class", "synset": synset, "aliases": sorted(members)}
+        member_senses = [senses[t] for t in members if t in senses and senses[t].synset]
+        exact = sorted({s.synset for s in member_senses if s.exact})
+        under = sorted({s.synset for s in member_senses if not s.exact})
+        row = {"name": name, "kind": "class", "synset": exact[0] if exact else None, "aliases": sorted(members),
+               "under": None if exact or not under else under[0]}
         rows.append(row)
-        if synset:
-            synset_class[synset] = row
+        if row["synset"]:
+            synset_class[row["synset"]] = row
         for tag in members:
             class_of[tag] = row
             if tag == name:
@@ -96,29 +102,38 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
                 rule, value, detail = "chinese_table", sense.score, f"'{tag}' -> '{sense.english}' -> {sense.synset}"
             else:
                 rule, value, detail = ("synset_merge", sense.score if sense else 0.0,
-                                       f"'{tag}' and '{name}' share {synset}: {sense.detail if sense else ''}")
+                                       f"'{tag}' and '{name}' share {sense.synset if sense else None}: "
+                                       f"{sense.detail if sense else ''}")
             decisions.append({"tag": tag, "action": "merge", "rule": rule, "other": name, "value": value,
                               "threshold": None, "detail": detail})
     for synset in hierarchy.parent:
         if synset not in synset_class:
-            row = {"name": node_names.get(synset, synset), "kind": "node", "synset": synset, "aliases": []}
+            row = {"name": node_names.get(synset, synset), "kind": "node", "synset": synset, "aliases": [],
+                   "under": None}
             rows.append(row)
             synset_class[synset] = row
     _unique_names(rows)
     rows.sort(key=lambda r: (r["name"], r["synset"] or ""))
     for k, row in enumerate(rows):
         row["class_id"] = k
+    def place(synset: str) -> tuple[int | None, str, int, list[str]]:
+        """parent_id, domain, depth and path of the row that owns `synset`."""
+        up = hierarchy.parent[synset]
+        path, node = [], up
+        while node:
+            path.append(synset_class[node]["name"])
+            node = hierarchy.parent[node]
+        return (synset_class[up]["class_id"] if up else None, hierarchy.domain[synset], hierarchy.depth[synset],
+                path[::-1])
+
     for row in rows:
-        synset = row["synset"]
-        if synset and synset in hierarchy.parent:
-            up = hierarchy.parent[synset]
-            row["parent_id"] = synset_class[up]["class_id"] if up else None
-            row["domain"], row["depth"] = hierarchy.domain[synset], hierarchy.depth[synset]
-            path, node = [], up
-            while node:
-                path.append(synset_class[node]["name"])
-                node = hierarchy.parent[node]
-            row["path"] = path[::-1]
+        if row["synset"] in hierarchy.parent:
+            row["parent_id"], row["domain"], row["depth"], row["path"] = place(row["synset"])
+        elif row["under"] in hierarchy.parent:  # a kind of its head noun's synset: one level below it
+            head = synset_class[row["under"]]
+            _, domain, depth, path = place(row["under"])
+            row["parent_id"], row["domain"], row["depth"], row["path"] = (head["class_id"], domain, depth + 1,
+                                                                          [*path, head["name"]])
         else:
             row["parent_id"], row["domain"], row["depth"], row["path"] = None, UNMAPPED_DOMAIN, 0, []
         row["support"] = 0

@@ -62,6 +62,7 @@ SENSE_PRIOR = 1.0  # pseudo-count spread over WordNet's sense order, 1/(rank+1)
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _QUALIFIER = re.compile(r"\(([^()]*)\)")
+_HAN_GAP = re.compile(r"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\s+(?=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
 _WORD = re.compile(r"[a-z0-9]+(?:['.\-][a-z0-9]+)*")
 
 
@@ -73,6 +74,8 @@ class TagSense:
     tag), "chinese_table" (a Chinese tag translated through the zh->en table) or "unmapped". english: the English
     phrase looked up (the tag itself, or its translation); None when nothing could be translated. score: the
     winning sense's score (0 when unmapped). detail: one sentence saying why this sense, or why unmapped.
+    exact: whether the synset names the whole phrase; False when it came from a head-noun or qualifier
+    fallback ("electric bicycle" -> bicycle.n.01): such a tag is a kind of the synset, not a synonym.
     """
 
     tag: str
@@ -81,6 +84,7 @@ class TagSense:
     english: str | None
     score: float
     detail: str
+    exact: bool = True
 
 
 def read_zh_table(path: str) -> dict[str, str]:
@@ -170,6 +174,8 @@ class _Mapper:
         return self._map_english(tag, english, "wordnet", list(context_tags), qualifiers, "")
 
     def _map_chinese(self, tag: str, text: str, context_tags: Sequence[str]) -> TagSense:
+        # query normalization puts spaces between jieba's tokens ("台式 电脑"); the table has the word whole
+        text = _HAN_GAP.sub("", text)
         if text in self.zh_table:
             english = self.zh_table[text]
             return self._map_english(tag, english, "chinese_table", list(context_tags), [],
@@ -225,7 +231,7 @@ class _Mapper:
         runner = f"; runner-up {scored[1].synset.name()} {scored[1].score:.2f}" if len(scored) > 1 else ""
         detail = (f"{prefix}{how}{best.synset.name()} ({best.synset.definition()}) scored {best.score:.2f}: {why}; "
                   f"{len(candidates)} noun sense(s){runner}")
-        return TagSense(tag, best.synset.name(), mapped_by, english, round(best.score, 6), detail)
+        return TagSense(tag, best.synset.name(), mapped_by, english, round(best.score, 6), detail, exact=not how)
 
     # ---- disambiguation ----
 

@@ -56,6 +56,7 @@ def test_plural_and_head_noun_fallback(wn):
     assert senses["red leather sofa"].synset == "sofa.n.01"
     assert "head-noun fallback 'sofa'" in senses["red leather sofa"].detail
     assert senses["red leather sofa"].english == "red leather sofa"
+    assert senses["sneakers"].exact and not senses["red leather sofa"].exact  # a kind of sofa, not a synonym
 
 
 def test_context_picks_the_sense(wn):
@@ -110,6 +111,11 @@ def test_chinese_tags_through_the_table(wn):
     assert senses["量子纠缠"].synset is None and senses["量子纠缠"].mapped_by == "unmapped"
     assert "量子" in senses["量子纠缠"].detail
     assert senses["iphone手机"].synset == "cellular_telephone.n.01"
+    # query normalization leaves spaces between jieba tokens; the glossary has the word whole
+    spaced = map_tags(["台式 电脑", "电动 自行车"], wn, zh_table={"台式电脑": "desktop computer",
+                                                             "电动自行车": "electric bicycle"})
+    assert spaced["台式 电脑"].synset == "desktop_computer.n.01" and spaced["台式 电脑"].exact
+    assert spaced["电动 自行车"].english == "electric bicycle" and not spaced["电动 自行车"].exact
 
 
 def test_chinese_without_table_is_unmapped_not_dropped(wn):

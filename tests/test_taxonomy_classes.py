@@ -9,11 +9,11 @@ from tagmill.taxonomy.hierarchy import Hierarchy
 from tagmill.taxonomy.synsets import TagSense
 
 IMAGES = {"sofa": 50, "couch": 20, "沙发": 10, "mobile phone": 40, "cell phone": 5, "rare thing": 1,
-          "armchair": 8, "xyzzy": 12, "settee": 9}
+          "armchair": 8, "xyzzy": 12, "settee": 9, "bicycle": 30, "electric bicycle": 40, "电动自行车": 6}
 
 
-def _sense(tag, synset, mapped_by="wordnet", english=None):
-    return TagSense(tag, synset, mapped_by, english or tag, 1.0 if synset else 0.0, "test")
+def _sense(tag, synset, mapped_by="wordnet", english=None, exact=True):
+    return TagSense(tag, synset, mapped_by, english or tag, 1.0 if synset else 0.0, "test", exact)
 
 
 SENSES = {
@@ -22,19 +22,25 @@ SENSES = {
     "mobile phone": _sense("mobile phone", "cellular_telephone.n.01"),
     "cell phone": _sense("cell phone", "cellular_telephone.n.01"),
     "armchair": _sense("armchair", "armchair.n.01"), "xyzzy": _sense("xyzzy", None, "unmapped"),
-    "settee": _sense("settee", "settee.n.01"),
+    "settee": _sense("settee", "settee.n.01"), "bicycle": _sense("bicycle", "bicycle.n.01"),
+    # head-noun fallbacks: kinds of bicycle, not synonyms of it
+    "electric bicycle": _sense("electric bicycle", "bicycle.n.01", exact=False),
+    "电动自行车": _sense("电动自行车", "bicycle.n.01", "chinese_table", "electric bicycle", exact=False),
 }
 HIERARCHY = Hierarchy(
     parent={"furniture.n.01": None, "seat.n.03": "furniture.n.01", "sofa.n.01": "seat.n.03",
             "chair.n.01": "seat.n.03", "armchair.n.01": "chair.n.01", "settee.n.01": "seat.n.03",
-            "electronic_equipment.n.01": None, "cellular_telephone.n.01": "electronic_equipment.n.01"},
+            "electronic_equipment.n.01": None, "cellular_telephone.n.01": "electronic_equipment.n.01",
+            "conveyance.n.03": None, "bicycle.n.01": "conveyance.n.03"},
     domain={"furniture.n.01": "furniture", "seat.n.03": "furniture", "sofa.n.01": "furniture",
             "chair.n.01": "furniture", "armchair.n.01": "furniture", "settee.n.01": "furniture",
-            "electronic_equipment.n.01": "electronics", "cellular_telephone.n.01": "electronics"},
+            "electronic_equipment.n.01": "electronics", "cellular_telephone.n.01": "electronics",
+            "conveyance.n.03": "conveyance", "bicycle.n.01": "conveyance"},
     depth={"furniture.n.01": 0, "seat.n.03": 1, "sofa.n.01": 2, "chair.n.01": 2, "armchair.n.01": 3,
-           "settee.n.01": 2, "electronic_equipment.n.01": 0, "cellular_telephone.n.01": 1})
+           "settee.n.01": 2, "electronic_equipment.n.01": 0, "cellular_telephone.n.01": 1, "conveyance.n.03": 0,
+           "bicycle.n.01": 1})
 NODE_NAMES = {"furniture.n.01": "furniture", "seat.n.03": "seat", "chair.n.01": "chair",
-              "electronic_equipment.n.01": "electronic equipment"}
+              "electronic_equipment.n.01": "electronic equipment", "conveyance.n.03": "conveyance"}
 DROPS = pd.DataFrame([("rare thing", "drop", "rare_images", None, 1.0, 3.0, "1 image < 3")],
                      columns=list(DECISION_COLUMNS))
 NO_MERGES = pd.DataFrame(columns=list(DECISION_COLUMNS))
@@ -55,11 +61,23 @@ def test_synonyms_merge_into_the_most_supported_english_tag_and_every_tag_is_acc
     assert by_tag.loc["cell phone", "class_name"] == "mobile phone"
     assert by_tag.loc["xyzzy", "status"] == "kept" and by_tag.loc["xyzzy", "mapped_by"] == "unmapped"
     assert dict(zip(merges["tag"], merges["rule"])) == {"couch": "synset_merge", "沙发": "chinese_table",
-                                                         "cell phone": "synset_merge"}
+                                                         "cell phone": "synset_merge", "电动自行车": "chinese_table"}
     classes = taxonomy[taxonomy["kind"] == "class"].set_index("name")
-    assert sorted(classes.index) == ["armchair", "mobile phone", "settee", "sofa", "xyzzy"]
+    assert sorted(classes.index) == ["armchair", "bicycle", "electric bicycle", "mobile phone", "settee", "sofa",
+                                     "xyzzy"]
     assert classes.loc["sofa", "aliases"] == ["couch", "sofa", "沙发"]
     assert classes.loc["xyzzy", "domain"] == "unmapped" and pd.isna(classes.loc["xyzzy", "parent_id"])
+
+
+def test_a_head_noun_fallback_is_a_child_of_its_head_not_a_synonym():
+    tag_map, taxonomy, _ = _build()
+    assert tag_map.set_index("tag").loc["电动自行车", "class_name"] == "electric bicycle"
+    rows = taxonomy.set_index("name")
+    assert rows.loc["electric bicycle", "aliases"] == ["electric bicycle", "电动自行车"]
+    assert rows.loc["electric bicycle", "synset"] is None
+    assert rows.loc["electric bicycle", "parent_id"] == rows.loc["bicycle", "class_id"]
+    assert rows.loc["electric bicycle", "path"] == ["conveyance", "bicycle"]
+    assert rows.loc["electric bicycle", "depth"] == 2 and rows.loc["electric bicycle", "domain"] == "conveyance"
 
 
 def test_the_tree_has_one_parent_per_node_paths_top_down_and_ids_in_name_order():
@@ -92,7 +110,7 @@ def test_diff_is_empty_when_nothing_changed_and_names_merges_renames_additions_a
     _, taxonomy, _ = _build()
     assert diff_taxonomies(taxonomy, taxonomy).empty
     first = diff_taxonomies(None, taxonomy)
-    assert set(first["change"]) == {"added"} and len(first) == 5
+    assert set(first["change"]) == {"added"} and len(first) == 7
     _, separate, _ = _build(merge_synonyms=False)  # couch, cell phone, ... were classes of their own
     changes = {(r.change, r.name, r.previous) for r in diff_taxonomies(separate, taxonomy).itertuples()}
     assert ("merged", "sofa", "couch") in changes and ("merged", "mobile phone", "cell phone") in changes
