@@ -15,3 +15,6 @@ setup:
 bench: setup
 	$(VENV)/bin/python benchmarks/mine_logs.py
 	$(VENV)/bin/python benchmarks/shards.py
+	$(VENV)/bin/python benchmarks/image_pass.py
+	$(VENV)/bin/python benchmarks/taxonomy.py
+	$(VENV)/bin/python benchmarks/open_images_wordnet.py

@@ -127,3 +127,21 @@ def test_the_report_command_writes_a_page_with_embedded_plots(built, tmp_path, c
     assert str(out) in capsys.readouterr().out
     missing = ["report", "taxonomy", "--config", str(config_file), "--date", "2001-01-01"]
     assert main(missing) == 2
+
+
+def test_labels_map_to_their_class_and_optionally_to_every_ancestor(spark):
+    from tagmill.dataset.assemble import LABEL_COLUMNS, map_to_classes
+
+    row = {c: None for c in LABEL_COLUMNS}
+    labels = spark.createDataFrame(
+        [{**row, "image_key": "i1", "label": "Couch", "source": "teacher", "confidence": 0.9},
+         {**row, "image_key": "i2", "label": "gone", "source": "search_log", "confidence": 1.0}],
+        "image_key string, product_id string, label string, confidence double, source string, tier string, "
+        "clicks long, contacts long, in_conversations long, sessions long, teacher string")
+    tag_map = spark.createDataFrame([("couch", "sofa"), ("gone", None)], "tag string, class_name string")
+    tax = spark.createDataFrame([("sofa", ["furniture", "seat"]), ("seat", ["furniture"]), ("furniture", [])],
+                                "name string, path array<string>")
+    plain = map_to_classes(labels, tag_map, tax, ancestors=False).collect()
+    assert [(r.image_key, r.label, r.source, r.confidence) for r in plain] == [("i1", "sofa", "teacher", 0.9)]
+    lifted = sorted((r.label, r.confidence) for r in map_to_classes(labels, tag_map, tax, ancestors=True).collect())
+    assert lifted == [("furniture", 0.9), ("seat", 0.9), ("sofa", 0.9)]
