@@ -8,6 +8,7 @@ s3://, ...) so that executors on a cluster write straight to shared storage.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -25,6 +26,8 @@ from tagmill.dataset.shards import ImageOptions, write_shards
 FORMAT = "tagmill.shards/1"
 MANIFEST = "manifest.json"
 CLASS_INDEX = "classes.json"
+WORD_VECTORS = "word_vectors"
+"""Folder of the build's word vectors inside a dataset (labeling.word_vectors.save_word_vectors' files)."""
 STAGING = "_staging"
 
 _RESULT_FIELDS = (("kind", "string"), ("shard", "string"), ("split", "string"), ("samples", "bigint"),
@@ -106,11 +109,14 @@ def start_publish(dataset: str) -> None:
     fs.create_dir(f"{path}/{STAGING}/shards", recursive=True)
 
 
-def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict) -> dict:
+def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict,
+                   word_vectors: dict[str, bytes] | None = None) -> dict:
     """Move the staged shards into place, write the class index, then the manifest, last. Returns the manifest.
 
     `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path,
-    support_<split>); `meta` adds dataset, tagmill_version, config_sha256 and image to the manifest."""
+    support_<split>); `meta` adds dataset, tagmill_version, config_sha256 and image to the manifest;
+    `word_vectors`: file name -> bytes of the build's word vectors (labeling.word_vectors), written to
+    WORD_VECTORS/ and named in the manifest with their sha256, for the trainer's side information."""
     fs, path = filesystem(dataset)
     _delete_dir(fs, f"{path}/shards")
     fs.move(f"{path}/{STAGING}/shards", f"{path}/shards")
@@ -120,11 +126,20 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
                           "support": {s: c[f"support_{s}"] for s in SPLITS}}
                          for c in sorted(classes, key=lambda c: c["class_id"])]}
     _write_json(fs, f"{path}/{CLASS_INDEX}", index)
+    _delete_dir(fs, f"{path}/{WORD_VECTORS}")
+    vectors = {}
+    if word_vectors:
+        fs.create_dir(f"{path}/{WORD_VECTORS}")
+        for name, data in sorted(word_vectors.items()):
+            with fs.open_output_stream(f"{path}/{WORD_VECTORS}/{name}") as f:
+                f.write(data)
+            vectors[name] = hashlib.sha256(data).hexdigest()
     splits = {s: {"samples": sum(x["samples"] for x in ordered if x["split"] == s),
                   "repeats": sum(x["repeats"] for x in ordered if x["split"] == s),
                   "shards": sum(1 for x in ordered if x["split"] == s),
                   "bytes": sum(x["bytes"] for x in ordered if x["split"] == s)} for s in SPLITS}
     manifest = {"format": FORMAT, **meta, "num_classes": len(classes), "class_index": CLASS_INDEX,
+                **({"word_vectors": {"path": WORD_VECTORS, "sha256": vectors}} if vectors else {}),
                 "splits": splits,
                 "shards": [{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")} | {"path": s["shard"]}
                            for s in ordered]}

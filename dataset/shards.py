@@ -55,7 +55,9 @@ def encode_image(data: bytes, opts: ImageOptions) -> bytes:
 def sample_json(sample: dict) -> bytes:
     """The `<key>.json` member: labels and metadata of one sample (keys sorted, so bytes are stable).
 
-    A search-log label carries its tier and evidence counts; a teacher tag carries `teacher` (id@version)."""
+    A search-log label carries its tier and evidence counts; a teacher tag carries `teacher` (id@version).
+    `title_ids`, when the build made word vectors: the title's token ids (1 = unknown word; no padding), so
+    the trainer needs no tokenizer."""
     labels = []
     for x in sample["labels"]:
         label = {"class_id": int(x["class_id"]), "name": x["name"], "confidence": float(x["confidence"]),
@@ -69,6 +71,8 @@ def sample_json(sample: dict) -> bytes:
     meta = {"key": sample["image_key"], "product_id": sample["product_id"], "split": sample["split"],
             "class_ids": [int(c) for c in sample["class_ids"]], "labels": labels,
             "title": sample["title"], "repeats": int(sample["repeats"])}
+    if sample.get("title_ids") is not None:  # ids into the dataset's word_vectors/ (SICoT side information)
+        meta["title_ids"] = [int(t) for t in sample["title_ids"]]
     return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 

@@ -323,6 +323,37 @@ class TaxonomyConfig:
             raise ConfigError(f"{prefix}.max_tags_per_image", "must be at least 2", "use e.g. 64")
 
 
+@dataclass(frozen=True)
+class SideInfoConfig:
+    """Titles as side information (SICoT 3.2; MSURU 5.5): title tokens, word vectors trained in the build,
+    query clusters. The vectors and each sample's token ids ship with the dataset; the trainer co-trains on
+    them when train.side_info_weight > 0."""
+
+    enabled: bool = True
+    noise_phrases: tuple[str, ...] = ()
+    """Title boilerplate removed before tokenizing ("free shipping", "包邮"); empty: the built-in list of
+    labeling.titles.DEFAULT_NOISE_PHRASES."""
+    max_title_words: int = 32
+    """Token ids kept per title (the rest are cut)."""
+    vector_dim: int = 64
+    window: int = 5
+    min_count: int = 2
+    """Words seen fewer times get the unknown id."""
+    epochs: int = 5
+    query_clusters: int = 50
+    """K of the K-means over query embeddings (MSURU 5.5), at most half the distinct queries; 0: none."""
+    query_embeddings: str = ""
+    """A user-provided query embedding table (CSV/TSV "query,v1,...", or .npy beside a .txt of queries) to
+    cluster instead of the mean word vectors."""
+
+    def check(self, prefix: str) -> None:
+        for key in ("max_title_words", "vector_dim", "window", "min_count", "epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{prefix}.{key}", "must be at least 1", "use a positive whole number")
+        if self.query_clusters < 0:
+            raise ConfigError(f"{prefix}.query_clusters", "must be at least 0", "use 0 to turn clustering off")
+
+
 LOSSES = ("asl", "bce", "softmax", "sampled_softmax")
 ARCHITECTURES = ("resnet18", "resnet50", "resnext50_32x4d")
 
@@ -373,10 +404,16 @@ class TrainConfig:
     """cpu, cuda or cuda:N."""
     max_steps: int = 0
     """Stop after this many optimizer steps in this run (0: no limit); a later run resumes."""
+    side_info_weight: float = 0.0
+    """SICoT's lambda: loss = L(visual) + lambda * L(mixed) with the titles' semantic stream; 0 trains on
+    images alone. Needs a dataset with word vectors (side_info.enabled in the build)."""
+    side_info_nonlinearity: str = "tanh"
+    """The word attention's nonlinearity: tanh, relu or sigmoid."""
 
     def check(self, prefix: str) -> None:
         choices = {"arch": ARCHITECTURES, "pooling": ("max", "avg"), "loss": LOSSES,
-                   "optimizer": ("sgd", "adamw"), "on_bad_shard": ("fail", "skip")}
+                   "optimizer": ("sgd", "adamw"), "on_bad_shard": ("fail", "skip"),
+                   "side_info_nonlinearity": ("tanh", "relu", "sigmoid")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{prefix}.{key}", f"'{getattr(self, key)}' is not supported",
@@ -392,6 +429,8 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
             raise ConfigError(f"{prefix}.lr", "lr must be positive, weight_decay and warmup_epochs not negative",
                               "use e.g. lr = 0.01")
+        if self.side_info_weight < 0:
+            raise ConfigError(f"{prefix}.side_info_weight", "must not be negative", "use 0 (images only) or e.g. 1")
         if not (self.device == "cpu" or re.fullmatch(r"cuda(:\d+)?", self.device)):
             raise ConfigError(f"{prefix}.device", f"'{self.device}' is not a device", "use cpu, cuda or cuda:0")
 
@@ -451,6 +490,7 @@ class Config:
     image_pass: ImagePassConfig = field(default_factory=ImagePassConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     taxonomy: TaxonomyConfig = field(default_factory=TaxonomyConfig)
+    side_info: SideInfoConfig = field(default_factory=SideInfoConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
