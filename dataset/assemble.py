@@ -85,6 +85,23 @@ LABEL_COLUMNS = ("image_key", "product_id", "label", "confidence", "source", "ti
 """One label of one image from one source, as assemble joins them."""
 
 
+def with_title_ids(samples: DataFrame, title_tokens: DataFrame, vocabulary: DataFrame, max_words: int) -> DataFrame:
+    """samples + title_ids: the ids of the first `max_words` tokens of the sample's product title (SICoT side
+    information; 1 = a word without a vector, no padding, an empty array for a title without tokens).
+
+    title_tokens: product_id, tokens; vocabulary: token, id (labeling.word_vectors' ids)."""
+    ids = (title_tokens.select("product_id", F.posexplode("tokens").alias("pos", "token"))
+           .where(F.col("pos") < max_words)
+           .join(F.broadcast(vocabulary), "token", "left")
+           .groupBy("product_id")
+           .agg(F.array_sort(F.collect_list(F.struct("pos", F.coalesce("id", F.lit(1)).alias("id"))))
+                .alias("ids"))
+           .select("product_id", F.col("ids.id").cast("array<int>").alias("title_ids")))
+    empty = F.array().cast("array<int>")
+    return (samples.join(ids, "product_id", "left")
+            .withColumn("title_ids", F.coalesce("title_ids", empty)))
+
+
 def split_groups(members: DataFrame, max_rounds: int = 50) -> DataFrame:
     """Which products must share a split: connected components of the graph whose edges join a product to
     each duplicate cluster of its images. members: product_id, cluster -> product_id, group (the smallest

@@ -18,8 +18,9 @@ from pyspark.sql import functions as F
 from tagmill import __version__
 from tagmill.config import SPLITS, Config
 from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, map_to_classes, own_clusters,
-                                      search_log_labels, teacher_labels)
-from tagmill.jobs import image_pass, io, mine_logs, taxonomy
+                                      search_log_labels, teacher_labels, with_title_ids)
+from tagmill.jobs import image_pass, io, mine_logs, side_info, taxonomy
+from tagmill.labeling.word_vectors import VOCABULARY_FILE
 
 STAGE = "assemble"
 log = logging.getLogger("tagmill.assemble")
@@ -77,6 +78,11 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     classes = io.read_table(spark, root, STAGE, "class_index", run_date)
     samples = assemble_samples(labels, mined("images"), mined("repeats"), classes, clusters,
                                cfg.dataset.split_ratios, cfg.run.seed)
+    if cfg.side_info.enabled:
+        io.read_summary(spark, root, side_info.STAGE, run_date)  # refuses a date side-info did not finish
+        vocabulary = spark.sparkContext.textFile(f"{side_info.word_vectors_path(root, run_date)}/{VOCABULARY_FILE}", 1)
+        samples = with_title_ids(samples, io.read_table(spark, root, side_info.STAGE, "title_tokens", run_date),
+                                 vocabulary.zipWithIndex().toDF(["token", "id"]), cfg.side_info.max_title_words)
     io.write_table(samples, root, STAGE, "samples", run_date)
     samples = io.read_table(spark, root, STAGE, "samples", run_date)
     io.write_table(class_support(samples, classes), root, STAGE, "classes", run_date)

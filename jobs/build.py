@@ -8,12 +8,13 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from tagmill.config import Config
-from tagmill.jobs import assemble, image_pass, mine_logs, shards, taxonomy
+from tagmill.jobs import assemble, image_pass, mine_logs, shards, side_info, taxonomy
 from tagmill.jobs.spark import spark_session
 
 STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
     mine_logs.STAGE: mine_logs.run,
     image_pass.STAGE: image_pass.run,
+    side_info.STAGE: side_info.run,
     taxonomy.STAGE: taxonomy.run,
     assemble.STAGE: assemble.run,
     shards.STAGE: shards.run,
@@ -24,11 +25,12 @@ log = logging.getLogger("tagmill.build")
 
 
 def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
-    """Run the named stages (default: all, in order, the image pass only when a teacher is configured and
-    the taxonomy only when enabled);
+    """Run the named stages (default: all, in order, the image pass only when a teacher is configured,
+    side-info and the taxonomy only when enabled);
     returns each stage's run summary."""
-    names = stages or [n for n in STAGES if (n != image_pass.STAGE or cfg.image_pass.teacher)
-                       and (n != taxonomy.STAGE or cfg.taxonomy.enabled)]
+    optional = {image_pass.STAGE: bool(cfg.image_pass.teacher), side_info.STAGE: cfg.side_info.enabled,
+                taxonomy.STAGE: cfg.taxonomy.enabled}
+    names = stages or [n for n in STAGES if optional.get(n, True)]
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")

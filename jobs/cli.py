@@ -18,6 +18,7 @@ STAGE_HELP = {
     "build": "run every stage in order for one run date (the daily job)",
     "mine-logs": "search-log events + catalog -> query labels per image (MSURU)",
     "image-pass": "every listing image -> teacher tags, embedding, code; near-duplicate clusters",
+    "side-info": "titles + queries -> title tokens, word vectors (Word2Vec), query clusters (K-means)",
     "taxonomy": "raw tags -> classes: rare filter, co-occurrence rules, WordNet merge, hierarchy and domains",
     "assemble": "labels of every source -> class index + one sample per duplicate cluster, leak-free split",
     "shards": "validation gate, then shards + manifest (published last)",

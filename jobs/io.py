@@ -117,6 +117,18 @@ def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
         stream.close()
 
 
+def read_bytes(spark: SparkSession, path: str) -> bytes:
+    """A small file's bytes (a run's word vectors, not a table)."""
+    fs, hadoop_path = _fs(spark, path)
+    if not fs.exists(hadoop_path):
+        raise InputError(f"missing file {path}")
+    stream = fs.open(hadoop_path)
+    try:
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream))
+    finally:
+        stream.close()
+
+
 def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dict:
     """A stage's run summary; its absence means the stage has not finished for that date."""
     path = summary_path(root, stage, run_date)

@@ -24,7 +24,8 @@ from tagmill.dataset.expectations import image_pass_suites, mined_suites, sample
 from tagmill.dataset.gate import check_gate, run_gate
 from tagmill.dataset.publish import RESULT_SCHEMA, finish_publish, plan_shards, shard_writer, start_publish
 from tagmill.dataset.shards import ImageOptions
-from tagmill.jobs import assemble, image_pass, io, mine_logs
+from tagmill.jobs import assemble, image_pass, io, mine_logs, side_info
+from tagmill.labeling.word_vectors import META_FILE, VECTORS_FILE, VOCABULARY_FILE
 
 STAGE = "shards"
 log = logging.getLogger("tagmill.shards")
@@ -108,7 +109,11 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     meta = {"dataset": run_date.isoformat(), "tagmill_version": __version__, "config_sha256": config_sha256(cfg),
             "image": {"max_side": d.image_max_side, "format": "jpeg", "quality": d.jpeg_quality}}
     class_rows = [r.asDict() for r in classes.collect()]  # the class index is part of the manifest anyway
-    manifest = finish_publish(dataset, shards, class_rows, meta)
+    vectors = None
+    if cfg.side_info.enabled:  # the build's word vectors travel with the dataset (SICoT side information)
+        folder = side_info.word_vectors_path(root, run_date)
+        vectors = {name: io.read_bytes(spark, f"{folder}/{name}") for name in (VOCABULARY_FILE, VECTORS_FILE, META_FILE)}
+    manifest = finish_publish(dataset, shards, class_rows, meta, vectors)
     summary = {
         "stage": STAGE,
         "run_date": run_date.isoformat(),

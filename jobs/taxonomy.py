@@ -166,9 +166,10 @@ def _support(spark: SparkSession, tags: DataFrame, tag_map: DataFrame, taxonomy:
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """Decision rows of several frames (empty ones left out: pandas would guess their column types)."""
-    full = [f[list(DECISION_COLUMNS)] for f in frames if len(f)]
-    return pd.concat(full, ignore_index=True) if full else pd.DataFrame(columns=list(DECISION_COLUMNS))
+    """Decision rows of several frames, as one frame (built from records: pandas' concat warns about
+    all-null columns)."""
+    return pd.DataFrame([row for f in frames for row in f[list(DECISION_COLUMNS)].to_dict("records")],
+                        columns=list(DECISION_COLUMNS))
 
 
 def _rows(frame: pd.DataFrame) -> list[tuple]:

@@ -25,6 +25,9 @@ def run_train(cfg: Config, manifest: Path | None, out: Path | None):
     state = "finished" if result.finished else f"stopped at step {result.steps_done} (run again to resume)"
     print(f"training {state}: {result.epochs_done} epoch(s); metrics in {out / 'metrics'}"
           + (f"; model {out / 'model.ts'}" if result.finished else ""))
+    if cfg.train.side_info_weight > 0:
+        print(f"co-trained with the titles (SICoT, lambda {cfg.train.side_info_weight:g}); the model predicts from "
+              f"images alone, the semantic stream stays in {out / 'checkpoint.pt'}")
     return result
 
 

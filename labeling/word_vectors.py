@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +55,9 @@ def train_word_vectors(sentences: Iterable[list[str]], dim: int = 64, window: in
                        epochs: int = 5, seed: int = 0) -> WordVectors:
     """Train Word2Vec on token lists (gensim defaults otherwise: CBOW, 5 negative samples, downsampling 1e-3).
 
-    Inputs: `sentences`, token lists (`title_tokens` of titles, `normalize_query(...).split()` of queries),
-    read once into memory (gensim passes over them 1 + `epochs` times); `dim`, vector size; `window`, context
+    Inputs: `sentences`, token lists (`title_tokens` of titles, `normalize_query(...).split()` of queries):
+    a list, or a restartable iterable (an object whose every `iter()` starts over, e.g. `SentenceFile`) so
+    a large corpus streams from disk (gensim passes over it 1 + `epochs` times); `dim`, vector size; `window`, context
     words each side; `min_count`, fewer occurrences than this and a word is left out (its id is 1, "<unk>");
     `epochs`, passes; `seed`, the random seed.
     Output: `WordVectors`, byte-identical for equal sentences (in the same order) and parameters.
@@ -69,14 +70,16 @@ def train_word_vectors(sentences: Iterable[list[str]], dim: int = 64, window: in
                              ("epochs", epochs, 1)):
         if not isinstance(value, int) or value < low:
             raise ValueError(f"train_word_vectors: {name} must be an integer >= {low}, got {value!r}")
-    corpus = [_checked_sentence(sentence, position) for position, sentence in enumerate(sentences)]
-    if not any(corpus):
-        raise ValueError("train_word_vectors: no tokens in the sentences; pass title and query token lists")
+    if iter(sentences) is sentences:  # a one-pass iterator: keep it, gensim passes 1 + epochs times
+        sentences = list(sentences)
+    corpus = _Checked(sentences)
     model = Word2Vec(vector_size=dim, window=window, min_count=min_count, epochs=epochs, seed=seed, workers=1,
                      hashfxn=_stable_hash)
     model.build_vocab(corpus)
+    if model.corpus_total_words == 0:
+        raise ValueError("train_word_vectors: no tokens in the sentences; pass title and query token lists")
     if len(model.wv) == 0:
-        raise ValueError(f"train_word_vectors: no word occurs {min_count} times or more in {len(corpus)} "
+        raise ValueError(f"train_word_vectors: no word occurs {min_count} times or more in {model.corpus_count} "
                          f"sentences; lower min_count or pass more sentences")
     model.train(corpus, total_examples=model.corpus_count, epochs=model.epochs)
     words = sorted(model.wv.index_to_key, key=lambda word: (-model.wv.get_vecattr(word, "count"), word))
@@ -148,6 +151,30 @@ def load_word_vectors(folder: str | Path) -> WordVectors:
     wv = WordVectors(vocabulary, vectors, params["seed"], params["window"], params["min_count"], params["epochs"])
     _check(wv, f"load_word_vectors({folder / VOCABULARY_FILE})")
     return wv
+
+
+class SentenceFile:
+    """A restartable corpus on disk: one sentence per line, tokens separated by tabs (UTF-8)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                yield line.split("\t") if line else []
+
+
+class _Checked:
+    """Each pass over `sentences`, every sentence checked (a restartable list stays restartable)."""
+
+    def __init__(self, sentences: Iterable[list[str]]):
+        self.sentences = sentences
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for position, sentence in enumerate(self.sentences):
+            yield _checked_sentence(sentence, position)
 
 
 def _checked_sentence(sentence, position: int) -> list[str]:

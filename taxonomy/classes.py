@@ -35,8 +35,10 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     hierarchy nodes no tag maps to (e.g. "seat" for seat.n.03).
 
     Kept tags with one synset (merge_synonyms) or joined by a merge form one class named by its English
-    tag on most images (ties: the smaller name; a Chinese tag when it has none). Every hierarchy synset is a taxonomy row: kind "class"
-    when tags map to it, "node" otherwise; unmapped tags are classes of their own in the "unmapped" domain.
+    tag on most images (ties: the smaller name; a Chinese tag when it has none). A tag mapped through a
+    head-noun fallback is a kind of that synset: it joins only tags of the same phrase, and its class hangs
+    one level below the synset's row. Every hierarchy synset is a taxonomy row: kind "class" when tags map
+    to it, "node" otherwise; unmapped tags are classes of their own in the "unmapped" domain.
     The support column is left 0 for the caller to fill from the images (see `with_support`).
     """
     dropped = set(drops["tag"]) if len(drops) else set()

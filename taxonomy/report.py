@@ -33,6 +33,8 @@ from tagmill.jobs import io
 
 STAGE = "taxonomy"
 TABLES = ("tag_stats", "tag_stats_by_source", "cooccurrence", "decisions", "tag_map", "taxonomy", "diff")
+SIDE_INFO_STAGE = "side-info"
+"""Its optional query_clusters table (query, events, cluster, similarity, example) joins the report."""
 
 _STR, _INT, _FLOAT, _LIST = "object", "Int64", "float64", "object"
 COLUMNS: dict[str, dict[str, str]] = {
@@ -96,6 +98,9 @@ def load_tables(outputs_root: str, run_date: str) -> tuple[dict[str, pd.DataFram
     with open(summary_file, encoding="utf-8") as f:
         summary = json.load(f)
     tables = {name: _read_table(io.table_path(root, STAGE, name, day), name, run_date) for name in TABLES}
+    clusters = io.table_path(root, SIDE_INFO_STAGE, "query_clusters", day)
+    if os.path.isdir(clusters):  # the side-info stage ran: its query clusters are shown with the taxonomy
+        tables["query_clusters"] = pads.dataset(clusters, format="parquet").to_table().to_pandas()
     return tables, summary
 
 
@@ -320,6 +325,7 @@ def render_report(tables: dict[str, pd.DataFrame], summary: dict, title: str = D
         _unmapped_section(tag_map, tag_stats, max_rows, where.format(table="tag_map")),
         _tree_section(_get(tables, "taxonomy")),
         _diff_section(_get(tables, "diff"), summary, max_rows, where.format(table="diff")),
+        _query_clusters_section(tables.get("query_clusters"), max_rows),
         _sources_section(_get(tables, "tag_stats_by_source")),
         _config_section(summary),
     ]
@@ -350,7 +356,8 @@ def write_report(outputs_root: str, run_date: str, out_path: str | None = None) 
 
 _NAV = (("counts", "Counts"), ("rules", "Rules"), ("long-tail", "Long tail"), ("cooccurrence", "Co-occurrence"),
         ("merges", "Merges"), ("drops", "Drops"), ("children", "Child candidates"), ("unmapped", "Unmapped"),
-        ("tree", "Domain tree"), ("diff", "Diff"), ("sources", "Sources"), ("config", "Config"))
+        ("tree", "Domain tree"), ("diff", "Diff"), ("query-clusters", "Query clusters"), ("sources", "Sources"),
+        ("config", "Config"))
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;margin:0;color:#1d2330;
@@ -624,6 +631,27 @@ def _node_label(row: dict) -> str:
         more = f" +{len(aliases) - 12} more" if len(aliases) > 12 else ""
         parts.append(f'<span class="aliases">aliases: {listed}{more}</span>')
     return " ".join(parts)
+
+
+def _query_clusters_section(clusters: pd.DataFrame | None, max_rows: int) -> str:
+    """MSURU 5.5: queries grouped by K-means over their embeddings, an alternative label space; each cluster
+    with its size, its searches and the queries nearest its centroid."""
+    heading = "Query clusters"
+    if clusters is None or clusters.empty or not (clusters["cluster"] >= 0).any():
+        return _section("query-clusters", heading, '<p class="note">No query clusters (the side-info stage did '
+                                                   'not run, or side_info.query_clusters is 0).</p>')
+    clustered = clusters[clusters["cluster"] >= 0]
+    rows = []
+    for cluster, group in clustered.groupby("cluster"):
+        examples = group[group["example"]].sort_values(["similarity", "query"], ascending=[False, True])
+        rows.append({"cluster": int(cluster), "queries": len(group), "searches": int(group["events"].sum()),
+                     "nearest the centroid": ", ".join(examples["query"])})
+    table = pd.DataFrame(rows).sort_values(["searches", "cluster"], ascending=[False, True])
+    unclustered = int((clusters["cluster"] < 0).sum())
+    note = (f'<p class="note">{len(rows):,} clusters of {len(clustered):,} queries (K-means over query '
+            f'embeddings, MSURU 5.5); {unclustered:,} queries without an embedding are left out. Full table: '
+            f'side-info/query_clusters.</p>')
+    return _section("query-clusters", heading, note + _html_table(table, max_rows, numeric=("queries", "searches")))
 
 
 def _diff_section(diff: pd.DataFrame, summary: dict, max_rows: int, where: str) -> str:

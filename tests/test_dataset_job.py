@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from tagmill.dataset import publish
 from tagmill.dataset.gate import GateFailed
-from tagmill.jobs import assemble, io, shards, taxonomy
+from tagmill.jobs import assemble, io, shards, side_info, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 
@@ -28,7 +28,7 @@ IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated":
 def built(mined_market):
     cfg, _ = mined_market
     cfg = cfg.replace("dataset", shard_max_samples=60, image_max_side=48)
-    summaries = run_stages(cfg, [taxonomy.STAGE, assemble.STAGE, shards.STAGE])
+    summaries = run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     return cfg, summaries
 
 
@@ -92,6 +92,14 @@ def test_manifest_describes_the_shards_and_no_product_crosses_splits(built):
     assert sum(c["support"]["train"] for c in classes) >= sum(len(s["class_ids"]) for s in samples
                                                               if s["split"] == "train")
     assert manifest["dataset"] == cfg.run.run_date().isoformat() and len(manifest["config_sha256"]) == 64
+    # side information: the build's word vectors travel with the dataset, each title as token ids
+    vectors = manifest["word_vectors"]
+    for name, digest in vectors["sha256"].items():
+        assert hashlib.sha256((dataset / vectors["path"] / name).read_bytes()).hexdigest() == digest
+    vocabulary = (dataset / vectors["path"] / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
+    assert all(isinstance(s["title_ids"], list) and len(s["title_ids"]) <= cfg.side_info.max_title_words
+               and all(1 <= t < len(vocabulary) for t in s["title_ids"]) for s in samples)
+    assert sum(1 for s in samples if any(t > 1 for t in s["title_ids"])) > 0.9 * len(samples)
 
 
 def test_rerun_with_other_partitioning_gives_identical_bytes(spark, built):

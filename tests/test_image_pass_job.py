@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from tagmill.jobs import assemble, image_pass, io, mine_logs, shards, taxonomy
+from tagmill.jobs import assemble, image_pass, io, mine_logs, shards, side_info, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 from tagmill.labeling.image_pass import hash_images
@@ -34,7 +34,7 @@ def passed(mined_market, tmp_path_factory):
     root = tmp_path_factory.mktemp("image-pass-out")
     shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
     cfg = cfg.replace("outputs", root=str(root)).replace("dataset", image_max_side=48)
-    run_stages(cfg, [taxonomy.STAGE, assemble.STAGE, shards.STAGE])
+    run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     teacher = root / "teacher"
     tcfg = cfg.train.__class__(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32,
                                optimizer="adamw", lr=0.002, weight_decay=0.05, num_workers=0, use_repeats=False)

@@ -348,3 +348,17 @@ def test_notebook_executes(outputs, tmp_path, monkeypatch):
     outputs_text = json.dumps([cell.get("outputs", []) for cell in nb.cells], ensure_ascii=False)
     assert '"output_type": "error"' not in outputs_text
     assert "mobile phone" in outputs_text and "image/png" in outputs_text
+
+
+def test_query_clusters_of_the_side_info_stage_join_the_report(outputs):
+    tables, summary = load_tables(str(outputs), RUN_DATE)
+    assert "query_clusters" not in tables  # no side-info stage in these outputs
+    assert "No query clusters" in render_report(tables, summary)
+    folder = outputs / "side-info" / "query_clusters" / f"run_date={RUN_DATE}"
+    folder.mkdir(parents=True)
+    pq.write_table(pa.table({"query": ["sofa", "couch", "phone", "zzz"], "events": [50, 20, 40, 1],
+                             "cluster": [0, 0, 1, -1], "similarity": [0.99, 0.97, 1.0, 0.0],
+                             "example": [True, True, True, False]}), folder / "part-0.parquet")
+    tables, summary = load_tables(str(outputs), RUN_DATE)
+    page = render_report(tables, summary)
+    assert "2 clusters of 3 queries" in page and "sofa, couch" in page and "1 queries without" in page

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tagmill.jobs import assemble, io, mine_logs, taxonomy
+from tagmill.jobs import assemble, io, mine_logs, side_info, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 
@@ -25,7 +25,7 @@ def built(mined_market, tmp_path_factory):
     root = tmp_path_factory.mktemp("taxonomy-out")
     shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
     cfg = cfg.replace("outputs", root=str(root))
-    return cfg, run_stages(cfg, [taxonomy.STAGE, assemble.STAGE])
+    return cfg, run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE])
 
 
 def _pandas(spark, cfg, table):

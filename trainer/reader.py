@@ -28,13 +28,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
+from tagmill.labeling.word_vectors import WordVectors, load_word_vectors
+from tagmill.trainer.side_info import pad_token_ids
 from tagmill.trainer.transforms import decode_sample, load_image_tensor
 
 __all__ = ["FORMAT", "MANIFEST", "BAD_SHARD_POLICIES", "DatasetError", "CorruptShard", "ShardReadError", "ShardInfo",
            "Manifest", "read_manifest", "check_shards", "ShardStream", "make_loader", "decode_sample",
-           "load_image_tensor"]
+           "load_image_tensor", "TITLE_MAX_LEN", "collate_titles", "load_dataset_word_vectors"]
 
 FORMAT = "tagmill.shards/1"
 """The manifest format this reader understands (tagmill.dataset.publish.FORMAT; not imported, so the
@@ -43,6 +45,9 @@ MANIFEST = "manifest.json"
 BAD_SHARD_POLICIES = ("fail", "skip")
 _HASH_CHUNK = 1 << 20
 _SHARD_FIELDS = ("path", "split", "samples", "repeats", "bytes", "sha256")
+TITLE_MAX_LEN = 32
+"""Longest title the trainer feeds the semantic stream, in word ids: a batch's titles are padded to its
+longest title, capped here (later words are dropped). Marketplace titles rarely pass 20 words."""
 
 # Separate seed streams for the three random choices, so that no two of them ever share draws.
 _SHARD_ORDER, _BUFFER, _SAMPLE = 1, 2, 3
@@ -85,6 +90,9 @@ class Manifest:
     image: dict
     raw: dict
     """manifest.json as read."""
+    word_vectors: dict | None = None
+    """The build's word vectors, when it made them: {"path": absolute folder, "sha256": {file name: hex}}
+    (manifest entry "word_vectors"); None otherwise. Loaded by `load_dataset_word_vectors`."""
 
     def shards_for(self, split: str) -> tuple[ShardInfo, ...]:
         """The shards of one split ("train", "validation", "test"), in manifest order."""
@@ -119,7 +127,47 @@ def read_manifest(path: str | Path) -> Manifest:
     classes = _read_classes(root / raw.get("class_index", "classes.json"), num_classes)
     return Manifest(root=root, dataset=str(raw.get("dataset", "")), num_classes=num_classes, classes=classes,
                     splits=dict(raw.get("splits", {})), shards=tuple(shards), image=dict(raw.get("image", {})),
-                    raw=raw)
+                    raw=raw, word_vectors=_word_vectors_entry(file, raw.get("word_vectors")))
+
+
+def _word_vectors_entry(file: Path, entry) -> dict | None:
+    """The manifest's optional "word_vectors" entry with its folder made absolute; None when absent."""
+    if entry is None:
+        return None
+    path = entry.get("path") if isinstance(entry, dict) else None
+    digests = entry.get("sha256") if isinstance(entry, dict) else None
+    if not (isinstance(path, str) and isinstance(digests, dict) and digests
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items())):
+        raise DatasetError(f"{file}: \"word_vectors\" must be {{\"path\": folder, \"sha256\": {{file: hex}}}}, found "
+                           f"{entry!r}; rebuild the dataset with `tagmill shards`")
+    return {"path": file.parent / path, "sha256": dict(digests)}
+
+
+def load_dataset_word_vectors(manifest: Manifest) -> WordVectors:
+    """The dataset's word vectors (the titles' `title_ids` index them), after checking every file the manifest
+    names against its sha256.
+
+    Raises DatasetError when the manifest has no "word_vectors" entry (the build ran without side
+    information), or naming the file that is missing, differs from its recorded sha256, or does not load."""
+    if manifest.word_vectors is None:
+        raise DatasetError(f"{manifest.root / MANIFEST}: the dataset has no word vectors, so there are no titles "
+                           f"for the semantic stream; rebuild it with side_info.enabled = true (`tagmill build`), "
+                           f"or train on images alone with train.side_info_weight = 0")
+    folder = Path(manifest.word_vectors["path"])
+    for name, expected in sorted(manifest.word_vectors["sha256"].items()):
+        path = folder / name
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing, the manifest lists it under \"word_vectors\"; rebuild the "
+                               f"dataset with `tagmill shards`")
+        found = _file_sha256(path)
+        if found != expected:
+            raise DatasetError(f"{path}: sha256 mismatch (file {found}, manifest {expected}); the word vectors "
+                               f"were changed after publishing, rebuild the dataset with `tagmill shards`")
+    try:
+        return load_word_vectors(folder)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{folder}: the word vectors do not load ({err}); rebuild the dataset with "
+                           f"`tagmill shards`") from None
 
 
 def _read_json(file: Path) -> dict:
@@ -179,13 +227,18 @@ def shard_problem(shard: ShardInfo) -> str | None:
     size = path.stat().st_size
     if size != shard.bytes:
         return f"size {size} != manifest {shard.bytes}"
+    digest = _file_sha256(path)
+    if digest != shard.sha256:
+        return f"sha256 mismatch (file {digest}, manifest {shard.sha256})"
+    return None
+
+
+def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_HASH_CHUNK):
             digest.update(chunk)
-    if digest.hexdigest() != shard.sha256:
-        return f"sha256 mismatch (file {digest.hexdigest()}, manifest {shard.sha256})"
-    return None
+    return digest.hexdigest()
 
 
 class ShardStream(IterableDataset):
@@ -290,13 +343,25 @@ class ShardStream(IterableDataset):
         return _decode(itertools.islice(items, skip, None), self.decode, self.seed, self.epoch, self.augment)
 
 
-def make_loader(stream: ShardStream) -> DataLoader:
+def make_loader(stream: ShardStream, collate_fn: Callable[[list], Any] | None = None) -> DataLoader:
     """The DataLoader the stream's layout assumes: its batch_size and num_workers, last batch kept, no
     persistent workers, no pinned memory. Its own torch.Generator seeds the workers, so creating and
-    iterating loaders never draws from the global torch RNG (a resumed run's RNG state stays exact)."""
+    iterating loaders never draws from the global torch RNG (a resumed run's RNG state stays exact).
+    collate_fn: None for torch's default (the image-only batches); `collate_titles` for samples that carry
+    `title_ids` (`decode_sample_with_title`). It changes how a batch is assembled, never which samples."""
     return DataLoader(stream, batch_size=stream.batch_size, num_workers=stream.num_workers,
-                      persistent_workers=False, pin_memory=False,
+                      persistent_workers=False, pin_memory=False, collate_fn=collate_fn,
                       generator=torch.Generator().manual_seed(stream.seed))
+
+
+def collate_titles(samples: list[dict]) -> dict:
+    """A batch of samples that carry "title_ids" (lists of word ids): every other field collated as torch does
+    by default, "title_ids" as a long tensor (B, L) right-padded with 0 (`pad_token_ids`), L = the batch's
+    longest title capped at TITLE_MAX_LEN (at least 1, so a batch without titles is (B, 1) of padding)."""
+    titles = [sample["title_ids"] for sample in samples]
+    batch = default_collate([{k: v for k, v in sample.items() if k != "title_ids"} for sample in samples])
+    batch["title_ids"] = pad_token_ids(titles, max_len=min(TITLE_MAX_LEN, max([1, *map(len, titles)])))
+    return batch
 
 
 # ---- layout arithmetic (pure; positions are indices into the epoch's expanded sample sequence) ----

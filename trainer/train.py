@@ -5,6 +5,14 @@ randomized softmax for large label spaces (MSURU 3.4), freeze the backbone then 
 learning rate with warm-up and SGD with Nesterov momentum (MSURU 3.3), square-root resampling through the
 samples' repeat factors (MSURU 5.4). A checkpoint holds everything a resumed run needs to continue exactly
 where it stopped: model, optimizer, scheduler, epoch, step, RNG state and the loader position.
+
+SICoT co-training (train.side_info_weight = lambda > 0): the titles' semantic stream (trainer.side_info)
+is built next to the image model, never inside it, from the dataset's word vectors; each step's loss is
+L(fc(visual)) + lambda * L(fc(max(visual, semantic))) with the model's own `fc` as the one shared classifier
+and L the configured loss (with sampled_softmax each term draws its own candidate sets from the same RNG).
+The stream is in the optimizer (no weight decay on the word embeddings), stays trainable while the backbone
+is frozen, and is saved in and restored from the checkpoint; it is never exported. Validation, the export
+and inference see images only, through exactly the code of a run without titles.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ from tagmill.config import TrainConfig
 from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
 from tagmill.trainer.losses import build_loss, scores_from_logits
 from tagmill.trainer.metrics import evaluate
-from tagmill.trainer.transforms import MEAN, STD
-from tagmill.trainer.reader import Manifest, ShardStream, check_shards, decode_sample, make_loader, read_manifest
+from tagmill.trainer.side_info import SemanticStream, cotraining_loss, title_present
+from tagmill.trainer.transforms import MEAN, STD, decode_sample_with_title
+from tagmill.trainer.reader import (Manifest, ShardStream, check_shards, collate_titles, decode_sample,
+                                    load_dataset_word_vectors, make_loader, read_manifest)
 
 log = logging.getLogger("tagmill.train")
 
@@ -59,6 +69,9 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
     OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json
     + labels.csv.
+    cfg.side_info_weight > 0 co-trains with the titles (module docstring): the dataset must have word vectors
+    (DatasetError otherwise); losses.jsonl lines and epoch metrics then also hold the visual and mixed loss
+    terms, and each epoch's metrics a "side_info" block. The outputs' model is the image model alone.
     Started by torchrun, each process trains on its rank's share (DistributedDataParallel; every rank gets the
     same number of batches however the shards divide) and only rank 0 validates and writes.
     """
@@ -74,6 +87,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     val_shards = [s for s in shards if s.split == "validation"]
     if not train_shards:
         raise ValueError(f"{manifest.root}: no usable train shards; nothing to train on")
+    side_info = cfg.side_info_weight > 0
+    word_vectors = load_dataset_word_vectors(manifest) if side_info else None  # checked before any work
 
     torch.manual_seed(seed)
     model = build_model(cfg.arch, manifest.num_classes, cfg.pooling)
@@ -82,22 +97,29 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         log.info("initial weights from %s: %d tensors loaded, skipped %s", cfg.init_weights, report["loaded"],
                  report["skipped"])
     model.to(device)
+    # Built after the model, so the image model starts from the same weights as a run without titles.
+    semantic = (SemanticStream(word_vectors.vectors, feature_dim=model.embedding_dim,
+                               nonlinearity=cfg.side_info_nonlinearity).to(device) if side_info else None)
     loss_fn = build_loss(cfg.loss, gamma_neg=cfg.asl_gamma_neg, gamma_pos=cfg.asl_gamma_pos, clip=cfg.asl_clip,
                          sampling_ratio=cfg.sampling_ratio)
-    stream = ShardStream(train_shards, num_classes=manifest.num_classes,
-                         decode=functools.partial(decode_sample, num_classes=manifest.num_classes,
-                                                  image_size=cfg.image_size, train=True),
+    if side_info:
+        decode = functools.partial(decode_sample_with_title, num_classes=manifest.num_classes,
+                                   image_size=cfg.image_size, train=True, vocab_size=semantic.vocab_size)
+    else:
+        decode = functools.partial(decode_sample, num_classes=manifest.num_classes, image_size=cfg.image_size,
+                                   train=True)
+    stream = ShardStream(train_shards, num_classes=manifest.num_classes, decode=decode,
                          seed=seed, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                          shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats, rank=rank, world_size=world)
     steps_per_epoch = stream.batches_per_epoch()
-    optimizer = _optimizer(model, cfg)
+    optimizer = _optimizer(model, cfg, semantic)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(warmup_cosine, warmup=round(cfg.warmup_epochs * steps_per_epoch),
                                      total=cfg.epochs * steps_per_epoch))
 
-    epoch, step_in_epoch, global_step = 0, 0, 0
+    epoch, step_in_epoch, global_step, history = 0, 0, 0, []
     if (out / CHECKPOINT).exists():
-        epoch, step_in_epoch, global_step = _restore(out / CHECKPOINT, model, optimizer, scheduler)
+        epoch, step_in_epoch, global_step, history = _restore(out / CHECKPOINT, model, optimizer, scheduler, semantic)
         log.info("resuming at epoch %d, step %d of %d", epoch + 1, step_in_epoch, steps_per_epoch)
     chance = chance_metrics(manifest, val_shards, cfg, seed) if main else {}
     steps_this_run, metrics = 0, {}
@@ -106,14 +128,26 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         set_backbone_trainable(model, not frozen)  # frozen: only fc learns, BN statistics stay too (OLX)
         net = _distributed(model, world, device)  # re-wrapped per epoch: DDP syncs what is trainable now
         model.train()
+        if side_info:  # the stream trains in every epoch, frozen backbone or not
+            semantic_net = _distributed(semantic, world, device)
+            semantic.train()
         stream.set_epoch(epoch)
         stream.resume_at(step_in_epoch)
-        started, seen, losses = time.time(), 0, []
+        started, seen, losses, parts, titled = time.time(), 0, [], {"visual": [], "mixed": []}, 0
+        collate = collate_titles if side_info else None
         with (out / "losses.jsonl").open("a", encoding="utf-8") if main else open(os.devnull, "w") as loss_log:
-            for batch in make_loader(stream):
+            for batch in make_loader(stream, collate):
                 images, targets = batch["image"].to(device), batch["target"].to(device)
-                logits, _ = net(images)
-                loss = loss_fn(logits, targets)
+                if side_info:
+                    _, visual = net(images)
+                    token_ids = batch["title_ids"].to(device)
+                    has_title = title_present(token_ids)
+                    loss, terms = cotraining_loss(loss_fn, model.fc, visual, semantic_net(token_ids)[0], targets,
+                                                  cfg.side_info_weight, has_title=has_title)
+                    titled += int(has_title.sum())
+                else:
+                    logits, _ = net(images)
+                    loss = loss_fn(logits, targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -121,14 +155,20 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                 step_in_epoch, global_step, steps_this_run = step_in_epoch + 1, global_step + 1, steps_this_run + 1
                 seen += len(images)
                 losses.append(loss.item())
-                loss_log.write(json.dumps({"epoch": epoch + 1, "step": global_step, "loss": losses[-1],
-                                           "lr": scheduler.get_last_lr()[0], "frozen": frozen}) + "\n")
+                line = {"epoch": epoch + 1, "step": global_step, "loss": losses[-1],
+                        "lr": scheduler.get_last_lr()[0], "frozen": frozen}
+                if side_info:
+                    for name, value in terms.items():
+                        parts[name].append(value)
+                    line.update(terms)
+                loss_log.write(json.dumps(line) + "\n")
                 if step_in_epoch % 50 == 0:
                     log.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step_in_epoch,
                              steps_per_epoch, float(np.mean(losses[-50:])), seen / (time.time() - started))
                 stop = cfg.max_steps and steps_this_run >= cfg.max_steps
                 if main and (stop or (cfg.checkpoint_every and step_in_epoch % cfg.checkpoint_every == 0)):
-                    _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, step_in_epoch, global_step, cfg)
+                    _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, step_in_epoch, global_step, cfg,
+                          semantic, history)
                 if stop and step_in_epoch < steps_per_epoch:
                     return TrainResult(out, epoch, global_step, False, metrics, chance)
         train_seconds = time.time() - started
@@ -140,8 +180,16 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                       "train_images_per_second": world * seen / train_seconds if train_seconds > 0 else None,
                       "lr": scheduler.get_last_lr()[0], "skipped_shards": bad,
                       "validation": metrics, "chance": chance}
+            if side_info:
+                history.append({"epoch": epoch, **{f"train_loss_{name}": float(np.mean(values)) if values else None
+                                                   for name, values in parts.items()}})
+                report.update(history[-1])
+                report["side_info"] = {"weight": cfg.side_info_weight, "nonlinearity": cfg.side_info_nonlinearity,
+                                       "vocabulary_size": semantic.vocab_size, "word_dim": semantic.word_dim,
+                                       "train_samples_with_title": world * titled, "train_samples": world * seen,
+                                       "history": history, "exported": False}
             (out / "metrics" / f"epoch-{epoch:03d}.json").write_text(json.dumps(report, indent=2) + "\n")
-            _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg)
+            _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg, semantic, history)
             log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
                      metrics.get("map_macro"), chance.get("map_macro"))
         _barrier(world)  # the other processes wait while the first validates and checkpoints
@@ -243,28 +291,48 @@ def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode
                        augment=False)
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, semantic: SemanticStream | None = None
+               ) -> torch.optim.Optimizer:
     # Every parameter is in the optimizer from the start: a frozen one simply has no gradient, so the
     # optimizer state (and a checkpoint of it) has the same shape before and after unfreezing.
+    # With a semantic stream its parameters are two more groups (same lr schedule): the word embeddings
+    # without weight decay (it would shrink every word's pretrained vector at each step), the rest with it.
+    params = model.parameters()
+    if semantic is not None:
+        params = [{"params": list(model.parameters())},
+                  {"params": [semantic.embedding.weight], "weight_decay": 0.0},
+                  {"params": [p for name, p in semantic.named_parameters() if not name.startswith("embedding.")]}]
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
 
 
 def _save(path: Path, model, optimizer, scheduler, epoch: int, step_in_epoch: int, global_step: int,
-          cfg: TrainConfig) -> None:
+          cfg: TrainConfig, semantic: SemanticStream | None = None, history: list | None = None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
              "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
              "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [], "arch": cfg.arch}
+    if semantic is not None:  # an image-only checkpoint keeps exactly its old keys
+        state["side_info"] = {"stream": semantic.state_dict(), "history": list(history or [])}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # a crash while saving leaves the previous checkpoint intact
 
 
-def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, int, int]:
+def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream | None = None
+             ) -> tuple[int, int, int, list]:
+    """(epoch, step in epoch, global step, side-info loss history) after loading every state from `path`."""
     state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG states
+    saved = state.get("side_info")
+    if (saved is None) != (semantic is None):
+        had, has = ("with", "without") if saved is not None else ("without", "with")
+        raise ValueError(f"{path}: this checkpoint was trained {had} titles (side information) and this run is "
+                         f"{has} them; resume with the same train.side_info_weight (0 or not), or train into a new "
+                         f"output folder")
     model.load_state_dict(state["model"])
+    if semantic is not None:
+        semantic.load_state_dict(saved["stream"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
@@ -272,7 +340,7 @@ def _restore(path: Path, model, optimizer, scheduler) -> tuple[int, int, int]:
     random.setstate(state["python_rng"])
     if state["cuda_rng"]:  # the sampled softmax draws on the device's generator when training on a GPU
         torch.cuda.set_rng_state_all(state["cuda_rng"])
-    return state["epoch"], state["step_in_epoch"], state["global_step"]
+    return state["epoch"], state["step_in_epoch"], state["global_step"], list(saved["history"] if saved else [])
 
 
 def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig) -> Path:

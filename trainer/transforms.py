@@ -50,6 +50,23 @@ def decode_sample(jpg: bytes, meta: dict, rng: np.random.Generator | None, *, nu
     return {"image": _to_tensor(image), "target": multi_hot(meta["class_ids"], num_classes, key), "key": key}
 
 
+def decode_sample_with_title(jpg: bytes, meta: dict, rng: np.random.Generator | None, *, num_classes: int,
+                             image_size: int, train: bool, vocab_size: int) -> dict:
+    """`decode_sample` plus "title_ids": the sample's title as word ids (meta["title_ids"], [] when the sample
+    has none), for SICoT co-training; batch such samples with reader.collate_titles. The image, target and
+    augmentation draws are exactly those of `decode_sample`.
+
+    Raises ValueError naming the key when title_ids is not a list of ints in 0..vocab_size-1 (the ids index
+    the dataset's word vectors, whose size is vocab_size)."""
+    sample = decode_sample(jpg, meta, rng, num_classes=num_classes, image_size=image_size, train=train)
+    ids = meta.get("title_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(t, int) and 0 <= t < vocab_size for t in ids):
+        raise ValueError(f"sample {meta['key']}: \"title_ids\" must be a list of word ids in 0..{vocab_size - 1} "
+                         f"(the dataset's word vectors), found {ids!r}; the shards and word_vectors/ disagree "
+                         f"(rebuild the dataset with `tagmill shards`)")
+    return {**sample, "title_ids": ids}
+
+
 def load_image_tensor(jpg: bytes, image_size: int) -> torch.Tensor:
     """The eval view of one JPEG (as decode_sample with train=False): float32 [3, image_size, image_size]."""
     with Image.open(io.BytesIO(jpg)) as img:

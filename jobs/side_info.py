@@ -1,0 +1,154 @@
+"""`tagmill side-info`: titles and queries -> title tokens, word vectors and query clusters (SICoT 3.2,
+MSURU 5.5).
+
+Read, call the library, write. Titles are tokenized by the executors (labeling.titles: the same function as
+query normalization, plus noise phrases). Word2Vec trains in the driver on a corpus streamed to a local
+file (never collected), reproducibly for the run's seed; its vectors go to <root>/side-info/word_vectors/
+and, through the shards stage, into the dataset. Query embeddings (mean word vectors, or a table the user
+passes) are clustered with faiss K-means: each query's cluster is an alternative label space, and the
+clusters' nearest queries are the examples the taxonomy report shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from tagmill import __version__
+from tagmill.config import Config
+from tagmill.jobs import io, mine_logs
+from tagmill.labeling.query_clusters import (cluster_examples, cluster_queries, lookup_embeddings,
+                                              query_embeddings, read_embedding_table)
+from tagmill.labeling.titles import DEFAULT_NOISE_PHRASES, title_tokens
+from tagmill.labeling.word_vectors import SentenceFile, save_word_vectors, train_word_vectors
+
+STAGE = "side-info"
+WORD_VECTORS = "word_vectors"
+EXAMPLES_PER_CLUSTER = 5
+log = logging.getLogger("tagmill.side_info")
+
+
+def word_vectors_path(root: str, run_date) -> str:
+    """The folder of the run date's word vectors (vocabulary.txt, vectors.npy, word_vectors.json)."""
+    return io.table_path(root, STAGE, WORD_VECTORS, run_date)
+
+
+def run(spark: SparkSession, cfg: Config) -> dict:
+    """Run side-info for cfg.run's date; returns the run summary (also written as summary.json)."""
+    started = time.time()
+    sc, run_date, root = cfg.side_info, cfg.run.run_date(), cfg.outputs.root
+    summary_file = io.summary_path(root, STAGE, run_date)
+    io.delete(spark, summary_file)
+
+    titles = (io.read_table(spark, root, mine_logs.STAGE, "images", run_date)
+              .select("product_id", "title").distinct())
+    noise = sc.noise_phrases or DEFAULT_NOISE_PHRASES
+    tokens = tokenize_titles(titles, noise, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir)
+    io.write_table(tokens, root, STAGE, "title_tokens", run_date)
+    tokens = io.read_table(spark, root, STAGE, "title_tokens", run_date)
+    queries = (io.read_table(spark, root, mine_logs.STAGE, "query_forms", run_date)
+               .groupBy("query_norm").agg(F.sum("events").alias("events"))
+               .where(F.col("query_norm").isNotNull() & (F.col("query_norm") != "")))
+
+    with tempfile.TemporaryDirectory(prefix="tagmill-w2v-") as tmp:
+        corpus = os.path.join(tmp, "corpus.tsv")
+        sentences = _write_corpus(corpus, _sentences(tokens, queries))
+        wv = train_word_vectors(SentenceFile(corpus), dim=sc.vector_dim, window=sc.window,
+                                min_count=sc.min_count, epochs=sc.epochs, seed=cfg.run.seed)
+        folder = os.path.join(tmp, WORD_VECTORS)
+        written = save_word_vectors(wv, folder)
+        target = word_vectors_path(root, run_date)
+        io.delete(spark, target)
+        for path in written:
+            with open(path, "rb") as f:
+                io.write_bytes(spark, f"{target}/{os.path.basename(path)}", f.read())
+    log.info("side-info %s: word vectors of %d words (dim %d) from %d sentences", run_date,
+             len(wv.vocabulary) - 2, wv.dim, sentences)
+
+    clusters = _cluster_queries(spark, cfg, queries, wv)
+    io.write_table(clusters, root, STAGE, "query_clusters", run_date)
+    clusters = io.read_table(spark, root, STAGE, "query_clusters", run_date)
+    summary = {
+        "stage": STAGE,
+        "run_date": run_date.isoformat(),
+        "tagmill_version": __version__,
+        "titles": tokens.count(),
+        "queries": queries.count(),
+        "sentences": sentences,
+        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed,
+                         "path": word_vectors_path(root, run_date)},
+        "query_clusters": {"k": clusters.where(F.col("cluster") >= 0).select("cluster").distinct().count(),
+                           "unclustered": clusters.where(F.col("cluster") < 0).count(),
+                           "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
+        "seconds": round(time.time() - started, 1),
+    }
+    io.write_json(spark, summary_file, summary)
+    return summary
+
+
+def tokenize_titles(titles: DataFrame, noise: tuple[str, ...], stopwords: frozenset[str],
+                    wordnet_dir: str) -> DataFrame:
+    """product_id, title -> product_id, tokens (array<string>), tokenized by the executors."""
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            yield pd.DataFrame({"product_id": frame["product_id"],
+                                "tokens": [title_tokens(t or "", noise, stopwords, wordnet_dir)
+                                           for t in frame["title"]]})
+
+    return titles.mapInPandas(run, "product_id string, tokens array<string>")
+
+
+def _sentences(tokens: DataFrame, queries: DataFrame) -> Iterator[list[str]]:
+    """Title token lists, then query token lists, each in a fixed order (the vectors depend on it),
+    streamed partition by partition."""
+    for row in tokens.orderBy("product_id").toLocalIterator():
+        if row["tokens"]:
+            yield list(row["tokens"])
+    for row in queries.orderBy("query_norm").toLocalIterator():
+        yield row["query_norm"].split()
+
+
+def _write_corpus(path: str, sentences: Iterator[list[str]]) -> int:
+    """One sentence per line, tokens tab-separated (labeling.word_vectors.SentenceFile). Returns the count."""
+    count = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for sentence in sentences:
+            f.write("\t".join(t for t in sentence if "\t" not in t and "\n" not in t) + "\n")
+            count += 1
+    return count
+
+
+def _cluster_queries(spark: SparkSession, cfg: Config, queries: DataFrame, wv) -> DataFrame:
+    """query, events, cluster (-1: no embedding, or clustering off), similarity to its centroid, example
+    (one of the cluster's nearest queries). One row per distinct normalized query: the set of queries
+    grows with the label space, not with the events (and is what K-means needs in one place)."""
+    sc = cfg.side_info
+    rows = queries.orderBy("query_norm").collect()  # distinct queries: bounded by the label space
+    names = [r["query_norm"] for r in rows]
+    if sc.query_embeddings:
+        embeddings, known = lookup_embeddings(names, read_embedding_table(sc.query_embeddings))
+    else:
+        embeddings, known = query_embeddings([n.split() for n in names], wv)
+    labels = np.full(len(names), -1, np.int64)
+    similarity = np.zeros(len(names), np.float32)
+    example = np.zeros(len(names), bool)
+    k = min(sc.query_clusters, int(known.sum()) // 2)
+    if k >= 1:
+        labels, centroids = cluster_queries(embeddings, k, cfg.run.seed)
+        unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        ok = labels >= 0
+        similarity[ok] = (unit[ok] * centroids[labels[ok]]).sum(axis=1)
+        shown = cluster_examples(names, labels, embeddings, centroids, EXAMPLES_PER_CLUSTER)
+        example = np.isin(np.array(names, object), [q for qs in shown.values() for q in qs])
+    data = [(n, int(r["events"]), int(c), float(s), bool(e))
+            for n, r, c, s, e in zip(names, rows, labels, similarity, example)]
+    return spark.createDataFrame(data, "query string, events long, cluster int, similarity float, example boolean")
