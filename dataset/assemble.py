@@ -85,6 +85,17 @@ LABEL_COLUMNS = ("image_key", "product_id", "label", "confidence", "source", "ti
 """One label of one image from one source, as assemble joins them."""
 
 
+def map_to_query_clusters(labels: DataFrame, clusters: DataFrame) -> DataFrame:
+    """Search-log LABEL_COLUMNS rows with each query label replaced by its query cluster, "query cluster N"
+    (MSURU 5.5: clusters of query embeddings as an alternative label space); other sources, and queries
+    without a cluster, go. clusters: query, cluster (-1: none)."""
+    named = (clusters.where(F.col("cluster") >= 0)
+             .select(F.col("query").alias("label"),
+                     F.concat(F.lit("query cluster "), F.col("cluster").cast("string")).alias("cluster_name")))
+    return (labels.where(F.col("source") == SEARCH_LOG).join(named, "label")
+            .withColumn("label", F.col("cluster_name")).select(*LABEL_COLUMNS))
+
+
 def with_title_ids(samples: DataFrame, title_tokens: DataFrame, vocabulary: DataFrame, max_words: int) -> DataFrame:
     """samples + title_ids: the ids of the first `max_words` tokens of the sample's product title (SICoT side
     information; 1 = a word without a vector, no padding, an empty array for a title without tokens).

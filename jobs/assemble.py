@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from tagmill import __version__
 from tagmill.config import SPLITS, Config
 from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, map_to_classes, own_clusters,
-                                      search_log_labels, teacher_labels, with_title_ids)
+                                      map_to_query_clusters, search_log_labels, teacher_labels, with_title_ids)
 from tagmill.jobs import image_pass, io, mine_logs, side_info, taxonomy
 from tagmill.labeling.word_vectors import VOCABULARY_FILE
 
@@ -64,7 +64,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         clusters = own_clusters(image_labels)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     paths = None
-    if cfg.taxonomy.enabled:
+    if cfg.dataset.label_space == "query_clusters":
+        io.read_summary(spark, root, side_info.STAGE, run_date)
+        labels = map_to_query_clusters(raw, io.read_table(spark, root, side_info.STAGE, "query_clusters", run_date))
+    elif cfg.taxonomy.enabled:
         io.read_summary(spark, root, taxonomy.STAGE, run_date)  # refuses a date the taxonomy did not finish
         tax = io.read_table(spark, root, taxonomy.STAGE, "taxonomy", run_date)
         labels = map_to_classes(raw, io.read_table(spark, root, taxonomy.STAGE, "tag_map", run_date), tax,
@@ -99,10 +102,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     labels.unpersist()
     raw.unpersist()
     out = sum(r["samples"] for r in per_split.values())
-    # a labeled image that is not a sample lost all its tags in the taxonomy, was merged into its duplicate
-    # cluster's sample, or was unusable
+    # a labeled image that is not a sample lost all its labels in the label space (tags the taxonomy dropped,
+    # queries without a cluster), was merged into its duplicate cluster's sample, or was unusable
     dropped = {k: v for k, v in (("merged_duplicate", usable - out), ("unusable_image", with_class - usable),
-                                 ("no_class_after_taxonomy", images_in - with_class)) if v}
+                                 ("no_label_in_label_space", images_in - with_class)) if v}
     io.check_counts("labeled images", images_in, out, dropped)
     summary = {
         "stage": STAGE,
@@ -112,6 +115,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "labeled_images_by_source": dict(sorted(per_source.items())),
         "image_pass": with_image_pass,
         "taxonomy": cfg.taxonomy.enabled,
+        "label_space": cfg.dataset.label_space,
         "classes": classes.count(),
         "splits": {s: {k: int(per_split[s][k]) if s in per_split else 0
                        for k in ("samples", "products", "repeats", "labels")} for s in SPLITS},

@@ -152,12 +152,16 @@ class MiningConfig:
 
 
 SPLITS = ("train", "validation", "test")
+LABEL_SPACES = ("classes", "query_clusters")
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """assemble + gate + shards: how samples are split and written."""
 
+    label_space: str = "classes"
+    """classes: the taxonomy's classes (raw tags without the taxonomy stage); query_clusters: each search-log
+    label becomes its query's K-means cluster (side-info stage, MSURU 5.5), teacher tags are left out."""
     split_ratios: dict[str, float] = field(default_factory=lambda: {
         "train": 0.8, "validation": 0.1, "test": 0.1})
     """Share of products in each split; a stable hash of the product decides, so a product never crosses."""
@@ -170,6 +174,9 @@ class DatasetConfig:
     """... or once it holds this many bytes, whichever comes first."""
 
     def check(self, prefix: str) -> None:
+        if self.label_space not in LABEL_SPACES:
+            raise ConfigError(f"{prefix}.label_space", f"'{self.label_space}' is not a label space",
+                              f"use one of {', '.join(LABEL_SPACES)}")
         if set(self.split_ratios) != set(SPLITS) or any(r < 0 for r in self.split_ratios.values()) \
                 or abs(sum(self.split_ratios.values()) - 1.0) > 1e-9 or self.split_ratios["train"] <= 0:
             raise ConfigError(f"{prefix}.split_ratios", f"got {self.split_ratios}",

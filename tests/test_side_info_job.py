@@ -54,3 +54,19 @@ def test_every_product_title_is_tokenized_and_queries_are_clustered(spark, two_r
     assert clustered["cluster"].nunique() == summary["query_clusters"]["k"] == 8
     assert clustered.groupby("cluster")["example"].any().all()  # every cluster shows examples
     assert clustered["similarity"].between(-1.0001, 1.0001).all()
+
+
+def test_query_clusters_as_a_label_space(spark):
+    from tagmill.dataset.assemble import LABEL_COLUMNS, map_to_query_clusters
+
+    row = {c: None for c in LABEL_COLUMNS}
+    schema = ("image_key string, product_id string, label string, confidence double, source string, tier string, "
+              "clicks long, contacts long, in_conversations long, sessions long, teacher string")
+    labels = spark.createDataFrame(
+        [{**row, "image_key": "i1", "label": "sofa", "source": "search_log", "confidence": 0.9},
+         {**row, "image_key": "i2", "label": "couch", "source": "search_log", "confidence": 0.8},
+         {**row, "image_key": "i3", "label": "zzz", "source": "search_log", "confidence": 0.7},
+         {**row, "image_key": "i4", "label": "sofa", "source": "teacher", "confidence": 0.6}], schema)
+    clusters = spark.createDataFrame([("sofa", 3), ("couch", 3), ("zzz", -1)], "query string, cluster int")
+    mapped = sorted((r.image_key, r.label) for r in map_to_query_clusters(labels, clusters).collect())
+    assert mapped == [("i1", "query cluster 3"), ("i2", "query cluster 3")]
