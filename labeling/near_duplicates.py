@@ -84,7 +84,10 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
     thumbnails agree at least `split_guard`, so a duplicate the verifier missed narrowly still stays in its
     twin's split. The canonical image of a cluster is the one verified against the most others, then the
     largest, then the smallest content hash (labeling.dedup.canonical_order), so a re-run picks the same one."""
-    pairs = (evidence.where(F.col("verified") | (F.col("pixel_similarity") >= split_guard))
+    # Spark orders NaN above every number, so a pair whose pixels were never compared (NaN) must not pass
+    # for a guarded one: that chained most of the demo's products into one split component
+    guarded = ~F.isnan("pixel_similarity") & (F.col("pixel_similarity") >= split_guard)
+    pairs = (evidence.where(F.col("verified") | (F.lit(split_guard < 1.0) & F.coalesce(guarded, F.lit(False))))
              .select("item_a", "item_b", F.col("verified").alias("merge")))
     involved = (pairs.select(F.col("item_a").alias("item")).union(pairs.select(F.col("item_b").alias("item")))
                 .distinct().join(items, "item")

@@ -46,6 +46,23 @@ def mined_market(spark, small_market):
     return cfg, run_stages(cfg, [mine_logs.STAGE])[mine_logs.STAGE]
 
 
+@pytest.fixture(scope="session")
+def side_info_market(mined_market, tmp_path_factory):
+    """(Config, side-info summary): the small marketplace's mine-logs tables plus one side-info run (8 query
+    clusters) in an outputs root of their own; later stages' fixtures copy both instead of re-running."""
+    import shutil
+    from pathlib import Path
+
+    from tagmill.jobs import mine_logs, side_info
+    from tagmill.jobs.build import run_stages
+
+    cfg, _ = mined_market
+    root = tmp_path_factory.mktemp("side-info-out")
+    shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
+    cfg = cfg.replace("outputs", root=str(root)).replace("side_info", query_clusters=8)
+    return cfg, run_stages(cfg, [side_info.STAGE])[side_info.STAGE]
+
+
 def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int = 32, shard_samples: int = 25):
     """Publish a small dataset with the project's own writer: demo-generator images of `classes` leaves
     (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2. Returns the

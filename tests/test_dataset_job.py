@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from tagmill.dataset import publish
 from tagmill.dataset.gate import GateFailed
-from tagmill.jobs import assemble, io, shards, side_info, taxonomy
+from tagmill.jobs import assemble, io, shards, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 
@@ -25,10 +25,10 @@ IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated":
 
 
 @pytest.fixture(scope="module")
-def built(mined_market):
-    cfg, _ = mined_market
+def built(side_info_market):
+    cfg, _ = side_info_market
     cfg = cfg.replace("dataset", shard_max_samples=60, image_max_side=48)
-    summaries = run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
+    summaries = run_stages(cfg, [taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     return cfg, summaries
 
 

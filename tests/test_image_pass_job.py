@@ -27,14 +27,15 @@ IMAGE_REASON = {"missing": "missing_image", "empty": "empty_image", "truncated":
 
 
 @pytest.fixture(scope="module")
-def passed(mined_market, tmp_path_factory):
+def passed(side_info_market, tmp_path_factory):
     """(cfg, summaries, truth folder): a teacher trained on the search-log dataset, then the image pass,
-    assemble and shards with it, in an outputs root of their own (mine-logs' tables copied in)."""
-    cfg, _ = mined_market
+    assemble and shards with it, in an outputs root of their own (mine-logs' and side-info's outputs copied in)."""
+    cfg, _ = side_info_market
     root = tmp_path_factory.mktemp("image-pass-out")
-    shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
+    for stage in (mine_logs.STAGE, side_info.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
     cfg = cfg.replace("outputs", root=str(root)).replace("dataset", image_max_side=48)
-    run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
+    run_stages(cfg, [taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     teacher = root / "teacher"
     tcfg = cfg.train.__class__(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32,
                                optimizer="adamw", lr=0.002, weight_decay=0.05, num_workers=0, use_repeats=False)
@@ -116,6 +117,10 @@ def test_no_duplicate_component_and_no_product_crosses_splits(spark, passed):
     assert splits and not crossing, crossing
     per_product = samples.groupBy("product_id").agg(F.countDistinct("split").alias("n"))
     assert per_product.where("n > 1").count() == 0
+    # the components stay small: no chain of look-alikes drags most products into one split
+    sizes = {r["split"]: r["count"] for r in samples.groupBy("split").count().collect()}
+    total = sum(sizes.values())
+    assert all(sizes.get(split, 0) >= 0.04 * total for split in ("train", "validation", "test")), sizes
 
 
 def test_teacher_tags_are_a_second_source_with_provenance_and_reach_cold_start_images(spark, passed):

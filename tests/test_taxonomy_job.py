@@ -19,13 +19,14 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def built(mined_market, tmp_path_factory):
-    """(cfg, summaries) of taxonomy + assemble in an outputs root of their own (mine-logs' tables copied in)."""
-    cfg, _ = mined_market
+def built(side_info_market, tmp_path_factory):
+    """(cfg, summaries) of taxonomy + assemble in an outputs root of their own (mine-logs' and side-info's outputs copied in)."""
+    cfg, _ = side_info_market
     root = tmp_path_factory.mktemp("taxonomy-out")
-    shutil.copytree(Path(cfg.outputs.root) / mine_logs.STAGE, root / mine_logs.STAGE)
+    for stage in (mine_logs.STAGE, side_info.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
     cfg = cfg.replace("outputs", root=str(root))
-    return cfg, run_stages(cfg, [side_info.STAGE, taxonomy.STAGE, assemble.STAGE])
+    return cfg, run_stages(cfg, [taxonomy.STAGE, assemble.STAGE])
 
 
 def _pandas(spark, cfg, table):
