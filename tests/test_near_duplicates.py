@@ -94,3 +94,24 @@ def test_planted_duplicates_are_found_among_look_alike_listings(seed):
     # the targets; measured 1.0 and 0.97 on the full planted set (benchmarks/image_pass.py)
     assert scores["precision"] >= 0.99, scores
     assert scores["recall"] >= 0.95, scores
+
+
+@pytest.mark.spark
+def test_only_pairs_compared_on_pixels_can_be_guarded_into_one_split(spark):
+    from tagmill.labeling.near_duplicates import cluster_items
+
+    evidence = spark.createDataFrame(
+        [(1, 2, True, 0.95), (2, 3, False, 0.9), (3, 4, False, float("nan")), (4, 5, False, 0.1)],
+        "item_a long, item_b long, verified boolean, pixel_similarity float")
+    items = spark.createDataFrame([(k, 10, 10, f"h{k}") for k in range(1, 6)],
+                                  "item long, width int, height int, content_hash string")
+
+    def grouping(guard):
+        rows = cluster_items(evidence, items, guard).collect()
+        return ({r.item: r.cluster_item for r in rows}, {r.item: r.component_item for r in rows})
+
+    clusters, parts = grouping(0.85)
+    assert clusters[1] == clusters[2] and clusters[3] != clusters[2]  # only verified pairs merge
+    assert parts[1] == parts[2] == parts[3] and 4 not in parts  # NaN (never compared) is not guarded
+    clusters, parts = grouping(1.0)  # off
+    assert set(parts) == {1, 2} and parts[1] == parts[2]
