@@ -160,7 +160,7 @@ class _Mapper:
         self._closure_lemmas: dict[object, frozenset] = {}
         self._domain: dict[object, str | None] = {}
         self._wup: dict[tuple, float] = {}
-        self._plain: dict[str, object | None] = {}
+        self._plain: dict[str, tuple[object | None, str]] = {}
 
     # ---- one tag ----
 
@@ -218,7 +218,10 @@ class _Mapper:
         if qualifier_words and not any(self._qualified(s, qualifier_words) for s, _, _ in candidates):
             context_tags = context_tags + qualifiers  # no sense sits under the qualifier: use it as context
             qualifier_words = set()
-        context_synsets = [s for s in (self._plain_sense(t) for t in context_tags) if s is not None]
+        # a partner that is the same word (its translation, "鼠标" next to "mouse") says nothing about the sense
+        own = _phrase(english)
+        context_synsets = [s for s, phrase in (self._plain_sense(t) for t in context_tags)
+                           if s is not None and phrase != own]
         scored = sorted((self._score(s, count, rank, candidates, context_synsets, qualifier_words)
                          for s, count, rank in candidates), key=lambda x: (-x.score, x.rank))
         best = scored[0]
@@ -263,11 +266,13 @@ class _Mapper:
     def _qualified(self, synset, qualifier_words: set[str]) -> bool:
         return not qualifier_words.isdisjoint(self.closure_lemmas(synset))
 
-    def _plain_sense(self, tag: str):
-        """The sense of a co-occurring tag, picked without context (so the result does not depend on order)."""
+    def _plain_sense(self, tag: str) -> tuple[object | None, str]:
+        """(synset, looked-up phrase) of a co-occurring tag, its sense picked without context (so the result
+        does not depend on order)."""
         if tag not in self._plain:
             sense = self.map(tag, ())
-            self._plain[tag] = self.wn.synset(sense.synset) if sense.synset else None
+            self._plain[tag] = (self.wn.synset(sense.synset) if sense.synset else None,
+                                _phrase(sense.english or ""))
         return self._plain[tag]
 
     def _similarity(self, a, b) -> float:

@@ -229,3 +229,9 @@ def test_open_images_boxable_names_map_and_form_a_forest(wn):
     check_forest(tree, given, wn)
     with open(REALDATA / "bbox_labels_600_hierarchy.json", encoding="utf-8") as handle:
         assert json.load(handle)["LabelName"] == "/m/0bl9f"
+
+
+def test_a_translation_of_the_tag_itself_is_no_context(wn):
+    # the demo: "mouse" co-occurs with "computer mouse" and with its own Chinese name; only the former tells
+    senses = map_tags(["mouse"], wn, context={"mouse": ["computer mouse", "鼠标"]}, zh_table={"鼠标": "mouse"})
+    assert senses["mouse"].synset == "mouse.n.04"
