@@ -80,8 +80,10 @@ def main(argv: list[str] | None = None) -> int:
           f"fallback {fallback:,} = {fallback / len(names):.1%}, qualifier fallback {qualifier:,}); unmapped "
           f"{len(names) - len(mapped):,}; {seconds:.1f} s ({seconds / len(names) * 1e3:.2f} ms/name)")
     synsets = {s.synset for s in mapped}
-    print(f"distinct synsets: {len(synsets):,} ({len(mapped) - len(synsets):,} names merge into another "
-          f"name's synset)")
+    whole = [s for s in mapped if s.exact]  # only names whose whole phrase is the synset merge (taxonomy.classes)
+    print(f"distinct synsets: {len(synsets):,}; of the {len(whole):,} names mapped by their whole phrase, "
+          f"{len(whole) - len({s.synset for s in whole}):,} merge into another name's synset (synonyms), the "
+          f"head-noun fallbacks become children of their head's class")
 
     # 2. the boxable hierarchy against WordNet's
     boxable = read_names(needed[1])
