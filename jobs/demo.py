@@ -184,6 +184,11 @@ def _describe(summary: dict) -> str:
         lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits, "
                      f"{dedup['verified_pairs']} verified; {dedup['exact_duplicate_images']} exact and "
                      f"{dedup['near_duplicate_images']} near duplicates merged; {dedup['kept_images']} images kept")
+    if summary.get("stage") == "side-info":
+        wv, qc = summary["word_vectors"], summary["query_clusters"]
+        lines.append(f"  {summary['titles']} titles tokenized; Word2Vec on {summary['sentences']} titles and queries: "
+                     f"{wv['words']} words x {wv['dim']} (seed {wv['seed']}); {summary['queries']} queries in "
+                     f"{qc['k']} K-means clusters ({qc['unclustered']} without an embedding)")
     if summary.get("stage") == "taxonomy":
         tags = summary["tags"]
         drops = ", ".join(f"{r} {n}" for r, n in sorted(tags["quarantined"].items())) or "none"
