@@ -103,7 +103,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     diff = diff_taxonomies(previous, taxonomy)
     write(spark.createDataFrame(_rows(diff), DIFF_SCHEMA), "diff")
 
-    covered = tags.select("image_key").distinct().count() if len(dropped) else labeled
+    mapped_tags = tag_map.where(F.col("class_id").isNotNull()).select("tag")
+    covered = tags.join(mapped_tags, "tag").select("image_key").distinct().count() if len(dropped) else labeled
     tags.unpersist()
     labels.unpersist()
     tag_status = tag_map.groupBy("status", "reason").count().collect()
@@ -116,7 +117,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "run_date": run_date.isoformat(),
         "tagmill_version": __version__,
         "tags": {"in": len(images), "out": out, "quarantined": quarantined,
-                 "merged": int((tag_map.where(F.col("status") == "merged").count()))},
+                 "merged": sum(int(r["count"]) for r in tag_status if r["status"] == "merged")},
         "images": labeled,
         "classes": len(classes),
         "nodes": int((taxonomy["kind"] == "node").sum()),
