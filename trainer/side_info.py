@@ -185,7 +185,11 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     (x^m = x^v), rather than the max with the projection's bias, which carries nothing about the image.
     weight 0: the mixed term is computed for the report only, outside the graph (the stream gets no grad).
 
-    Returns (total loss, {"visual": float, "mixed": float}), the two unweighted terms.
+    Returns (total loss, {"visual": float, "mixed": float, "semantic_share": float}): the two unweighted terms,
+    and the share of the titled rows' mixed entries that the semantic embedding won (0 with no titled row).
+    That share is how much the titles reach the shared classifier at all: the visual stream gets the mixed
+    loss's gradient only where it won, the semantic stream only where it did, so near 0 the mixed term is
+    the visual term again and the stream hardly learns.
     """
     if weight < 0:
         raise ValueError(f"the co-training weight (lambda) must be >= 0, got {weight}")
@@ -195,6 +199,10 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
             raise ValueError(f"has_title must be a bool tensor of shape ({visual.shape[0]},); got {has_title.dtype} "
                              f"{tuple(has_title.shape)}")
         mixed = torch.where(has_title.unsqueeze(1), mixed, visual)
+    with torch.no_grad():
+        won = semantic > visual
+        won = won[has_title] if has_title is not None else won
+        share = won.float().mean().item() if won.numel() else 0.0
     visual_loss = loss_fn(classifier(visual), targets)
     if weight == 0:
         with torch.no_grad():
@@ -203,7 +211,7 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     else:
         mixed_loss = loss_fn(classifier(mixed), targets)
         total = visual_loss + weight * mixed_loss
-    return total, {"visual": visual_loss.item(), "mixed": mixed_loss.item()}
+    return total, {"visual": visual_loss.item(), "mixed": mixed_loss.item(), "semantic_share": share}
 
 
 def pad_token_ids(rows: list[list[int]], max_len: int) -> Tensor:

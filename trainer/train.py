@@ -46,6 +46,8 @@ CHECKPOINT = "checkpoint.pt"
 EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
 EXPORT_LABELS = "labels.csv"
+SIDE_INFO_TERMS = {"visual": "train_loss_visual", "mixed": "train_loss_mixed", "semantic_share": "semantic_share"}
+"""cotraining_loss's per-step terms -> their epoch means' names in the metrics' side_info history."""
 """The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 
 
@@ -133,7 +135,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
             semantic.train()
         stream.set_epoch(epoch)
         stream.resume_at(step_in_epoch)
-        started, seen, losses, parts, titled = time.time(), 0, [], {"visual": [], "mixed": []}, 0
+        started, seen, losses, parts, titled = time.time(), 0, [], {term: [] for term in SIDE_INFO_TERMS}, 0
         collate = collate_titles if side_info else None
         with (out / "losses.jsonl").open("a", encoding="utf-8") if main else open(os.devnull, "w") as loss_log:
             for batch in make_loader(stream, collate):
@@ -181,8 +183,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                       "lr": scheduler.get_last_lr()[0], "skipped_shards": bad,
                       "validation": metrics, "chance": chance}
             if side_info:
-                history.append({"epoch": epoch, **{f"train_loss_{name}": float(np.mean(values)) if values else None
-                                                   for name, values in parts.items()}})
+                history.append({"epoch": epoch, **{name: float(np.mean(parts[term])) if parts[term] else None
+                                                   for term, name in SIDE_INFO_TERMS.items()}})
                 report.update(history[-1])
                 report["side_info"] = {"weight": cfg.side_info_weight, "nonlinearity": cfg.side_info_nonlinearity,
                                        "vocabulary_size": semantic.vocab_size, "word_dim": semantic.word_dim,
