@@ -13,9 +13,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
-
-SEARCH_LOG = "search_log"
-TEACHER = "teacher"
+from tagmill.dataset.sources import SEARCH_LOG, TEACHER
+from tagmill.taxonomy.stats import tag_of
 
 _HASH_RANGE = 1 << 30
 
@@ -41,8 +40,6 @@ def map_to_classes(labels: DataFrame, tag_map: DataFrame, taxonomy: DataFrame, a
     with `ancestors`, each label also stands for every class above its own, with the same provenance
     (Tencent ML-Images propagates labels to ancestors). tag_map: tag, class_name (null when dropped);
     taxonomy: name, path."""
-    from tagmill.taxonomy.stats import tag_of  # taxonomy.stats reads this module's source names
-
     classes = tag_map.where(F.col("class_name").isNotNull()).select("tag", "class_name")
     mapped = (labels.join(classes, tag_of(F.col("label")) == F.col("tag"))  # as the taxonomy made its tags
               .withColumn("label", F.col("class_name")).drop("tag", "class_name"))

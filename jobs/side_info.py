@@ -76,17 +76,20 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     clusters = _cluster_queries(spark, cfg, queries, wv)
     io.write_table(clusters, root, STAGE, "query_clusters", run_date)
     clusters = io.read_table(spark, root, STAGE, "query_clusters", run_date)
+    # one row per distinct query: a single pass counts the queries and the clusters
+    counted = clusters.agg(F.count("*").alias("queries"),
+                           F.countDistinct(F.when(F.col("cluster") >= 0, F.col("cluster"))).alias("k"),
+                           F.sum((F.col("cluster") < 0).cast("long")).alias("unclustered")).first()
     summary = {
         "stage": STAGE,
         "run_date": run_date.isoformat(),
         "tagmill_version": __version__,
         "titles": tokens.count(),
-        "queries": queries.count(),
+        "queries": counted["queries"],
         "sentences": sentences,
         "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed,
                          "path": word_vectors_path(root, run_date)},
-        "query_clusters": {"k": clusters.where(F.col("cluster") >= 0).select("cluster").distinct().count(),
-                           "unclustered": clusters.where(F.col("cluster") < 0).count(),
+        "query_clusters": {"k": counted["k"], "unclustered": counted["unclustered"] or 0,
                            "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
         "seconds": round(time.time() - started, 1),
     }

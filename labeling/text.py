@@ -30,11 +30,13 @@ from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR, load_wordnet
 SCRIPTS = ("zh", "en", "mixed", "other")
 """Values of `script_of`."""
 
-_HAN_CLASS = ("\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN_CLASS = ("\u3005\u3007\u3021-\u3029\u3038-\u303b\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
               "\U00020000-\U0003ffff")
-"""Letters and numbers of Unicode's Han script (its radicals and strokes are symbols, separators here)."""
-_HAN = re.compile(f"[{_HAN_CLASS}]")
-_RUNS = re.compile(f"[{_HAN_CLASS}]+|[^{_HAN_CLASS}]+")
+"""Letters and numbers of Unicode's Han script (its radicals and strokes are symbols, separators here), as
+the inside of a regex character class; the one definition of "Chinese" for queries, titles and tags."""
+HAN = re.compile(f"[{HAN_CLASS}]")
+"""One Han character: HAN.match(word) says it starts with one, HAN.search(text) that it holds one."""
+_RUNS = re.compile(f"[{HAN_CLASS}]+|[^{HAN_CLASS}]+")
 
 _USUALLY_PLURAL = re.compile(r"\((?:usually |often |frequently )?(?:used )?(?:in the )?plural\)")
 """How WordNet glosses a noun that is mostly used in the plural: "jean: (usually plural) close-fitting trousers"."""
@@ -117,7 +119,7 @@ def script_of(text: str) -> str:
     for char in unicodedata.normalize("NFKC", text):
         if not char.isalpha():
             continue
-        if _HAN.match(char):
+        if HAN.match(char):
             han = True
         elif _is_latin(char):
             latin = True
@@ -145,7 +147,7 @@ def _tokens(text: str) -> tuple[str, ...]:
     tokens: list[str] = []
     for piece in spaced.split():
         for run in _RUNS.findall(piece):
-            if _HAN.match(run):
+            if HAN.match(run):
                 tokens.extend(_segment_han(run))
             else:
                 tokens.append(run)

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from tagmill.labeling.text import _HAN, _HAN_CLASS, normalize_query
+from tagmill.labeling.text import HAN, HAN_CLASS, normalize_query
 from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR
 
 DEFAULT_NOISE_PHRASES: tuple[str, ...] = (
@@ -81,9 +81,9 @@ def _fold(text: str) -> str:
 _WORD = re.compile(r"[^\W_]+")
 """A run of letters and digits: the words of a phrase (its punctuation is a separator like any other)."""
 _GAP = r"[\W_]+"
-_NOT_AFTER = f"(?<![^\\W_{_HAN_CLASS}])"
+_NOT_AFTER = f"(?<![^\\W_{HAN_CLASS}])"
 """At a phrase start with a Latin letter or digit: the character before is no letter or digit of a non-Han word."""
-_NOT_BEFORE = f"(?![^\\W_{_HAN_CLASS}])"
+_NOT_BEFORE = f"(?![^\\W_{HAN_CLASS}])"
 
 
 @functools.lru_cache(maxsize=64)
@@ -97,8 +97,8 @@ def _noise_pattern(phrases: tuple[str, ...]) -> re.Pattern | None:
         if not words:  # punctuation only ("!!!"): the tokenizer drops it anyway
             continue
         body = _GAP.join(re.escape(word) for word in words)
-        start = "" if _HAN.match(words[0][0]) else _NOT_AFTER
-        end = "" if _HAN.match(words[-1][-1]) else _NOT_BEFORE
+        start = "" if HAN.match(words[0][0]) else _NOT_AFTER
+        end = "" if HAN.match(words[-1][-1]) else _NOT_BEFORE
         alternatives.append((len(body), start + body + end))
     if not alternatives:
         return None

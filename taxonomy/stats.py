@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tagmill.dataset.assemble import SEARCH_LOG, TEACHER
+from tagmill.dataset.sources import SEARCH_LOG, TEACHER
 
 DECISION_COLUMNS = ("tag", "action", "rule", "other", "value", "threshold", "detail")
 """The decisions table (contract 5): one row per dropped, merged or re-parented tag, with its numbers."""

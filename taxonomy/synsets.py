@@ -18,6 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from tagmill.labeling.text import HAN, HAN_CLASS
 from tagmill.taxonomy.hierarchy import resolve_domain_roots
 
 NOUN = "n"
@@ -60,9 +61,8 @@ DOMAIN_BONUS = 0.75
 QUALIFIER_BONUS = 1.0
 SENSE_PRIOR = 1.0  # pseudo-count spread over WordNet's sense order, 1/(rank+1)
 
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _QUALIFIER = re.compile(r"\(([^()]*)\)")
-_HAN_GAP = re.compile(r"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])\s+(?=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+_HAN_GAP = re.compile(f"(?<=[{HAN_CLASS}])\\s+(?=[{HAN_CLASS}])")
 _WORD = re.compile(r"[a-z0-9]+(?:['.\-][a-z0-9]+)*")
 
 
@@ -166,7 +166,7 @@ class _Mapper:
 
     def map(self, tag: str, context_tags: Sequence[str]) -> TagSense:
         text = tag.strip()
-        if _CJK.search(text):
+        if HAN.search(text):
             return self._map_chinese(tag, text, context_tags)
         english, qualifiers = _split_qualifier(text)
         if not _words(english):
@@ -184,7 +184,7 @@ class _Mapper:
         for token in _jieba_tokens(text):
             if token in self.zh_table:
                 tokens.append(self.zh_table[token])
-            elif _CJK.search(token):
+            elif HAN.search(token):
                 # jieba keeps words it knows whole ("皮沙发"); the longest table entries inside it still count
                 for piece, translated in _max_match(token, self.zh_table):
                     (tokens if translated else missing).append(self.zh_table.get(piece, piece))
@@ -391,7 +391,7 @@ def _unmapped(tag: str, english: str | None, why: str) -> TagSense:
 
 def is_chinese(tag: str) -> bool:
     """True when the tag holds any CJK ideograph (the rule `map_tags` uses to send a tag through the zh table)."""
-    return bool(_CJK.search(tag))
+    return bool(HAN.search(tag))
 
 
 __all__ = ["DEFAULT_DOMAIN_ROOTS", "TagSense", "is_chinese", "map_tags", "read_zh_table"]
