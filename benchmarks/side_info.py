@@ -1,6 +1,7 @@
 """SICoT side information: what the semantic stream costs the trainer, and what the word vectors cost the build.
 
     .venv/bin/python benchmarks/side_info.py [--steps 200] [--batch 32] [--size 64] [--titles 1000000]
+                                             [--tail-seeds 0]
 
 1. training throughput (images/s, `train_images_per_second` of the epoch report) of `tagmill train` on one
    published dataset of steps x batch samples with titles, ResNet-18 at --size px on CPU, AdamW, 2 loader
@@ -9,12 +10,15 @@
 2. Word2Vec (labeling.word_vectors.train_word_vectors: 64 dims, window 5, min_count 2, 5 epochs, one worker
    thread) on --titles English titles from the demo generator's `make_title`, tokenized by lower-casing
    and splitting at every non-alphanumeric character (`title_tokens`, with WordNet lemmas and noise phrases,
-   is timed on a sample and its rate printed beside, when WordNet is installed).
+   is timed on 20,000 distinct titles after its first call has loaded WordNet, when WordNet is installed).
+3. With --tail-seeds N: head and tail top-1 of image-only and co-trained runs on N generated long-tailed sets
+   (tagmill.demo.titled.long_tail_set, seeds 0..N-1, the settings of the tail test), per seed and the means.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -28,8 +32,9 @@ import torch
 from tagmill.config import TrainConfig
 from tagmill.demo.catalog import make_title
 from tagmill.demo.images import design_signatures, draw_image
+from tagmill.demo.titled import LONG_TAIL_TRAIN, long_tail_set, publish_titled
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.word_vectors import save_word_vectors, token_ids, train_word_vectors
+from tagmill.labeling.word_vectors import token_ids, train_word_vectors
 from tagmill.trainer.reader import TITLE_MAX_LEN
 from tagmill.trainer.train import train
 
@@ -50,35 +55,17 @@ def generate_titles(n: int, seed: int) -> tuple[list[str], list[int]]:
 
 
 def publish_titled_dataset(folder: Path, samples: int, size: int, seed: int) -> Path:
-    """A train-only dataset of `samples` demo images (400 distinct drawings) with titles and word vectors."""
-    from tagmill.dataset.publish import finish_publish, start_publish
-    from tagmill.dataset.shards import ImageOptions, write_shards
-
+    """A train-only dataset of `samples` demo images (400 distinct drawings) with demo titles and word vectors."""
     leaves = build_leaves()
     signatures = design_signatures(leaves, seed=7)
     titles, classes = generate_titles(samples, seed)
     tokens = [simple_tokens(t) for t in titles]
     vectors = train_word_vectors(tokens, dim=64, min_count=1, seed=seed)
     index = vectors.index()
-    pool = {i: draw_image(signatures[i % len(leaves)], size, 7, i) for i in range(min(400, samples))}
-    rows = [{"image_key": f"{i:020x}", "image_path": str(i % len(pool)), "product_id": f"p{i}", "title": titles[i],
-             "split": "train", "class_ids": [classes[i]], "repeats": 1,
-             "title_ids": token_ids(tokens[i], index, TITLE_MAX_LEN),
-             "labels": [{"class_id": classes[i], "name": leaves[classes[i]].name_en, "confidence": 0.9,
-                         "source": "search_log", "tier": "in_conversation", "clicks": 1, "contacts": 1,
-                         "in_conversations": 1, "sessions": 1}]} for i in range(samples)]
-    start_publish(str(folder))
-    shards = [{**r, "split": "train", "shard": f"shards/{r['shard']}"} for r in write_shards(
-        rows, "train-00000", lambda name: open(folder / "_staging" / "shards" / name, "wb"),
-        lambda path: pool[int(path)], ImageOptions(max_side=0), 1000, 1 << 30)]
-    index_rows = [{"class_id": i, "name": leaf.name_en, "path": [], "support_train": classes.count(i),
-                   "support_validation": 0, "support_test": 0} for i, leaf in enumerate(leaves)]
-    staged = folder.parent / "word-vectors"
-    files = {Path(p).name: Path(p).read_bytes() for p in save_word_vectors(vectors, staged)}
-    finish_publish(str(folder), shards, index_rows, {"dataset": "bench", "tagmill_version": "bench",
-                                                     "config_sha256": "0" * 64, "image": {"max_side": 0}},
-                   word_vectors=files)
-    return folder / "manifest.json"
+    pool = [draw_image(signatures[i % len(leaves)], size, 7, i) for i in range(min(400, samples))]
+    rows = [{"key": f"{i:020x}", "class_id": classes[i], "split": "train", "jpg": pool[i % len(pool)],
+             "title_ids": token_ids(tokens[i], index, TITLE_MAX_LEN)} for i in range(samples)]
+    return publish_titled(folder, rows, [leaf.name_en for leaf in leaves], vectors, shard_samples=1000)
 
 
 def training_throughput(manifest: Path, out: Path, size: int, batch: int, weight: float) -> float:
@@ -86,6 +73,23 @@ def training_throughput(manifest: Path, out: Path, size: int, batch: int, weight
                       optimizer="adamw", lr=0.001, num_workers=2, use_repeats=False, side_info_weight=weight)
     train(manifest, out, cfg, seed=1)
     return json.loads((out / "metrics" / "epoch-001.json").read_text())["train_images_per_second"]
+
+
+def tail_top1(seeds: int, folder: Path) -> list[dict]:
+    """Head and tail top-1 of image-only against co-trained (weight 1) runs on `long_tail_set(seed)` for
+    seeds 0..seeds-1, with the settings of the tail test (LONG_TAIL_TRAIN)."""
+    results = []
+    for seed in range(seeds):
+        manifest = long_tail_set(folder / f"tail-{seed}", seed)
+        row = {"seed": seed}
+        for name, weight in (("images", 0.0), ("cotrained", 1.0)):
+            cfg = dataclasses.replace(LONG_TAIL_TRAIN, side_info_weight=weight)
+            result = train(manifest, folder / f"tail-{seed}-{name}", cfg, seed=seed)
+            row[name] = {group: result.metrics["head_tail"][group]["top_k"]["1"] for group in ("head", "tail")}
+        results.append(row)
+        print(f"  seed {seed}: tail top-1 {row['images']['tail']:.3f} images only, {row['cotrained']['tail']:.3f} "
+              f"co-trained; head {row['images']['head']:.3f} / {row['cotrained']['head']:.3f}", flush=True)
+    return results
 
 
 def word2vec_timing(n: int) -> dict:
@@ -103,7 +107,11 @@ def word2vec_timing(n: int) -> dict:
     try:
         from tagmill.labeling.titles import title_tokens
 
-        sample = titles[:2000]
+        started = time.perf_counter()
+        title_tokens(titles[0])  # the first call loads WordNet (seconds), once per process
+        result["wordnet_load_s"] = time.perf_counter() - started
+        # distinct titles: a repeated one would come from normalize_query's cache
+        sample = list(dict.fromkeys(titles[1:]))[:20_000]
         started = time.perf_counter()
         for title in sample:
             title_tokens(title)
@@ -120,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--titles", type=int, default=1_000_000, help="titles for the Word2Vec timing")
+    parser.add_argument("--tail-seeds", type=int, default=0, help="also compare head/tail top-1 of image-only and "
+                        "co-trained runs on this many generated long-tailed sets (about 1 minute each)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,10 +146,20 @@ def main(argv: list[str] | None = None) -> int:
           f"train {w2v['train_s']:.1f} s ({w2v['tokens'] * 5 / w2v['train_s']:,.0f} words/s over 5 epochs); "
           f"generating the titles {w2v['generate_s']:.1f} s, tokenizing {w2v['tokenize_s']:.1f} s")
     if w2v["title_tokens_per_s"]:
-        print(f"title_tokens (noise phrases, WordNet lemmas) runs at {w2v['title_tokens_per_s']:,.0f} titles/s: "
+        print(f"title_tokens (noise phrases, WordNet lemmas) runs at {w2v['title_tokens_per_s']:,.0f} titles/s on "
+              f"one core after WordNet's {w2v['wordnet_load_s']:.1f} s load: "
               f"{w2v['titles'] / w2v['title_tokens_per_s']:.0f} s for these titles")
     else:
         print(f"title_tokens not timed: {w2v.get('title_tokens_error')}")
+    if args.tail_seeds:
+        print(f"head/tail top-1 on generated long-tailed sets (6 head classes x 30 training images, 6 tail x 3, "
+              f"10 validation images per class, 32 px, resnet18, {LONG_TAIL_TRAIN.epochs} epochs):")
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = tail_top1(args.tail_seeds, Path(tmp))
+        for group in ("tail", "head"):
+            means = [sum(r[name][group] for r in rows) / len(rows) for name in ("images", "cotrained")]
+            print(f"  mean {group} top-1 over {len(rows)} seeds: images only {means[0]:.3f}, co-trained "
+                  f"{means[1]:.3f} ({means[1] - means[0]:+.3f})")
     return 0
 
 

@@ -1,0 +1,114 @@
+"""Small published datasets with titles and word vectors, for training the trainer with side information.
+
+The full demo build makes its datasets through every stage; these skip the stages and write samples straight
+through the project's own writer (dataset.shards.write_shards, dataset.publish.finish_publish), so the
+trainer's co-training can be tested and measured in seconds:
+
+    vectors = title_vectors(names, seed=0)
+    rows = titled_rows(signatures, names, [(30, 10), (3, 10)], size=32, seed=0, vocabulary=vectors.index())
+    manifest = publish_titled(folder, rows, names, vectors)
+
+`long_tail_set` is the long-tailed case SICoT is about: head classes with many images, tail classes with few,
+and titles that name every class among noise words.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+from tagmill.config import TrainConfig
+from tagmill.demo.images import Signature, design_signatures, draw_image
+from tagmill.demo.vocabulary import build_leaves
+from tagmill.labeling.word_vectors import WordVectors, save_word_vectors, token_ids, train_word_vectors
+
+NOISE_WORDS = ("used", "cheap", "great", "black", "white", "red", "blue", "brand", "sale", "original")
+"""The words around the class name in a title."""
+
+_MAX_TITLE = 32
+
+LONG_TAIL_TRAIN = TrainConfig(arch="resnet18", image_size=32, epochs=15, freeze_epochs=0, batch_size=32,
+                              optimizer="adamw", lr=0.001, weight_decay=0.01, loss="softmax", num_workers=0,
+                              shuffle_buffer=32, use_repeats=False, head_tail_boundary=10)
+"""Training settings for `long_tail_set` (image-only; set side_info_weight to co-train): long enough that an
+image-only run converges on the head classes (top-1 1.0 on every seed tried), so what differs between two
+runs is the titles, not an unfinished schedule. About 30 s per run on 2 cores."""
+
+
+def title_vectors(names: list[str], seed: int, dim: int = 16) -> WordVectors:
+    """Word2Vec vectors (labeling.word_vectors) of 300 generated titles over `names` and NOISE_WORDS."""
+    rnd = random.Random(seed)
+    sentences = [rnd.sample(NOISE_WORDS, 3) + [rnd.choice(names)] for _ in range(300)]
+    return train_word_vectors(sentences, dim=dim, min_count=1, epochs=2, seed=seed)
+
+
+def titled_rows(signatures: list[Signature], names: list[str], counts: list[tuple[int, int]], size: int, seed: int,
+                vocabulary: dict[str, int], untitled_every: int = 0) -> list[dict]:
+    """Rows {"key", "class_id", "split", "jpg", "title_ids"} of `counts[c]` = (train, validation) images of
+    class c drawn from signatures[c] at `size` px; a title is 1-3 noise words around the class name, as
+    word ids of `vocabulary`. Every `untitled_every`-th row (0: none) has no title (title_ids None)."""
+    rnd = random.Random(seed)
+    rows = []
+    for class_id, (n_train, n_val) in enumerate(counts):
+        for i in range(n_train + n_val):
+            words = rnd.sample(NOISE_WORDS, rnd.randint(1, 3))
+            words.insert(rnd.randint(0, len(words)), names[class_id])
+            untitled = untitled_every and (class_id + i) % untitled_every == 0
+            rows.append({"key": f"{class_id:04d}{i:016x}", "class_id": class_id,
+                         "split": "train" if i < n_train else "validation",
+                         "jpg": draw_image(signatures[class_id], size, seed, class_id * 1000 + i),
+                         "title_ids": None if untitled else token_ids(words, vocabulary, _MAX_TITLE)})
+    return rows
+
+
+def publish_titled(folder: Path, rows: list[dict], class_names: list[str], word_vectors: WordVectors | None,
+                   shard_samples: int = 40) -> Path:
+    """Publish `titled_rows` rows as a dataset in `folder` (train and validation splits, one product per
+    image, the class name as title text); returns the manifest path. The word vectors (None: none) go in
+    through finish_publish, as the build writes them."""
+    from tagmill.dataset.publish import finish_publish, start_publish
+    from tagmill.dataset.shards import ImageOptions, write_shards
+
+    folder = Path(folder)
+    images = {r["key"]: r["jpg"] for r in rows}
+    samples = [{"image_key": r["key"], "image_path": r["key"], "product_id": f"p-{r['key']}", "split": r["split"],
+                "title": class_names[r["class_id"]], "class_ids": [r["class_id"]],
+                "repeats": 1, "title_ids": r["title_ids"],
+                "labels": [{"class_id": r["class_id"], "name": class_names[r["class_id"]], "confidence": 0.9,
+                            "source": "search_log", "tier": "in_conversation", "clicks": 1, "contacts": 1,
+                            "in_conversations": 1, "sessions": 1}]} for r in rows]
+    start_publish(str(folder))
+    shards = []
+    for split in ("train", "validation"):
+        chosen = [s for s in samples if s["split"] == split]
+        for r in write_shards(chosen, f"{split}-00000", lambda name: open(folder / "_staging" / "shards" / name, "wb"),
+                              images.__getitem__, ImageOptions(max_side=0), shard_samples, 1 << 30):
+            shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
+    classes = [{"class_id": c, "name": name, "path": ["demo", name],
+                **{f"support_{s}": sum(1 for r in rows if r["split"] == s and r["class_id"] == c)
+                   for s in ("train", "validation", "test")}} for c, name in enumerate(class_names)]
+    files = None
+    if word_vectors is not None:
+        staged = folder.parent / f"{folder.name}-word-vectors"
+        files = {Path(p).name: Path(p).read_bytes() for p in save_word_vectors(word_vectors, staged)}
+        shutil.rmtree(staged)
+    finish_publish(str(folder), shards, classes, {"dataset": folder.name, "tagmill_version": "generated",
+                                                  "config_sha256": "0" * 64, "image": {"max_side": 0}},
+                   word_vectors=files)
+    return folder / "manifest.json"
+
+
+def long_tail_set(folder: Path, seed: int, heads: int = 6, tails: int = 6, head_train: int = 30,
+                  tail_train: int = 3, validation: int = 10, size: int = 32) -> Path:
+    """A published long-tailed set: `heads` classes of `head_train` training images, `tails` classes of
+    `tail_train`, `validation` validation images per class, drawn from demo leaves spread over the tree
+    (every leaf's look differs from the others'), each with a title naming its class ("head0", "tail2").
+    Returns the manifest path. The same seed gives the same images, titles and word vectors."""
+    leaves = build_leaves()
+    signatures = design_signatures(leaves, seed=7)
+    picked = [signatures[leaf.index] for leaf in leaves[:: len(leaves) // (heads + tails)][:heads + tails]]
+    names = [f"head{c}" for c in range(heads)] + [f"tail{c}" for c in range(tails)]
+    vectors = title_vectors(names, seed=seed)
+    counts = [(head_train, validation)] * heads + [(tail_train, validation)] * tails
+    return publish_titled(folder, titled_rows(picked, names, counts, size, seed, vectors.index()), names, vectors)
