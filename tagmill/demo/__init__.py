@@ -10,6 +10,7 @@ Modules, one line each:
     image_plan   which image paths are originals, exact/near copies (re-uploads, stock photos) or broken
     sessions     search sessions: a simulated search engine, position-biased clicks, bots, expired sessions
     eventlog     event partition files with bad rows planted at recorded lines
+    titled       small titled datasets published without a build (trainer tests, the side-info benchmark)
     randomness   named seeded random streams (numpy PCG64 / stdlib) derived from the one demo seed
     generate     orchestration, writing, truth CSVs and the summary
 """
