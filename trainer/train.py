@@ -46,9 +46,9 @@ CHECKPOINT = "checkpoint.pt"
 EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
 EXPORT_LABELS = "labels.csv"
+"""The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 SIDE_INFO_TERMS = {"visual": "train_loss_visual", "mixed": "train_loss_mixed", "semantic_share": "semantic_share"}
 """cotraining_loss's per-step terms -> their epoch means' names in the metrics' side_info history."""
-"""The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 
 
 @dataclass(frozen=True)
