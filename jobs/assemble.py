@@ -92,7 +92,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     images_in = raw.select("image_key").distinct().count()
     labeled = labels.select("image_key").distinct()
-    with_class = labeled.count()
+    with_class = images_in if labels is raw else labeled.count()  # the same images unless a label space mapped them
     usable = labeled.join(clusters.select("image_key"), "image_key").count()
     per_split = {r["split"]: r for r in samples.groupBy("split").agg(
         F.count(F.lit(1)).alias("samples"), F.countDistinct("product_id").alias("products"),

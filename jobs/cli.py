@@ -105,8 +105,9 @@ def cmd_report_taxonomy(args: argparse.Namespace) -> int:
     from tagmill.taxonomy.report import write_report
 
     cfg = _config(args)
-    path = write_report(cfg.outputs.root, cfg.run.run_date().isoformat(), str(args.out) if args.out else None)
-    print(f"taxonomy report for {cfg.run.run_date()}: {path}")
+    day = cfg.run.run_date()  # once: with no date set it is today, which may change between two calls
+    path = write_report(cfg.outputs.root, day.isoformat(), str(args.out) if args.out else None)
+    print(f"taxonomy report for {day}: {path}")
     return 0
 
 

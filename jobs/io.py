@@ -142,16 +142,17 @@ def previous_run_date(spark: SparkSession, root: str, stage: str, run_date: dt.d
     fs, folder = _fs(spark, stage_path(root, stage, "_runs"))
     if not fs.exists(folder):
         return None
-    dates = []
+    earlier = []
     for status in fs.listStatus(folder):
         name = status.getPath().getName()
-        if name.startswith("run_date=") and fs.exists(status.getPath().suffix("/summary.json")):
-            try:
-                dates.append(dt.date.fromisoformat(name.split("=", 1)[1]))
-            except ValueError:
-                continue  # a foreign folder, not a run
-    earlier = [d for d in dates if d < run_date]
-    return max(earlier) if earlier else None
+        try:
+            day = dt.date.fromisoformat(name.split("=", 1)[1]) if name.startswith("run_date=") else None
+        except ValueError:
+            day = None  # a foreign folder, not a run
+        if day is not None and day < run_date:
+            earlier.append(day)
+    # the latest that finished: only candidates' summaries are looked up
+    return next((day for day in sorted(earlier, reverse=True) if exists(spark, summary_path(root, stage, day))), None)
 
 
 class CountMismatch(RuntimeError):

@@ -25,7 +25,7 @@ from tagmill.dataset.gate import check_gate, run_gate
 from tagmill.dataset.publish import RESULT_SCHEMA, finish_publish, plan_shards, shard_writer, start_publish
 from tagmill.dataset.shards import ImageOptions
 from tagmill.jobs import assemble, image_pass, io, mine_logs, side_info
-from tagmill.labeling.word_vectors import META_FILE, VECTORS_FILE, VOCABULARY_FILE
+from tagmill.labeling.word_vectors import FILES as WORD_VECTOR_FILES
 
 STAGE = "shards"
 log = logging.getLogger("tagmill.shards")
@@ -112,7 +112,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     vectors = None
     if cfg.side_info.enabled:  # the build's word vectors travel with the dataset (SICoT side information)
         folder = side_info.word_vectors_path(root, run_date)
-        vectors = {name: io.read_bytes(spark, f"{folder}/{name}") for name in (VOCABULARY_FILE, VECTORS_FILE, META_FILE)}
+        vectors = {name: io.read_bytes(spark, f"{folder}/{name}") for name in WORD_VECTOR_FILES}
     manifest = finish_publish(dataset, shards, class_rows, meta, vectors)
     summary = {
         "stage": STAGE,

@@ -25,10 +25,10 @@ from pyspark.sql import functions as F
 from tagmill import __version__
 from tagmill.config import Config
 from tagmill.jobs import io, mine_logs
-from tagmill.labeling.query_clusters import (cluster_examples, cluster_queries, lookup_embeddings,
+from tagmill.labeling.query_clusters import (centroid_cosine, cluster_examples, cluster_queries, lookup_embeddings,
                                               query_embeddings, read_embedding_table)
 from tagmill.labeling.titles import DEFAULT_NOISE_PHRASES, title_tokens
-from tagmill.labeling.word_vectors import SentenceFile, save_word_vectors, train_word_vectors
+from tagmill.labeling.word_vectors import SentenceFile, train_word_vectors, word_vector_files
 
 STAGE = "side-info"
 WORD_VECTORS = "word_vectors"
@@ -54,42 +54,36 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     tokens = tokenize_titles(titles, noise, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir)
     io.write_table(tokens, root, STAGE, "title_tokens", run_date)
     tokens = io.read_table(spark, root, STAGE, "title_tokens", run_date)
+    # distinct queries grow with the label space, not with the events: collected once, in a fixed order, for
+    # the corpus and for K-means
     queries = (io.read_table(spark, root, mine_logs.STAGE, "query_forms", run_date)
                .groupBy("query_norm").agg(F.sum("events").alias("events"))
-               .where(F.col("query_norm").isNotNull() & (F.col("query_norm") != "")))
+               .where(F.col("query_norm").isNotNull() & (F.col("query_norm") != ""))
+               .orderBy("query_norm").collect())
 
     with tempfile.TemporaryDirectory(prefix="tagmill-w2v-") as tmp:
         corpus = os.path.join(tmp, "corpus.tsv")
         sentences = _write_corpus(corpus, _sentences(tokens, queries))
         wv = train_word_vectors(SentenceFile(corpus), dim=sc.vector_dim, window=sc.window,
                                 min_count=sc.min_count, epochs=sc.epochs, seed=cfg.run.seed)
-        folder = os.path.join(tmp, WORD_VECTORS)
-        written = save_word_vectors(wv, folder)
-        target = word_vectors_path(root, run_date)
-        io.delete(spark, target)
-        for path in written:
-            with open(path, "rb") as f:
-                io.write_bytes(spark, f"{target}/{os.path.basename(path)}", f.read())
+    target = word_vectors_path(root, run_date)
+    io.delete(spark, target)
+    for name, data in word_vector_files(wv).items():
+        io.write_bytes(spark, f"{target}/{name}", data)
     log.info("side-info %s: word vectors of %d words (dim %d) from %d sentences", run_date,
              len(wv.vocabulary) - 2, wv.dim, sentences)
 
-    clusters = _cluster_queries(spark, cfg, queries, wv)
+    clusters, labels = _cluster_queries(spark, cfg, queries, wv)
     io.write_table(clusters, root, STAGE, "query_clusters", run_date)
-    clusters = io.read_table(spark, root, STAGE, "query_clusters", run_date)
-    # one row per distinct query: a single pass counts the queries and the clusters
-    counted = clusters.agg(F.count("*").alias("queries"),
-                           F.countDistinct(F.when(F.col("cluster") >= 0, F.col("cluster"))).alias("k"),
-                           F.sum((F.col("cluster") < 0).cast("long")).alias("unclustered")).first()
     summary = {
         "stage": STAGE,
         "run_date": run_date.isoformat(),
         "tagmill_version": __version__,
         "titles": tokens.count(),
-        "queries": counted["queries"],
+        "queries": len(queries),
         "sentences": sentences,
-        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed,
-                         "path": word_vectors_path(root, run_date)},
-        "query_clusters": {"k": counted["k"], "unclustered": counted["unclustered"] or 0,
+        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed, "path": target},
+        "query_clusters": {"k": len(set(labels[labels >= 0].tolist())), "unclustered": int((labels < 0).sum()),
                            "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
         "seconds": round(time.time() - started, 1),
     }
@@ -110,13 +104,13 @@ def tokenize_titles(titles: DataFrame, noise: tuple[str, ...], stopwords: frozen
     return titles.mapInPandas(run, "product_id string, tokens array<string>")
 
 
-def _sentences(tokens: DataFrame, queries: DataFrame) -> Iterator[list[str]]:
-    """Title token lists, then query token lists, each in a fixed order (the vectors depend on it),
-    streamed partition by partition."""
+def _sentences(tokens: DataFrame, queries: list) -> Iterator[list[str]]:
+    """Title token lists, streamed partition by partition in product order, then the query rows' tokens in
+    their order (the vectors depend on the order)."""
     for row in tokens.orderBy("product_id").toLocalIterator():
         if row["tokens"]:
             yield list(row["tokens"])
-    for row in queries.orderBy("query_norm").toLocalIterator():
+    for row in queries:
         yield row["query_norm"].split()
 
 
@@ -130,12 +124,11 @@ def _write_corpus(path: str, sentences: Iterator[list[str]]) -> int:
     return count
 
 
-def _cluster_queries(spark: SparkSession, cfg: Config, queries: DataFrame, wv) -> DataFrame:
-    """query, events, cluster (-1: no embedding, or clustering off), similarity to its centroid, example
-    (one of the cluster's nearest queries). One row per distinct normalized query: the set of queries
-    grows with the label space, not with the events (and is what K-means needs in one place)."""
+def _cluster_queries(spark: SparkSession, cfg: Config, rows: list, wv) -> tuple[DataFrame, np.ndarray]:
+    """(query, events, cluster (-1: no embedding, or clustering off), similarity to its centroid, example (one
+    of the cluster's nearest queries), and the cluster of each row as an array). One row per distinct
+    normalized query (rows: query_norm, events)."""
     sc = cfg.side_info
-    rows = queries.orderBy("query_norm").collect()  # distinct queries: bounded by the label space
     names = [r["query_norm"] for r in rows]
     if sc.query_embeddings:
         embeddings, known = lookup_embeddings(names, read_embedding_table(sc.query_embeddings))
@@ -147,11 +140,11 @@ def _cluster_queries(spark: SparkSession, cfg: Config, queries: DataFrame, wv) -
     k = min(sc.query_clusters, int(known.sum()) // 2)
     if k >= 1:
         labels, centroids = cluster_queries(embeddings, k, cfg.run.seed)
-        unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-        ok = labels >= 0
-        similarity[ok] = (unit[ok] * centroids[labels[ok]]).sum(axis=1)
+        cosine = centroid_cosine(labels, embeddings, centroids)
+        similarity = np.where(np.isfinite(cosine), cosine, 0.0).astype(np.float32)
         shown = cluster_examples(names, labels, embeddings, centroids, EXAMPLES_PER_CLUSTER)
         example = np.isin(np.array(names, object), [q for qs in shown.values() for q in qs])
     data = [(n, int(r["events"]), int(c), float(s), bool(e))
             for n, r, c, s, e in zip(names, rows, labels, similarity, example)]
-    return spark.createDataFrame(data, "query string, events long, cluster int, similarity float, example boolean")
+    return (spark.createDataFrame(data, "query string, events long, cluster int, similarity float, example boolean"),
+            labels)

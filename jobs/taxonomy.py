@@ -21,7 +21,7 @@ from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
                                       with_support)
-from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules
+from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, directed
 from tagmill.taxonomy.hierarchy import build_hierarchy
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
@@ -145,10 +145,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
 def _context(pairs: DataFrame) -> dict[str, list[str]]:
     """Each tag's CONTEXT_PARTNERS most often co-occurring tags (by P(partner | tag)), for disambiguation."""
-    both = (pairs.select(F.col("tag_a").alias("tag"), F.col("tag_b").alias("partner"),
-                         F.col("p_b_given_a").alias("p"))
-            .unionByName(pairs.select(F.col("tag_b").alias("tag"), F.col("tag_a").alias("partner"),
-                                      F.col("p_a_given_b").alias("p"))))
+    both = directed(pairs).select("tag", "partner", F.col("p_partner").alias("p"))
     rank = F.row_number().over(Window.partitionBy("tag").orderBy(F.desc("p"), "partner"))
     top = both.withColumn("rank", rank).where(F.col("rank") <= CONTEXT_PARTNERS)
     context: dict[str, list[str]] = {}

@@ -111,6 +111,16 @@ def cluster_queries(embeddings: np.ndarray, k: int, seed: int, niter: int = 20) 
     return labels, np.asarray(kmeans.centroids, dtype=np.float32).copy()
 
 
+def centroid_cosine(labels: np.ndarray, embeddings: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """float (N,): each row's cosine to its cluster's centroid (`cluster_queries`' unit centroids); -inf for
+    a row without a cluster (label -1) or with a zero embedding."""
+    labels = np.asarray(labels)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(embeddings, axis=1)
+    cosine = np.einsum("nd,nd->n", embeddings, np.asarray(centroids, dtype=np.float32)[np.maximum(labels, 0)])
+    return np.where((norms > 0) & (labels >= 0), cosine / np.where(norms > 0, norms, 1), -np.inf)
+
+
 def cluster_examples(queries: Sequence[str], labels: np.ndarray, embeddings: np.ndarray, centroids: np.ndarray,
                      per_cluster: int = 5) -> dict[int, list[str]]:
     """For the report: the `per_cluster` queries of each cluster nearest its centroid (highest cosine; ties by
@@ -118,15 +128,11 @@ def cluster_examples(queries: Sequence[str], labels: np.ndarray, embeddings: np.
     `cluster_queries`. Output: cluster id -> queries, for every cluster with at least one query; -1 is left out.
     """
     labels = np.asarray(labels)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
     if not len(queries) == len(labels) == len(embeddings):
         raise ValueError(f"cluster_examples: {len(queries)} queries, {len(labels)} labels and {len(embeddings)} "
                          f"embeddings; pass them row for row")
-    norms = np.linalg.norm(embeddings, axis=1)
-    cosine = np.einsum("nd,nd->n", embeddings, np.asarray(centroids, dtype=np.float32)[np.maximum(labels, 0)])
-    cosine = np.where(norms > 0, cosine / np.where(norms > 0, norms, 1), -np.inf)
     members: dict[int, list[tuple[float, str]]] = {}
-    for query, label, score in zip(queries, labels.tolist(), cosine.tolist()):
+    for query, label, score in zip(queries, labels.tolist(), centroid_cosine(labels, embeddings, centroids).tolist()):
         if label >= 0:
             members.setdefault(label, []).append((-score, query))
     return {label: [query for _, query in sorted(rows)[:per_cluster]] for label, rows in sorted(members.items())}

@@ -138,10 +138,15 @@ def _normalize_cached(text: str, stopwords: frozenset[str], wordnet_dir: str) ->
     return " ".join(lemma for lemma in lemmas if lemma not in stopwords)
 
 
+def fold(text: str) -> str:
+    """Step 1 of the normalization: NFKC, case folding, NFKC again ("ＳＯＦＡ" -> "sofa", "Straße" -> "strasse").
+    Anything compared with the tokens (noise phrases in labeling.titles) is folded the same way."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
 @functools.lru_cache(maxsize=_QUERY_CACHE)
 def _tokens(text: str) -> tuple[str, ...]:
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    spaced = folded.translate(_SEPARATORS)
+    spaced = fold(text).translate(_SEPARATORS)
     if "'" in spaced or "\u2019" in spaced:
         spaced = _POSSESSIVE.sub("", spaced).translate(_APOSTROPHES)
     tokens: list[str] = []

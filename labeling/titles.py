@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Sequence
 
-from tagmill.labeling.text import HAN, HAN_CLASS, normalize_query
+from tagmill.labeling.text import HAN, HAN_CLASS, fold, normalize_query
 from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR
 
 DEFAULT_NOISE_PHRASES: tuple[str, ...] = (
@@ -57,10 +56,7 @@ def title_tokens(text: str, noise_phrases: Sequence[str] = DEFAULT_NOISE_PHRASES
     """
     if not isinstance(text, str):
         raise TypeError(f"title_tokens: expected a str, got {type(text).__name__} {text!r}")
-    pattern = _noise_pattern(tuple(noise_phrases))
-    if pattern is not None:
-        text = pattern.sub(" ", _fold(text))
-    return normalize_query(text, frozenset(stopwords), wordnet_dir).split()
+    return normalize_query(remove_noise_phrases(text, noise_phrases), frozenset(stopwords), wordnet_dir).split()
 
 
 def remove_noise_phrases(text: str, noise_phrases: Sequence[str] = DEFAULT_NOISE_PHRASES) -> str:
@@ -69,13 +65,8 @@ def remove_noise_phrases(text: str, noise_phrases: Sequence[str] = DEFAULT_NOISE
     "Midea Fan - FREE SHIPPING" -> "midea fan -  "; for a report of what was cut.
     """
     pattern = _noise_pattern(tuple(noise_phrases))
-    folded = _fold(text)
+    folded = fold(text)  # as the tokenizer folds, so phrases and text compare as it sees them
     return folded if pattern is None else pattern.sub(" ", folded)
-
-
-def _fold(text: str) -> str:
-    # The same folding as the first step of labeling.text, so phrases and text compare as the tokenizer sees them.
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
 _WORD = re.compile(r"[^\W_]+")
@@ -93,7 +84,7 @@ def _noise_pattern(phrases: tuple[str, ...]) -> re.Pattern | None:
     for phrase in phrases:
         if not isinstance(phrase, str):
             raise TypeError(f"noise phrases: expected str, got {type(phrase).__name__} {phrase!r}")
-        words = _WORD.findall(_fold(phrase))
+        words = _WORD.findall(fold(phrase))
         if not words:  # punctuation only ("!!!"): the tokenizer drops it anyway
             continue
         body = _GAP.join(re.escape(word) for word in words)

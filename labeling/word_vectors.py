@@ -13,6 +13,7 @@ older code paths that still hash (`seeded_vector`) do not depend on the salt eit
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,6 +27,8 @@ PAD_ID, UNK_ID = 0, 1
 VOCABULARY_FILE = "vocabulary.txt"
 VECTORS_FILE = "vectors.npy"
 META_FILE = "word_vectors.json"
+FILES = (VOCABULARY_FILE, VECTORS_FILE, META_FILE)
+"""The files of one set of word vectors (`word_vector_files`' names)."""
 FORMAT_VERSION = 1
 
 
@@ -98,28 +101,36 @@ def token_ids(tokens: list[str], index: Mapping[str, int], max_len: int) -> list
     return [index.get(token, UNK_ID) for token in tokens[:max_len]]
 
 
-def save_word_vectors(wv: WordVectors, folder: str | Path) -> list[str]:
-    """Write vocabulary.txt (UTF-8, one token per line), vectors.npy (float32) and word_vectors.json (format,
-    dim, size, training parameters and the sha256 of both files) into `folder`, created when missing.
-
-    Output: the three written paths. Equal `WordVectors` give byte-identical files.
-    """
-    _check(wv, "save_word_vectors")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    vocabulary_path, vectors_path, meta_path = folder / VOCABULARY_FILE, folder / VECTORS_FILE, folder / META_FILE
-    vocabulary_path.write_bytes("".join(token + "\n" for token in wv.vocabulary).encode("utf-8"))
-    with open(vectors_path, "wb") as f:
-        np.save(f, np.ascontiguousarray(wv.vectors, dtype=np.float32), allow_pickle=False)
+def word_vector_files(wv: WordVectors) -> dict[str, bytes]:
+    """The files of `wv` as name -> bytes: vocabulary.txt (UTF-8, one token per line), vectors.npy (float32)
+    and word_vectors.json (format, dim, size, training parameters and the sha256 of the other two). Equal
+    `WordVectors` give byte-identical files. A dataset publish takes them as they are (finish_publish)."""
+    _check(wv, "word_vector_files")
+    vocabulary = "".join(token + "\n" for token in wv.vocabulary).encode("utf-8")
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(wv.vectors, dtype=np.float32), allow_pickle=False)
+    vectors = buffer.getvalue()
     meta = {"format": FORMAT_VERSION, "dim": wv.dim, "size": len(wv.vocabulary), "seed": wv.seed,
             "window": wv.window, "min_count": wv.min_count, "epochs": wv.epochs,
-            "sha256": {VOCABULARY_FILE: _sha256(vocabulary_path), VECTORS_FILE: _sha256(vectors_path)}}
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return [str(vocabulary_path), str(vectors_path), str(meta_path)]
+            "sha256": {VOCABULARY_FILE: hashlib.sha256(vocabulary).hexdigest(),
+                       VECTORS_FILE: hashlib.sha256(vectors).hexdigest()}}
+    return {VOCABULARY_FILE: vocabulary, VECTORS_FILE: vectors,
+            META_FILE: (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode("utf-8")}
 
 
-def load_word_vectors(folder: str | Path) -> WordVectors:
-    """Read what `save_word_vectors` wrote, after checking each file against its sha256 in word_vectors.json.
+def save_word_vectors(wv: WordVectors, folder: str | Path) -> list[str]:
+    """Write `word_vector_files(wv)` into `folder`, created when missing. Output: the three written paths."""
+    folder = Path(folder)
+    files = word_vector_files(wv)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return [str(folder / name) for name in files]
+
+
+def load_word_vectors(folder: str | Path, verify: bool = True) -> WordVectors:
+    """Read what `save_word_vectors` wrote, after checking each file against its sha256 in word_vectors.json
+    (verify=False skips that check, for a caller that has just checked the same files another way).
 
     Raises `FileNotFoundError` naming a missing file, `ValueError` naming the file that does not match its
     checksum or is inconsistent (vocabulary size, special tokens, dtype, shape).
@@ -139,7 +150,9 @@ def load_word_vectors(folder: str | Path) -> WordVectors:
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; {meta_path} lists it")
-        found = _sha256(path)
+        if not verify:
+            continue
+        found = file_sha256(path)
         if found != digest:
             raise ValueError(f"{path}: sha256 is {found}, {meta_path} expects {digest}; the file was changed or "
                              f"truncated, write the word vectors again")
@@ -203,9 +216,7 @@ def _stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in blocks."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -17,6 +17,7 @@ from tagmill.taxonomy.hierarchy import Hierarchy
 from tagmill.taxonomy.synsets import TagSense, is_chinese
 
 DECISION_COLUMNS = ("tag", "action", "rule", "other", "value", "threshold", "detail")
+"""The decisions table (contract 5): one row per dropped, merged or re-parented tag, with its numbers."""
 TAG_MAP_COLUMNS = ("tag", "class_id", "class_name", "status", "reason", "synset", "mapped_by")
 TAXONOMY_COLUMNS = ("class_id", "name", "kind", "synset", "aliases", "parent_id", "domain", "depth", "support",
                     "path")
@@ -140,17 +141,18 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
             row["parent_id"], row["domain"], row["depth"], row["path"] = None, UNMAPPED_DOMAIN, 0, []
         row["support"] = 0
     taxonomy = pd.DataFrame(rows, columns=list(TAXONOMY_COLUMNS)).astype({"parent_id": "Int64"})
+    drop_rule = dict(zip(drops["tag"], drops["rule"]))  # one rule per dropped tag
+    merge_rule = {d["tag"]: d["rule"] for d in decisions}  # each merged tag once
     map_rows = []
     for tag in sorted(images):
         sense = senses.get(tag)
         synset, mapped_by = (sense.synset, sense.mapped_by) if sense else (None, None)
         if tag in dropped:
-            reason = drops.loc[drops["tag"] == tag, "rule"].iloc[0]
-            map_rows.append((tag, None, None, "dropped", reason, synset, mapped_by))
+            map_rows.append((tag, None, None, "dropped", drop_rule[tag], synset, mapped_by))
             continue
         row = class_of[tag]
         status = "kept" if row["name"] == tag else "merged"
-        reason = "kept" if status == "kept" else next(d["rule"] for d in decisions if d["tag"] == tag)
+        reason = "kept" if status == "kept" else merge_rule[tag]
         map_rows.append((tag, row["class_id"], row["name"], status, reason, synset, mapped_by))
     tag_map = pd.DataFrame(map_rows, columns=list(TAG_MAP_COLUMNS)).astype({"class_id": "Int64"})
     return tag_map, taxonomy, pd.DataFrame(decisions, columns=list(DECISION_COLUMNS))

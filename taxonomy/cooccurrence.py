@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tagmill.taxonomy.stats import DECISION_COLUMNS
+from tagmill.taxonomy.classes import DECISION_COLUMNS
 
 DEFAULT_MAX_TAGS_PER_IMAGE = 64
 
@@ -124,7 +124,7 @@ def _merges(pairs: DataFrame, threshold: float) -> DataFrame:
                              F.lit(") = "), _fmt(p_tag), F.lit(f", both >= {threshold:g}")).alias("detail")))
 
 
-def _directed(pairs: DataFrame) -> DataFrame:
+def directed(pairs: DataFrame) -> DataFrame:
     """Both directions of each pair: tag, partner, together, images (the tag's), partner_images, p_partner
     (P(partner|tag)), p_tag (P(tag|partner))."""
     forward = pairs.select(F.col("tag_a").alias("tag"), F.col("tag_b").alias("partner"),
@@ -139,7 +139,7 @@ def _directed(pairs: DataFrame) -> DataFrame:
 
 
 def _children(pairs: DataFrame, child_min: float, merge_min: float) -> DataFrame:
-    return (_directed(pairs).where((F.col("p_partner") >= child_min) & (F.col("p_tag") < merge_min))
+    return (directed(pairs).where((F.col("p_partner") >= child_min) & (F.col("p_tag") < merge_min))
             .select("tag", F.lit("child").alias("action"), F.lit("implied_by").alias("rule"),
                     F.col("partner").alias("other"), F.col("p_partner").alias("value"),
                     F.lit(float(child_min)).alias("threshold"),
@@ -154,7 +154,7 @@ def _children(pairs: DataFrame, child_min: float, merge_min: float) -> DataFrame
 def _isolated(pairs: DataFrame, tag_stats: DataFrame, accompanied: DataFrame | None, threshold: float,
               min_images: int) -> DataFrame:
     # max over structs compares P first, then the partner's name: the strongest partner, ties deterministic
-    strongest = (_directed(pairs).groupBy("tag")
+    strongest = (directed(pairs).groupBy("tag")
                  .agg(F.max(F.struct("p_partner", "partner")).alias("best"))
                  .select("tag", F.col("best.p_partner").alias("best_p"), F.col("best.partner").alias("partner")))
     candidates = tag_stats.select("tag", "images").where(F.col("images") >= min_images).join(

@@ -345,8 +345,7 @@ def write_report(outputs_root: str, run_date: str, out_path: str | None = None) 
     tables, summary = load_tables(outputs_root, run_date)
     summary = {"run_date": run_date, **summary}
     if out_path is None:
-        folder = f"{io.stage_path(_local_root(outputs_root), STAGE, '_reports')}/run_date={run_date}"
-        out_path = f"{folder}/taxonomy.html"
+        out_path = f"{io.table_path(_local_root(outputs_root), STAGE, '_reports', _parse_date(run_date))}/taxonomy.html"
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     page = render_report(tables, summary)
     with open(out_path, "w", encoding="utf-8") as f:

@@ -13,8 +13,6 @@ from pyspark.sql import functions as F
 
 from tagmill.dataset.sources import SEARCH_LOG, TEACHER
 
-DECISION_COLUMNS = ("tag", "action", "rule", "other", "value", "threshold", "detail")
-"""The decisions table (contract 5): one row per dropped, merged or re-parented tag, with its numbers."""
 
 
 def tag_of(label: Column) -> Column:

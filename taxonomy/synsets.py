@@ -155,6 +155,7 @@ class _Mapper:
         self.wn = wn
         self.domain_roots = domain_roots
         self.zh_table = zh_table
+        self._zh_longest = max((len(key) for key in zh_table), default=0)
         self._candidates: dict[str, list[tuple[object, int]]] = {}
         self._closure: dict[object, frozenset] = {}
         self._closure_lemmas: dict[object, frozenset] = {}
@@ -186,7 +187,7 @@ class _Mapper:
                 tokens.append(self.zh_table[token])
             elif HAN.search(token):
                 # jieba keeps words it knows whole ("皮沙发"); the longest table entries inside it still count
-                for piece, translated in _max_match(token, self.zh_table):
+                for piece, translated in _max_match(token, self.zh_table, self._zh_longest):
                     (tokens if translated else missing).append(self.zh_table.get(piece, piece))
             elif _words(token):  # Latin letters or digits inside a Chinese query ("iphone手机")
                 tokens.append(token)
@@ -359,9 +360,9 @@ def _lemma_variants(words: list[str]) -> list[str]:
     return list(dict.fromkeys(v for v in variants if v))
 
 
-def _max_match(token: str, table: Mapping[str, str]) -> list[tuple[str, bool]]:
-    """Forward maximum matching of `token` over the table's keys: [(piece, in table)], unmatched runs merged."""
-    longest = max((len(key) for key in table), default=0)
+def _max_match(token: str, table: Mapping[str, str], longest: int) -> list[tuple[str, bool]]:
+    """Forward maximum matching of `token` over the table's keys (the longest `longest` characters):
+    [(piece, in table)], unmatched runs merged."""
     pieces: list[tuple[str, bool]] = []
     i = 0
     while i < len(token):

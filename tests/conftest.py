@@ -67,9 +67,8 @@ def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int =
     """Publish a small dataset with the project's own writer: demo-generator images of `classes` leaves
     (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2. Returns the
     manifest path."""
-    from tagmill.dataset.publish import finish_publish, start_publish
-    from tagmill.dataset.shards import ImageOptions, write_shards
     from tagmill.demo.images import design_signatures, draw_image
+    from tagmill.demo.titled import publish_samples
     from tagmill.demo.vocabulary import build_leaves
 
     leaves = build_leaves()
@@ -86,20 +85,9 @@ def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int =
                 "labels": [{"class_id": class_id, "name": leaf.name_en, "confidence": 0.9, "source": "search_log",
                             "tier": "in_conversation", "clicks": 1, "contacts": 1, "in_conversations": 1,
                             "sessions": 1}]})
-    folder = str(folder)
-    start_publish(folder)
-    shards = []
-    for split in ("train", "validation"):
-        rows = [s for s in samples if s["split"] == split]
-        for r in write_shards(rows, f"{split}-00000", lambda name: open(f"{folder}/_staging/shards/{name}", "wb"),
-                              images.__getitem__, ImageOptions(max_side=0), shard_samples, 1 << 30):
-            shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
-    classes_rows = [{"class_id": c, "name": leaf.name_en, "path": [leaf.domain, leaf.group],
-                     **{f"support_{s}": sum(1 for x in samples if x["split"] == s and x["class_ids"] == [c])
-                        for s in ("train", "validation", "test")}} for c, leaf in enumerate(picked)]
-    finish_publish(folder, shards, classes_rows, {"dataset": "tiny", "tagmill_version": "test",
-                                                   "config_sha256": "0" * 64, "image": {"max_side": 0}})
-    return f"{folder}/manifest.json"
+    class_rows = [{"class_id": c, "name": leaf.name_en, "path": [leaf.domain, leaf.group]}
+                  for c, leaf in enumerate(picked)]
+    return str(publish_samples(folder, samples, images.__getitem__, class_rows, "tiny", shard_samples=shard_samples))
 
 
 @pytest.fixture(scope="session")

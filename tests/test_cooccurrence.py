@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from tagmill.taxonomy.classes import DECISION_COLUMNS
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, crowded_images
-from tagmill.taxonomy.stats import (DECISION_COLUMNS, accompanied_images, image_tags, rare_drops, tag_statistics)
+from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 
 pytestmark = pytest.mark.spark
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from tagmill.labeling.word_vectors import WordVectors, load_word_vectors
+from tagmill.labeling.word_vectors import WordVectors, file_sha256, load_word_vectors
 from tagmill.trainer.side_info import pad_token_ids
 from tagmill.trainer.transforms import decode_sample, load_image_tensor
 
@@ -43,7 +43,6 @@ FORMAT = "tagmill.shards/1"
 trainer does not pull in Spark)."""
 MANIFEST = "manifest.json"
 BAD_SHARD_POLICIES = ("fail", "skip")
-_HASH_CHUNK = 1 << 20
 _SHARD_FIELDS = ("path", "split", "samples", "repeats", "bytes", "sha256")
 TITLE_MAX_LEN = 32
 """Longest title the trainer feeds the semantic stream, in word ids: a batch's titles are padded to its
@@ -159,12 +158,12 @@ def load_dataset_word_vectors(manifest: Manifest) -> WordVectors:
         if not path.is_file():
             raise DatasetError(f"{path}: missing, the manifest lists it under \"word_vectors\"; rebuild the "
                                f"dataset with `tagmill shards`")
-        found = _file_sha256(path)
+        found = file_sha256(path)
         if found != expected:
             raise DatasetError(f"{path}: sha256 mismatch (file {found}, manifest {expected}); the word vectors "
                                f"were changed after publishing, rebuild the dataset with `tagmill shards`")
     try:
-        return load_word_vectors(folder)
+        return load_word_vectors(folder, verify=False)  # every file was just checked against the manifest
     except (OSError, ValueError) as err:
         raise DatasetError(f"{folder}: the word vectors do not load ({err}); rebuild the dataset with "
                            f"`tagmill shards`") from None
@@ -227,18 +226,11 @@ def shard_problem(shard: ShardInfo) -> str | None:
     size = path.stat().st_size
     if size != shard.bytes:
         return f"size {size} != manifest {shard.bytes}"
-    digest = _file_sha256(path)
+    digest = file_sha256(path)
     if digest != shard.sha256:
         return f"sha256 mismatch (file {digest}, manifest {shard.sha256})"
     return None
 
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ShardStream(IterableDataset):

@@ -202,7 +202,7 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     with torch.no_grad():
         won = semantic > visual
         won = won[has_title] if has_title is not None else won
-        share = won.float().mean().item() if won.numel() else 0.0
+        share = won.float().mean() if won.numel() else visual.new_zeros(())
     visual_loss = loss_fn(classifier(visual), targets)
     if weight == 0:
         with torch.no_grad():
@@ -211,7 +211,10 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     else:
         mixed_loss = loss_fn(classifier(mixed), targets)
         total = visual_loss + weight * mixed_loss
-    return total, {"visual": visual_loss.item(), "mixed": mixed_loss.item(), "semantic_share": share}
+    # one device sync for the three numbers
+    visual_value, mixed_value, share_value = torch.stack([visual_loss.detach(), mixed_loss.detach(),
+                                                          share.to(visual_loss.dtype)]).tolist()
+    return total, {"visual": visual_value, "mixed": mixed_value, "semantic_share": share_value}
 
 
 def pad_token_ids(rows: list[list[int]], max_len: int) -> Tensor:

@@ -142,11 +142,10 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                 images, targets = batch["image"].to(device), batch["target"].to(device)
                 if side_info:
                     _, visual = net(images)
+                    titled += int(title_present(batch["title_ids"]).sum())  # counted on the host: no device sync
                     token_ids = batch["title_ids"].to(device)
-                    has_title = title_present(token_ids)
                     loss, terms = cotraining_loss(loss_fn, model.fc, visual, semantic_net(token_ids)[0], targets,
-                                                  cfg.side_info_weight, has_title=has_title)
-                    titled += int(has_title.sum())
+                                                  cfg.side_info_weight, has_title=title_present(token_ids))
                 else:
                     logits, _ = net(images)
                     loss = loss_fn(logits, targets)

@@ -15,18 +15,18 @@ and titles that name every class among noise words.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
-from tagmill.config import TrainConfig
+from tagmill.config import SPLITS, SideInfoConfig, TrainConfig
 from tagmill.demo.images import Signature, design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.word_vectors import WordVectors, save_word_vectors, token_ids, train_word_vectors
+from tagmill.labeling.word_vectors import WordVectors, token_ids, train_word_vectors, word_vector_files
 
 NOISE_WORDS = ("used", "cheap", "great", "black", "white", "red", "blue", "brand", "sale", "original")
 """The words around the class name in a title."""
 
-_MAX_TITLE = 32
+
+_MAX_TITLE_WORDS = SideInfoConfig.max_title_words  # as the build cuts titles
 
 LONG_TAIL_TRAIN = TrainConfig(arch="resnet18", image_size=32, epochs=15, freeze_epochs=0, batch_size=32,
                               optimizer="adamw", lr=0.001, weight_decay=0.01, loss="softmax", num_workers=0,
@@ -58,19 +58,41 @@ def titled_rows(signatures: list[Signature], names: list[str], counts: list[tupl
             rows.append({"key": f"{class_id:04d}{i:016x}", "class_id": class_id,
                          "split": "train" if i < n_train else "validation",
                          "jpg": draw_image(signatures[class_id], size, seed, class_id * 1000 + i),
-                         "title_ids": None if untitled else token_ids(words, vocabulary, _MAX_TITLE)})
+                         "title_ids": None if untitled else token_ids(words, vocabulary, _MAX_TITLE_WORDS)})
     return rows
+
+
+def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classes: list[dict], name: str,
+                    word_vectors: WordVectors | None = None, shard_samples: int = 40) -> Path:
+    """Publish sample records (dataset.shards' sample JSON: image_key, image_path, split, class_ids, labels,
+    ...) of the train and validation splits with the project's own writer, as the build's shards stage does;
+    returns the manifest path. image_bytes: image_path -> JPEG bytes; classes: {class_id, name, path}, the
+    support per split is counted from the samples; word_vectors (None: none) go in through finish_publish."""
+    from tagmill.dataset.publish import STAGING, finish_publish, start_publish
+    from tagmill.dataset.shards import ImageOptions, write_shards
+
+    folder = Path(folder)
+    start_publish(str(folder))
+    shards = []
+    for split in ("train", "validation"):
+        chosen = [s for s in samples if s["split"] == split]
+        staged = folder / STAGING / "shards"
+        for r in write_shards(chosen, f"{split}-00000", lambda shard: open(staged / shard, "wb"), image_bytes,
+                              ImageOptions(max_side=0), shard_samples, 1 << 30):
+            shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
+    index = [{**c, **{f"support_{split}": sum(1 for s in samples
+                                              if s["split"] == split and c["class_id"] in s["class_ids"])
+                      for split in SPLITS}} for c in classes]
+    finish_publish(str(folder), shards, index, {"dataset": name, "tagmill_version": "generated",
+                                                "config_sha256": "0" * 64, "image": {"max_side": 0}},
+                   word_vector_files(word_vectors) if word_vectors is not None else None)
+    return folder / "manifest.json"
 
 
 def publish_titled(folder: Path, rows: list[dict], class_names: list[str], word_vectors: WordVectors | None,
                    shard_samples: int = 40) -> Path:
-    """Publish `titled_rows` rows as a dataset in `folder` (train and validation splits, one product per
-    image, the class name as title text); returns the manifest path. The word vectors (None: none) go in
-    through finish_publish, as the build writes them."""
-    from tagmill.dataset.publish import finish_publish, start_publish
-    from tagmill.dataset.shards import ImageOptions, write_shards
-
-    folder = Path(folder)
+    """Publish `titled_rows` rows as a dataset in `folder` (one product per image, the class name as title
+    text and class path "demo > name"); returns the manifest path."""
     images = {r["key"]: r["jpg"] for r in rows}
     samples = [{"image_key": r["key"], "image_path": r["key"], "product_id": f"p-{r['key']}", "split": r["split"],
                 "title": class_names[r["class_id"]], "class_ids": [r["class_id"]],
@@ -78,25 +100,9 @@ def publish_titled(folder: Path, rows: list[dict], class_names: list[str], word_
                 "labels": [{"class_id": r["class_id"], "name": class_names[r["class_id"]], "confidence": 0.9,
                             "source": "search_log", "tier": "in_conversation", "clicks": 1, "contacts": 1,
                             "in_conversations": 1, "sessions": 1}]} for r in rows]
-    start_publish(str(folder))
-    shards = []
-    for split in ("train", "validation"):
-        chosen = [s for s in samples if s["split"] == split]
-        for r in write_shards(chosen, f"{split}-00000", lambda name: open(folder / "_staging" / "shards" / name, "wb"),
-                              images.__getitem__, ImageOptions(max_side=0), shard_samples, 1 << 30):
-            shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
-    classes = [{"class_id": c, "name": name, "path": ["demo", name],
-                **{f"support_{s}": sum(1 for r in rows if r["split"] == s and r["class_id"] == c)
-                   for s in ("train", "validation", "test")}} for c, name in enumerate(class_names)]
-    files = None
-    if word_vectors is not None:
-        staged = folder.parent / f"{folder.name}-word-vectors"
-        files = {Path(p).name: Path(p).read_bytes() for p in save_word_vectors(word_vectors, staged)}
-        shutil.rmtree(staged)
-    finish_publish(str(folder), shards, classes, {"dataset": folder.name, "tagmill_version": "generated",
-                                                  "config_sha256": "0" * 64, "image": {"max_side": 0}},
-                   word_vectors=files)
-    return folder / "manifest.json"
+    classes = [{"class_id": c, "name": name, "path": ["demo", name]} for c, name in enumerate(class_names)]
+    return publish_samples(folder, samples, images.__getitem__, classes, Path(folder).name, word_vectors,
+                           shard_samples)
 
 
 def long_tail_set(folder: Path, seed: int, heads: int = 6, tails: int = 6, head_train: int = 30,
