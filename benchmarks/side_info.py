@@ -22,6 +22,7 @@ import dataclasses
 import json
 import random
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -160,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
             means = [sum(r[name][group] for r in rows) / len(rows) for name in ("images", "cotrained")]
             print(f"  mean {group} top-1 over {len(rows)} seeds: images only {means[0]:.3f}, co-trained "
                   f"{means[1]:.3f} ({means[1] - means[0]:+.3f})")
+        gains = [r["cotrained"]["tail"] - r["images"]["tail"] for r in rows]
+        if len(gains) > 1:  # the seeds pair the runs: same images, titles and initial weights
+            print(f"  tail gain per seed: standard error {statistics.stdev(gains) / len(gains) ** 0.5:.3f}; "
+                  f"co-training better on {sum(g > 0 for g in gains)} seeds, worse on {sum(g < 0 for g in gains)}")
     return 0
 
 

@@ -25,20 +25,13 @@ from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, dire
 from tagmill.taxonomy.hierarchy import build_hierarchy
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
+from tagmill.taxonomy.tables import SCHEMAS, fields
 from tagmill.taxonomy.wordnet import load_wordnet
 
 STAGE = "taxonomy"
 CONTEXT_PARTNERS = 5
 """Co-occurring tags per tag that the WordNet disambiguation looks at."""
 log = logging.getLogger("tagmill.taxonomy")
-
-DECISIONS_SCHEMA = ("tag string, action string, rule string, other string, value double, threshold double, "
-                    "detail string")
-TAG_MAP_SCHEMA = ("tag string, class_id int, class_name string, status string, reason string, synset string, "
-                  "mapped_by string")
-TAXONOMY_SCHEMA = ("class_id int, name string, kind string, synset string, aliases array<string>, parent_id int, "
-                   "domain string, depth int, support long, path array<string>")
-DIFF_SCHEMA = "change string, name string, previous string, detail string"
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
@@ -51,7 +44,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     io.delete(spark, summary_file)
 
     def write(df: DataFrame, table: str) -> DataFrame:
-        io.write_table(df, root, STAGE, table, run_date)
+        typed = df.select(*[F.col(name).cast(kind).alias(name) for name, kind in fields(table)])
+        io.write_table(typed, root, STAGE, table, run_date)
         return io.read_table(spark, root, STAGE, table, run_date)
 
     labels = source_labels(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
@@ -90,18 +84,18 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     node_names = {s: wn.synset(s).lemma_names()[0].replace("_", " ") for s in hierarchy.parent}
     tag_map, taxonomy, merged = build_classes(images, dropped, merges, senses, hierarchy, node_names,
                                               tc.merge_synonyms)
-    tag_map = write(spark.createDataFrame(_rows(tag_map), TAG_MAP_SCHEMA), "tag_map")
+    tag_map = write(spark.createDataFrame(_rows(tag_map), SCHEMAS["tag_map"]), "tag_map")
     support = _support(spark, tags, tag_map, taxonomy)
     taxonomy = with_support(taxonomy, support)
     decisions = _concat([dropped, rules[rules["action"] != "drop"], merged])
-    write(spark.createDataFrame(_rows(decisions), DECISIONS_SCHEMA), "decisions")
-    write(spark.createDataFrame(_rows(taxonomy), TAXONOMY_SCHEMA), "taxonomy")
+    write(spark.createDataFrame(_rows(decisions), SCHEMAS["decisions"]), "decisions")
+    write(spark.createDataFrame(_rows(taxonomy), SCHEMAS["taxonomy"]), "taxonomy")
 
     previous_date = io.previous_run_date(spark, root, STAGE, run_date)
     previous = (io.read_table(spark, root, STAGE, "taxonomy", previous_date).toPandas()
                 if previous_date else None)
     diff = diff_taxonomies(previous, taxonomy)
-    write(spark.createDataFrame(_rows(diff), DIFF_SCHEMA), "diff")
+    write(spark.createDataFrame(_rows(diff), SCHEMAS["diff"]), "diff")
 
     mapped_tags = tag_map.where(F.col("class_id").isNotNull()).select("tag")
     covered = tags.join(mapped_tags, "tag").select("image_key").distinct().count() if len(dropped) else labeled

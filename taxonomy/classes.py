@@ -15,13 +15,13 @@ import pandas as pd
 
 from tagmill.taxonomy.hierarchy import Hierarchy
 from tagmill.taxonomy.synsets import TagSense, is_chinese
+from tagmill.taxonomy.tables import columns
 
-DECISION_COLUMNS = ("tag", "action", "rule", "other", "value", "threshold", "detail")
-"""The decisions table (contract 5): one row per dropped, merged or re-parented tag, with its numbers."""
-TAG_MAP_COLUMNS = ("tag", "class_id", "class_name", "status", "reason", "synset", "mapped_by")
-TAXONOMY_COLUMNS = ("class_id", "name", "kind", "synset", "aliases", "parent_id", "domain", "depth", "support",
-                    "path")
-DIFF_COLUMNS = ("change", "name", "previous", "detail")
+DECISION_COLUMNS = columns("decisions")
+"""The decisions table's columns: one row per dropped, merged or re-parented tag, with its numbers."""
+TAG_MAP_COLUMNS = columns("tag_map")
+TAXONOMY_COLUMNS = columns("taxonomy")
+DIFF_COLUMNS = columns("diff")
 UNMAPPED_DOMAIN = "unmapped"
 """Domain of the classes WordNet and the Chinese table did not map: kept, and listed apart in the report."""
 

@@ -9,7 +9,7 @@ are inline; the file opens offline and can be mailed around.
 Reading uses pyarrow, not Spark, so the report and `notebooks/taxonomy.ipynb` run on an analyst's laptop;
 it follows the storage layout of `tagmill.jobs.io` (ROOT/taxonomy/<table>/run_date=D/, summary at
 ROOT/taxonomy/_runs/run_date=D/summary.json) and reads local paths only (copy outputs from HDFS or an
-object store first). Table columns: `.notes/contract5.md` (issue 5).
+object store first). Table columns and types: taxonomy.tables.
 """
 
 from __future__ import annotations
@@ -30,29 +30,14 @@ import pyarrow.dataset as pads
 
 from tagmill import __version__
 from tagmill.jobs import io
+from tagmill.taxonomy.tables import TABLES, pandas_dtypes
 
 STAGE = "taxonomy"
-TABLES = ("tag_stats", "tag_stats_by_source", "cooccurrence", "decisions", "tag_map", "taxonomy", "diff")
 SIDE_INFO_STAGE = "side-info"
 """Its optional query_clusters table (query, events, cluster, similarity, example) joins the report."""
 
-_STR, _INT, _FLOAT, _LIST = "object", "Int64", "float64", "object"
-COLUMNS: dict[str, dict[str, str]] = {
-    "tag_stats": {"tag": _STR, "images": _INT, "products": _INT, "share": _FLOAT, "search_log_images": _INT,
-                  "teacher_images": _INT},
-    "tag_stats_by_source": {"tag": _STR, "source": _STR, "tier": _STR, "images": _INT, "products": _INT},
-    "cooccurrence": {"tag_a": _STR, "tag_b": _STR, "images_ab": _INT, "images_a": _INT, "images_b": _INT,
-                     "p_a_given_b": _FLOAT, "p_b_given_a": _FLOAT, "pmi": _FLOAT, "jaccard": _FLOAT},
-    "decisions": {"tag": _STR, "action": _STR, "rule": _STR, "other": _STR, "value": _FLOAT,
-                  "threshold": _FLOAT, "detail": _STR},
-    "tag_map": {"tag": _STR, "class_id": _INT, "class_name": _STR, "status": _STR, "reason": _STR,
-                "synset": _STR, "mapped_by": _STR},
-    "taxonomy": {"class_id": _INT, "name": _STR, "kind": _STR, "synset": _STR, "aliases": _LIST,
-                 "parent_id": _INT, "domain": _STR, "depth": _INT, "support": _INT, "path": _LIST},
-    "diff": {"change": _STR, "name": _STR, "previous": _STR, "detail": _STR},
-}
-"""Each table's contract columns with the pandas dtype load_tables gives them (integers as nullable Int64,
-so a column reads the same whether or not it holds nulls; arrays as object columns of sequences)."""
+COLUMNS: dict[str, dict[str, str]] = {table: pandas_dtypes(table) for table in TABLES}
+"""Each table's contract columns (taxonomy.tables) with the pandas dtype load_tables gives them."""
 
 MERGE_RULES = ("synset_merge", "chinese_table", "cooccurrence_merge")
 DROP_RULES = ("rare_share", "rare_images", "isolated")

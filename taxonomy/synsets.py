@@ -380,6 +380,9 @@ def _max_match(token: str, table: Mapping[str, str], longest: int) -> list[tuple
 
 
 def _jieba_tokens(text: str) -> list[str]:
+    # jieba with its HMM, unlike labeling.text's segmenter: the HMM groups characters its dictionary lacks
+    # into words instead of cutting them apart, so _max_match can still find a multi-character zh table
+    # entry inside such a word
     import jieba  # imported on first Chinese tag: building its prefix dictionary takes about a second
 
     jieba.setLogLevel(60)  # silence "Building prefix dict ..." on stderr

@@ -1,5 +1,6 @@
 """mine-logs on a real Spark standalone cluster (a master and a worker on 127.0.0.1, launched from the
-installed pyspark distribution) gives exactly the output of the local run."""
+installed pyspark distribution) gives exactly the output of the local run (the session's local[2] run of the
+same marketplace, `mined_market`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tagmill.jobs import io, mine_logs
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster, pytest.mark.slow]
 
@@ -78,13 +81,13 @@ def _mine(config_file: Path, out: Path, env: dict, master: str) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
 
 
-def test_cluster_run_equals_local_run(spark, small_market, standalone_cluster, tmp_path):
-    config_file, cfg = small_market
+def test_cluster_run_equals_local_run(spark, small_market, mined_market, standalone_cluster, tmp_path):
+    config_file, _ = small_market
+    cfg, _ = mined_market
     url, env = standalone_cluster
-    _mine(config_file, tmp_path / "local", env, "local[2]")
-    _mine(config_file, tmp_path / "cluster", env, url)
+    _mine(config_file, tmp_path, env, url)
     for table in TABLES:
-        local = spark.read.parquet(str(tmp_path / "local" / "mine-logs" / table))
-        cluster = spark.read.parquet(str(tmp_path / "cluster" / "mine-logs" / table))
+        local = io.read_table(spark, cfg.outputs.root, mine_logs.STAGE, table, cfg.run.run_date())
+        cluster = io.read_table(spark, str(tmp_path), mine_logs.STAGE, table, cfg.run.run_date())
         assert local.count() > 0 or table == "dropped_labels", table
         assert sorted(map(repr, local.collect())) == sorted(map(repr, cluster.collect())), table

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from tagmill.taxonomy.classes import DECISION_COLUMNS
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, crowded_images
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
+from tagmill.taxonomy.tables import columns
 
 pytestmark = pytest.mark.spark
 
@@ -108,8 +109,7 @@ def test_rare_drops_tiny_shares_keep_their_digits_and_zero_turns_a_rule_off(spar
         rare_drops(stats, min_share=-0.1, min_images=0)
 
 
-PAIR_COLUMNS = ("tag_a", "tag_b", "images_ab", "images_a", "images_b", "p_a_given_b", "p_b_given_a", "pmi",
-                "jaccard")
+PAIR_COLUMNS = columns("cooccurrence")
 
 
 def test_cooccurrence_table_by_hand(spark):

@@ -14,6 +14,7 @@ import pytest
 from tagmill.jobs import assemble, io, mine_logs, side_info, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
+from tagmill.taxonomy.tables import SCHEMAS
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -45,6 +46,13 @@ def test_every_raw_tag_is_mapped_or_dropped_with_a_reason_and_counts_add_up(spar
     decisions = _pandas(spark, cfg, "decisions")
     assert set(dropped["tag"]) <= set(decisions.loc[decisions["action"] == "drop", "tag"])
     assert tag_map.loc[tag_map["status"] != "dropped", "class_id"].notna().all()
+
+
+def test_every_table_is_written_with_its_schema(spark, built):
+    cfg, _ = built
+    for table, schema in SCHEMAS.items():
+        written = io.read_table(spark, cfg.outputs.root, taxonomy.STAGE, table, cfg.run.run_date()).schema
+        assert written.simpleString() == spark.createDataFrame([], schema).schema.simpleString(), table
 
 
 def test_demo_synonyms_and_glossary_names_merge_and_unrelated_tags_do_not(spark, built):
