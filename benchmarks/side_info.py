@@ -12,7 +12,8 @@
    and splitting at every non-alphanumeric character (`title_tokens`, with WordNet lemmas and noise phrases,
    is timed on 20,000 distinct titles after its first call has loaded WordNet, when WordNet is installed).
 3. With --tail-seeds N: head and tail top-1 of image-only and co-trained runs on N generated long-tailed sets
-   (tagmill.demo.titled.long_tail_set, seeds 0..N-1, the settings of the tail test), per seed and the means.
+   (tagmill.demo.titled.long_tail_set, seeds 0..N-1, the settings of the tail test), per seed, the means,
+   and the standard error of the tail gain (co-trained minus image-only, paired by seed).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def crowded_images(image_tags: DataFrame, max_tags_per_image: int = DEFAULT_MAX_
 
 def cooccurrence(image_tags: DataFrame, labeled_images: int,
                  max_tags_per_image: int = DEFAULT_MAX_TAGS_PER_IMAGE) -> DataFrame:
-    """The co-occurrence table of contract 5, one row per pair of tags seen together on >= 1 image.
+    """The co-occurrence table (taxonomy.tables), one row per pair of tags seen together on >= 1 image.
 
     image_tags: image_key, tag (stats.image_tags, usually filtered to the kept tags); labeled_images: N, the
     images the counts are a share of (stats.tag_statistics' third value).
