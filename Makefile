@@ -18,3 +18,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/image_pass.py
 	$(VENV)/bin/python benchmarks/taxonomy.py
 	$(VENV)/bin/python benchmarks/open_images_wordnet.py
+	$(VENV)/bin/python benchmarks/side_info.py

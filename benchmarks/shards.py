@@ -24,11 +24,12 @@ from tagmill.config import TrainConfig
 from tagmill.dataset.publish import finish_publish, start_publish
 from tagmill.dataset.shards import ImageOptions, write_shards
 from tagmill.demo.images import design_signatures, draw_image
+from tagmill.demo.titled import sample_record
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.losses import build_loss
 from tagmill.trainer.reader import ShardStream, decode_sample, make_loader, read_manifest
-from tagmill.trainer.train import train
+from tagmill.trainer.train import epoch_report, train
 
 IMAGE_SIZE = 64
 BATCH = 64
@@ -39,11 +40,8 @@ def generate(folder: Path, n: int, side: int) -> tuple[Path, float]:
     leaves = build_leaves()
     signatures = design_signatures(leaves, seed=7)
     pool = {i: draw_image(signatures[i % len(leaves)], side, 7, i) for i in range(500)}  # distinct drawings
-    samples = [{"image_key": f"{i:020x}", "image_path": str(i % len(pool)), "product_id": f"p{i}", "title": "t",
-                "split": "train", "class_ids": [i % len(leaves)], "repeats": 1,
-                "labels": [{"class_id": i % len(leaves), "name": leaves[i % len(leaves)].name_en, "confidence": 0.9,
-                            "source": "search_log", "tier": "in_conversation", "clicks": 1, "contacts": 1,
-                            "in_conversations": 1, "sessions": 1}]} for i in range(n)]
+    samples = [sample_record(f"{i:020x}", i % len(leaves), leaves[i % len(leaves)].name_en, "train", f"p{i}", "t",
+                             image_path=str(i % len(pool))) for i in range(n)]
     start_publish(str(folder))
     started = time.perf_counter()
     shards = [{**r, "split": "train", "shard": f"shards/{r['shard']}"} for r in write_shards(
@@ -94,7 +92,7 @@ def trainer_vs_bare_loop(manifest_path: Path, workers: int, folder: Path) -> tup
     cfg = TrainConfig(arch="resnet18", image_size=IMAGE_SIZE, epochs=1, freeze_epochs=0, batch_size=BATCH,
                       optimizer="adamw", lr=0.001, num_workers=workers, use_repeats=False)
     train(manifest_path, folder / "model", cfg, seed=1)
-    report = json.loads((folder / "model" / "metrics" / "epoch-001.json").read_text())
+    report = epoch_report(folder / "model", 1)
     trainer_rate = report["train_images_per_second"]
 
     manifest = read_manifest(manifest_path)

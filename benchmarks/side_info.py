@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import random
 import re
 import statistics
@@ -31,14 +30,13 @@ from pathlib import Path
 
 import torch
 
-from tagmill.config import TrainConfig
+from tagmill.config import SideInfoConfig, TrainConfig
 from tagmill.demo.catalog import make_title
 from tagmill.demo.images import design_signatures, draw_image
-from tagmill.demo.titled import LONG_TAIL_TRAIN, long_tail_set, publish_titled
+from tagmill.demo.titled import LONG_TAIL_TRAIN, LongTail, long_tail_set, publish_titled
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.labeling.word_vectors import token_ids, train_word_vectors
-from tagmill.trainer.reader import TITLE_MAX_LEN
-from tagmill.trainer.train import train
+from tagmill.trainer.train import epoch_report, train
 
 _WORD = re.compile(r"[^\W_]+")
 
@@ -57,7 +55,8 @@ def generate_titles(n: int, seed: int) -> tuple[list[str], list[int]]:
 
 
 def publish_titled_dataset(folder: Path, samples: int, size: int, seed: int) -> Path:
-    """A train-only dataset of `samples` demo images (400 distinct drawings) with demo titles and word vectors."""
+    """A train-only dataset of `samples` demo images (400 distinct drawings) whose title_ids come from demo titles
+    (the sample's title text is its class name, as publish_titled writes it), with their word vectors."""
     leaves = build_leaves()
     signatures = design_signatures(leaves, seed=7)
     titles, classes = generate_titles(samples, seed)
@@ -66,7 +65,7 @@ def publish_titled_dataset(folder: Path, samples: int, size: int, seed: int) -> 
     index = vectors.index()
     pool = [draw_image(signatures[i % len(leaves)], size, 7, i) for i in range(min(400, samples))]
     rows = [{"key": f"{i:020x}", "class_id": classes[i], "split": "train", "jpg": pool[i % len(pool)],
-             "title_ids": token_ids(tokens[i], index, TITLE_MAX_LEN)} for i in range(samples)]
+             "title_ids": token_ids(tokens[i], index, SideInfoConfig.max_title_words)} for i in range(samples)]
     return publish_titled(folder, rows, [leaf.name_en for leaf in leaves], vectors, shard_samples=1000)
 
 
@@ -74,7 +73,7 @@ def training_throughput(manifest: Path, out: Path, size: int, batch: int, weight
     cfg = TrainConfig(arch="resnet18", image_size=size, epochs=1, freeze_epochs=0, batch_size=batch,
                       optimizer="adamw", lr=0.001, num_workers=2, use_repeats=False, side_info_weight=weight)
     train(manifest, out, cfg, seed=1)
-    return json.loads((out / "metrics" / "epoch-001.json").read_text())["train_images_per_second"]
+    return epoch_report(out, 1)["train_images_per_second"]
 
 
 def tail_top1(seeds: int, folder: Path) -> list[dict]:
@@ -154,12 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"title_tokens not timed: {w2v.get('title_tokens_error')}")
     if args.tail_seeds:
-        print(f"head/tail top-1 on generated long-tailed sets (6 head classes x 30 training images, 6 tail x 3, "
-              f"10 validation images per class, 32 px, resnet18, {LONG_TAIL_TRAIN.epochs} epochs):")
+        print(f"head/tail top-1 on generated long-tailed sets ({LongTail().describe()}, resnet18, "
+              f"{LONG_TAIL_TRAIN.epochs} epochs):")
         with tempfile.TemporaryDirectory() as tmp:
             rows = tail_top1(args.tail_seeds, Path(tmp))
         for group in ("tail", "head"):
-            means = [sum(r[name][group] for r in rows) / len(rows) for name in ("images", "cotrained")]
+            means = [statistics.fmean(r[name][group] for r in rows) for name in ("images", "cotrained")]
             print(f"  mean {group} top-1 over {len(rows)} seeds: images only {means[0]:.3f}, co-trained "
                   f"{means[1]:.3f} ({means[1] - means[0]:+.3f})")
         gains = [r["cotrained"]["tail"] - r["images"]["tail"] for r in rows]

@@ -27,7 +27,8 @@ FORMAT = "tagmill.shards/1"
 MANIFEST = "manifest.json"
 CLASS_INDEX = "classes.json"
 WORD_VECTORS = "word_vectors"
-"""Folder of the build's word vectors inside a dataset (labeling.word_vectors.save_word_vectors' files)."""
+"""Folder of the build's word vectors inside a dataset: labeling.word_vectors.FILES, as word_vector_files
+gives them."""
 STAGING = "_staging"
 
 _RESULT_FIELDS = (("kind", "string"), ("shard", "string"), ("split", "string"), ("samples", "bigint"),

@@ -63,7 +63,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                  "its own cluster", run_date)
         clusters = own_clusters(image_labels)
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-    paths = None
+    paths, mapped = None, True
     if cfg.dataset.label_space == "query_clusters":
         io.read_summary(spark, root, side_info.STAGE, run_date)
         labels = map_to_query_clusters(raw, io.read_table(spark, root, side_info.STAGE, "query_clusters", run_date))
@@ -74,7 +74,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                 cfg.taxonomy.propagate_to_ancestors)
         paths = tax.select("name", "path")
     else:
-        labels = raw
+        labels, mapped = raw, False
     labels = labels.persist(StorageLevel.MEMORY_AND_DISK)
     classes = class_index(labels, paths)
     io.write_table(classes, root, STAGE, "class_index", run_date)
@@ -92,7 +92,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     images_in = raw.select("image_key").distinct().count()
     labeled = labels.select("image_key").distinct()
-    with_class = images_in if labels is raw else labeled.count()  # the same images unless a label space mapped them
+    with_class = labeled.count() if mapped else images_in  # the same images unless a label space mapped them
     usable = labeled.join(clusters.select("image_key"), "image_key").count()
     per_split = {r["split"]: r for r in samples.groupBy("split").agg(
         F.count(F.lit(1)).alias("samples"), F.countDistinct("product_id").alias("products"),

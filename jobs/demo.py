@@ -62,6 +62,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     from tagmill.jobs import assemble, image_pass, shards, taxonomy
     from tagmill.jobs.build import run_stages
     from tagmill.jobs.train import default_model_dir, print_metrics, run_train
+    from tagmill.trainer.train import epoch_report
 
     merged = {section: dict(values) for section, values in DEMO_OVERRIDES.items()}
     for section, values in overrides.items():
@@ -101,7 +102,7 @@ def run_demo(out: Path, overrides: dict) -> int:
           "same data, model and seed) ==")
     cotrained = run_train(cfg.replace("train", side_info_weight=COTRAINING_WEIGHT), None, cotrained_dir)
     print(_head_tail(result.metrics, cotrained.metrics))
-    last = json.loads((cotrained_dir / "metrics" / f"epoch-{cotrained.epochs_done:03d}.json").read_text())
+    last = epoch_report(cotrained_dir, cotrained.epochs_done)
     print(f"share of the mixed feature's entries taken from the titles (last epoch): {last['semantic_share']:.3f}")
     return 0
 

@@ -83,7 +83,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "queries": len(queries),
         "sentences": sentences,
         "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed, "path": target},
-        "query_clusters": {"k": len(set(labels[labels >= 0].tolist())), "unclustered": int((labels < 0).sum()),
+        "query_clusters": {"k": len(np.unique(labels[labels >= 0])), "unclustered": int((labels < 0).sum()),
                            "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
         "seconds": round(time.time() - started, 1),
     }
@@ -142,7 +142,7 @@ def _cluster_queries(spark: SparkSession, cfg: Config, rows: list, wv) -> tuple[
         labels, centroids = cluster_queries(embeddings, k, cfg.run.seed)
         cosine = centroid_cosine(labels, embeddings, centroids)
         similarity = np.where(np.isfinite(cosine), cosine, 0.0).astype(np.float32)
-        shown = cluster_examples(names, labels, embeddings, centroids, EXAMPLES_PER_CLUSTER)
+        shown = cluster_examples(names, labels, cosine, EXAMPLES_PER_CLUSTER)
         example = np.isin(np.array(names, object), [q for qs in shown.values() for q in qs])
     data = [(n, int(r["events"]), int(c), float(s), bool(e))
             for n, r, c, s, e in zip(names, rows, labels, similarity, example)]

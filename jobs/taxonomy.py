@@ -14,6 +14,7 @@ import time
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql.types import StructType
 from pyspark.sql import functions as F
 
 from tagmill import __version__
@@ -25,7 +26,7 @@ from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, dire
 from tagmill.taxonomy.hierarchy import build_hierarchy
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
-from tagmill.taxonomy.tables import SCHEMAS, fields
+from tagmill.taxonomy.tables import SCHEMAS
 from tagmill.taxonomy.wordnet import load_wordnet
 
 STAGE = "taxonomy"
@@ -44,9 +45,15 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     io.delete(spark, summary_file)
 
     def write(df: DataFrame, table: str) -> DataFrame:
-        typed = df.select(*[F.col(name).cast(kind).alias(name) for name, kind in fields(table)])
-        io.write_table(typed, root, STAGE, table, run_date)
+        expected = StructType.fromDDL(SCHEMAS[table]).simpleString()
+        if df.schema.simpleString() != expected:  # a bug upstream; casting would turn it into nulls
+            raise ValueError(f"taxonomy table {table} came out as {df.schema.simpleString()}; taxonomy.tables "
+                             f"declares {expected}")
+        io.write_table(df, root, STAGE, table, run_date)
         return io.read_table(spark, root, STAGE, table, run_date)
+
+    def write_rows(frame: pd.DataFrame, table: str) -> DataFrame:
+        return write(spark.createDataFrame(_rows(frame), SCHEMAS[table]), table)
 
     labels = source_labels(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
     stats, by_source, labeled = tag_statistics(labels)
@@ -84,18 +91,18 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     node_names = {s: wn.synset(s).lemma_names()[0].replace("_", " ") for s in hierarchy.parent}
     tag_map, taxonomy, merged = build_classes(images, dropped, merges, senses, hierarchy, node_names,
                                               tc.merge_synonyms)
-    tag_map = write(spark.createDataFrame(_rows(tag_map), SCHEMAS["tag_map"]), "tag_map")
+    tag_map = write_rows(tag_map, "tag_map")
     support = _support(spark, tags, tag_map, taxonomy)
     taxonomy = with_support(taxonomy, support)
     decisions = _concat([dropped, rules[rules["action"] != "drop"], merged])
-    write(spark.createDataFrame(_rows(decisions), SCHEMAS["decisions"]), "decisions")
-    write(spark.createDataFrame(_rows(taxonomy), SCHEMAS["taxonomy"]), "taxonomy")
+    write_rows(decisions, "decisions")
+    write_rows(taxonomy, "taxonomy")
 
     previous_date = io.previous_run_date(spark, root, STAGE, run_date)
     previous = (io.read_table(spark, root, STAGE, "taxonomy", previous_date).toPandas()
                 if previous_date else None)
     diff = diff_taxonomies(previous, taxonomy)
-    write(spark.createDataFrame(_rows(diff), SCHEMAS["diff"]), "diff")
+    write_rows(diff, "diff")
 
     mapped_tags = tag_map.where(F.col("class_id").isNotNull()).select("tag")
     covered = tags.join(mapped_tags, "tag").select("image_key").distinct().count() if len(dropped) else labeled

@@ -121,18 +121,19 @@ def centroid_cosine(labels: np.ndarray, embeddings: np.ndarray, centroids: np.nd
     return np.where((norms > 0) & (labels >= 0), cosine / np.where(norms > 0, norms, 1), -np.inf)
 
 
-def cluster_examples(queries: Sequence[str], labels: np.ndarray, embeddings: np.ndarray, centroids: np.ndarray,
+def cluster_examples(queries: Sequence[str], labels: np.ndarray, cosine: np.ndarray,
                      per_cluster: int = 5) -> dict[int, list[str]]:
     """For the report: the `per_cluster` queries of each cluster nearest its centroid (highest cosine; ties by
-    query text). Inputs line up row by row: `queries`, `labels` and `embeddings` as given to and returned by
-    `cluster_queries`. Output: cluster id -> queries, for every cluster with at least one query; -1 is left out.
+    query text). Inputs line up row by row: `queries` as given to `cluster_queries`, its `labels`, and each
+    row's `centroid_cosine`. Output: cluster id -> queries, for every cluster with at least one query; -1 is
+    left out.
     """
     labels = np.asarray(labels)
-    if not len(queries) == len(labels) == len(embeddings):
-        raise ValueError(f"cluster_examples: {len(queries)} queries, {len(labels)} labels and {len(embeddings)} "
-                         f"embeddings; pass them row for row")
+    if not len(queries) == len(labels) == len(cosine):
+        raise ValueError(f"cluster_examples: {len(queries)} queries, {len(labels)} labels and {len(cosine)} "
+                         f"cosines; pass them row for row")
     members: dict[int, list[tuple[float, str]]] = {}
-    for query, label, score in zip(queries, labels.tolist(), centroid_cosine(labels, embeddings, centroids).tolist()):
+    for query, label, score in zip(queries, labels.tolist(), np.asarray(cosine).tolist()):
         if label >= 0:
             members.setdefault(label, []).append((-score, query))
     return {label: [query for _, query in sorted(rows)[:per_cluster]] for label, rows in sorted(members.items())}

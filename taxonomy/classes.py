@@ -42,8 +42,8 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     to it, "node" otherwise; unmapped tags are classes of their own in the "unmapped" domain.
     The support column is left 0 for the caller to fill from the images (see `with_support`).
     """
-    dropped = set(drops["tag"]) if len(drops) else set()
-    kept = sorted(t for t in images if t not in dropped)
+    drop_rule = dict(zip(drops["tag"], drops["rule"]))  # one rule per dropped tag
+    kept = sorted(t for t in images if t not in drop_rule)
     parent = {t: t for t in kept}
 
     def root(t: str) -> str:
@@ -141,13 +141,12 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
             row["parent_id"], row["domain"], row["depth"], row["path"] = None, UNMAPPED_DOMAIN, 0, []
         row["support"] = 0
     taxonomy = pd.DataFrame(rows, columns=list(TAXONOMY_COLUMNS)).astype({"parent_id": "Int64"})
-    drop_rule = dict(zip(drops["tag"], drops["rule"]))  # one rule per dropped tag
     merge_rule = {d["tag"]: d["rule"] for d in decisions}  # each merged tag once
     map_rows = []
     for tag in sorted(images):
         sense = senses.get(tag)
         synset, mapped_by = (sense.synset, sense.mapped_by) if sense else (None, None)
-        if tag in dropped:
+        if tag in drop_rule:
             map_rows.append((tag, None, None, "dropped", drop_rule[tag], synset, mapped_by))
             continue
         row = class_of[tag]

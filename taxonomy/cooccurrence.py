@@ -12,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tagmill.taxonomy.classes import DECISION_COLUMNS
+from tagmill.taxonomy.tables import columns
 
 DEFAULT_MAX_TAGS_PER_IMAGE = 64
 
@@ -75,7 +75,7 @@ def _fmt(value: Column, digits: int = 3) -> Column:
 def cooccurrence_rules(pairs: DataFrame, tag_stats: DataFrame, *, isolated_max_conditional: float,
                        isolated_min_images: int, merge_min_conditional: float, child_min_conditional: float,
                        accompanied: DataFrame | None = None) -> DataFrame:
-    """Pruning and merge candidates from the co-occurrence table: decisions rows (DECISION_COLUMNS).
+    """Pruning and merge candidates from the co-occurrence table: rows of the decisions table (taxonomy.tables).
 
     pairs: the cooccurrence table; tag_stats: tag, images for the tags the pairs were computed on (kept tags);
     accompanied: stats.accompanied_images over the same image_tags, optional (see "isolated").
@@ -178,4 +178,4 @@ def _isolated(pairs: DataFrame, tag_stats: DataFrame, accompanied: DataFrame | N
                                         F.col("partner"), F.lit("|"), F.col("tag"), F.lit(") = "), _fmt(best),
                                         F.lit(f" < {threshold:g} over its "), images, F.lit(" images")))
                     .alias("detail"))
-            .select(*DECISION_COLUMNS))
+            .select(*columns("decisions")))

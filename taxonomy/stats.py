@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 from tagmill.dataset.sources import SEARCH_LOG, TEACHER
 
 
-
 def tag_of(label: Column) -> Column:
     """The tag of a raw label: lower case, trimmed, inner whitespace collapsed to one space; null when empty.
     Search-log labels are already normalized queries (labeling.text.normalize_query), so this only folds the
@@ -60,7 +59,7 @@ def tag_statistics(labels: DataFrame) -> tuple[DataFrame, DataFrame, int]:
 
 
 def rare_drops(tag_stats: DataFrame, min_share: float, min_images: int) -> DataFrame:
-    """Decisions (DECISION_COLUMNS, action "drop") for the tags too rare to learn.
+    """Rows of the decisions table (taxonomy.tables), action "drop", for the tags too rare to learn.
 
     tag_stats: tag, images, share (as tag_statistics makes it). A tag is dropped by rule "rare_share" when
     share < min_share (58.com: below 0.05% of the images), else by "rare_images" when images < min_images (an

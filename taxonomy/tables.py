@@ -1,8 +1,8 @@
 """The taxonomy stage's output tables: each one's columns and types, spelled once, as a Spark DDL schema.
 
-The job writes its driver-built tables with these schemas (jobs/taxonomy.py), taxonomy.classes builds its
-pandas frames with their columns, and the report reads every table back with matching pandas dtypes
-(taxonomy/report.py). Storage: ROOT/taxonomy/<table>/run_date=D/ (tagmill.jobs.io).
+The job checks every table against its schema before writing it (jobs/taxonomy.py), taxonomy.classes and
+taxonomy.cooccurrence build their frames with these columns, and the report reads every table back with
+matching pandas dtypes (taxonomy/report.py). Storage: ROOT/taxonomy/<table>/run_date=D/ (tagmill.jobs.io).
 """
 
 from __future__ import annotations
@@ -27,21 +27,22 @@ nodes; diff: changes against the previous finished run."""
 
 TABLES = tuple(SCHEMAS)
 
-_PANDAS_DTYPES = {"string": "object", "int": "Int64", "long": "Int64", "double": "float64"}
-"""Integers are nullable Int64, so a column reads the same whether or not it holds nulls; arrays (and
-strings) are object columns."""
+_PANDAS_DTYPES = {"string": "object", "int": "Int64", "long": "Int64", "double": "float64",
+                  "array<string>": "object"}
+"""Integers are nullable Int64, so a column reads the same whether or not it holds nulls; arrays are object
+columns of sequences. The schemas use only these types."""
 
 
-def fields(table: str) -> list[tuple[str, str]]:
+def _fields(table: str) -> list[tuple[str, str]]:
     """(column, Spark type) of each of the table's columns, in order."""
     return [tuple(field.split(" ", 1)) for field in SCHEMAS[table].split(", ")]
 
 
 def columns(table: str) -> tuple[str, ...]:
     """The table's column names, in order."""
-    return tuple(name for name, _ in fields(table))
+    return tuple(name for name, _ in _fields(table))
 
 
 def pandas_dtypes(table: str) -> dict[str, str]:
     """Column -> the pandas dtype its values load as."""
-    return {name: _PANDAS_DTYPES.get(kind, "object") for name, kind in fields(table)}
+    return {name: _PANDAS_DTYPES[kind] for name, kind in _fields(table)}

@@ -68,7 +68,7 @@ def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int =
     (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2. Returns the
     manifest path."""
     from tagmill.demo.images import design_signatures, draw_image
-    from tagmill.demo.titled import publish_samples
+    from tagmill.demo.titled import publish_samples, sample_record
     from tagmill.demo.vocabulary import build_leaves
 
     leaves = build_leaves()
@@ -79,12 +79,8 @@ def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int =
         for i in range(per_class):
             key = f"{class_id:04d}{i:016x}"
             images[key] = draw_image(signatures[leaf.index], size, 7, class_id * 1000 + i)
-            samples.append({
-                "image_key": key, "image_path": key, "product_id": f"p{class_id}-{i}", "title": leaf.name_en,
-                "split": "train" if i % 10 < 7 else "validation", "class_ids": [class_id], "repeats": 1 + i % 2,
-                "labels": [{"class_id": class_id, "name": leaf.name_en, "confidence": 0.9, "source": "search_log",
-                            "tier": "in_conversation", "clicks": 1, "contacts": 1, "in_conversations": 1,
-                            "sessions": 1}]})
+            samples.append(sample_record(key, class_id, leaf.name_en, "train" if i % 10 < 7 else "validation",
+                                         f"p{class_id}-{i}", leaf.name_en, repeats=1 + i % 2))
     class_rows = [{"class_id": c, "name": leaf.name_en, "path": [leaf.domain, leaf.group]}
                   for c, leaf in enumerate(picked)]
     return str(publish_samples(folder, samples, images.__getitem__, class_rows, "tiny", shard_samples=shard_samples))

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from tagmill.taxonomy.classes import DECISION_COLUMNS
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, crowded_images
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 from tagmill.taxonomy.tables import columns
+
+DECISION_COLUMNS, PAIR_COLUMNS = columns("decisions"), columns("cooccurrence")
 
 pytestmark = pytest.mark.spark
 
@@ -109,7 +110,6 @@ def test_rare_drops_tiny_shares_keep_their_digits_and_zero_turns_a_rule_off(spar
         rare_drops(stats, min_share=-0.1, min_images=0)
 
 
-PAIR_COLUMNS = columns("cooccurrence")
 
 
 def test_cooccurrence_table_by_hand(spark):

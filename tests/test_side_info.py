@@ -187,13 +187,17 @@ def _ce(logits, labels) -> float:
     return float(np.mean([np.log(np.exp(row).sum()) - row[y] for row, y in zip(np.array(logits), labels)]))
 
 
+def _floats(parts: dict) -> dict:
+    return {name: value.item() for name, value in parts.items()}
+
+
 def test_cotraining_loss_with_bce_matches_the_hand_computation():
     targets = [[1.0, 0.0], [1.0, 1.0]]
     total, parts = cotraining_loss(nn.BCEWithLogitsLoss(), _tiny_classifier(), V, S,
                                    torch.tensor(targets, dtype=torch.float64), weight=0.3)
     visual, mixed = _bce(_by_hand_logits(V), targets), _bce(_by_hand_logits(M), targets)
     # S wins 1 entry of row 0 (a tie is V's) and 2 of row 1
-    assert parts == pytest.approx({"visual": visual, "mixed": mixed, "semantic_share": 3 / 6}, rel=1e-12)
+    assert _floats(parts) == pytest.approx({"visual": visual, "mixed": mixed, "semantic_share": 3 / 6}, rel=1e-12)
     assert total.item() == pytest.approx(visual + 0.3 * mixed, rel=1e-12)
 
 
@@ -202,7 +206,7 @@ def test_cotraining_loss_with_cross_entropy_matches_the_hand_computation():
     total, parts = cotraining_loss(nn.CrossEntropyLoss(), _tiny_classifier(), V, S, torch.tensor(labels),
                                    weight=2.0)
     visual, mixed = _ce(_by_hand_logits(V), labels), _ce(_by_hand_logits(M), labels)
-    assert parts == pytest.approx({"visual": visual, "mixed": mixed, "semantic_share": 0.5}, rel=1e-12)
+    assert _floats(parts) == pytest.approx({"visual": visual, "mixed": mixed, "semantic_share": 0.5}, rel=1e-12)
     assert total.item() == pytest.approx(visual + 2.0 * mixed, rel=1e-12)
 
 
@@ -211,11 +215,11 @@ def test_rows_without_a_title_mix_nothing():
     _, parts = cotraining_loss(nn.CrossEntropyLoss(), _tiny_classifier(), V, S, labels, weight=1.0,
                                has_title=torch.tensor([True, False]))
     mixed_rows = torch.stack([M[0], V[1]])
-    assert parts["mixed"] == pytest.approx(_ce(_by_hand_logits(mixed_rows), [1, 0]), rel=1e-12)
-    assert parts["semantic_share"] == pytest.approx(1 / 3)  # the titled row only
+    assert parts["mixed"].item() == pytest.approx(_ce(_by_hand_logits(mixed_rows), [1, 0]), rel=1e-12)
+    assert parts["semantic_share"].item() == pytest.approx(1 / 3)  # the titled row only
     _, none = cotraining_loss(nn.CrossEntropyLoss(), _tiny_classifier(), V, S, labels, weight=1.0,
                               has_title=torch.tensor([False, False]))
-    assert none["semantic_share"] == 0.0
+    assert none["semantic_share"].item() == 0.0
     with pytest.raises(ValueError, match="has_title"):
         cotraining_loss(nn.CrossEntropyLoss(), _tiny_classifier(), V, S, labels, 1.0, has_title=torch.ones(2))
     with pytest.raises(ValueError, match=">= 0"):

@@ -15,8 +15,8 @@ import pytest
 from tagmill.config import TextConfig
 from tagmill.demo.catalog import NOISE_EN, NOISE_ZH, make_title
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.query_clusters import (cluster_examples, cluster_queries, lookup_embeddings,
-                                             query_embeddings, read_embedding_table)
+from tagmill.labeling.query_clusters import (centroid_cosine, cluster_examples, cluster_queries,
+                                             lookup_embeddings, query_embeddings, read_embedding_table)
 from tagmill.labeling.text import normalize_query
 from tagmill.labeling.titles import DEFAULT_NOISE_PHRASES, remove_noise_phrases, title_tokens
 from tagmill.labeling.word_vectors import (WordVectors, load_word_vectors, save_word_vectors, token_ids,
@@ -226,7 +226,7 @@ def test_kmeans_separates_two_groups_and_is_deterministic_for_a_seed():
     assert labels_1.tolist() == labels_2.tolist() == labels.tolist()
     assert centroids_1.tobytes() == centroids_2.tobytes() == centroids.tobytes()
 
-    examples = cluster_examples(queries, labels, embeddings, centroids, per_cluster=3)
+    examples = cluster_examples(queries, labels, centroid_cosine(labels, embeddings, centroids), per_cluster=3)
     assert sorted(examples) == [0, 1]
     for label, members in examples.items():
         assert len(members) == 3

@@ -15,7 +15,7 @@ import torch
 from tagmill.config import TrainConfig
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
-from tagmill.trainer.train import train, warmup_cosine
+from tagmill.trainer.train import epoch_report, train, warmup_cosine
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
                    lr=0.003, weight_decay=0.01, num_workers=0, head_tail_boundary=20, shuffle_buffer=64)
@@ -108,7 +108,7 @@ def test_bad_shard_fails_clearly_or_is_skipped_and_counted(tiny_dataset, tmp_pat
         train(copy / "manifest.json", tmp_path / "fail", cfg, seed=1)
     result = train(copy / "manifest.json", tmp_path / "skip", cfg.__class__(**{**cfg.__dict__, "on_bad_shard": "skip"}),
                    seed=1)
-    report = json.loads((tmp_path / "skip" / "metrics" / "epoch-001.json").read_text())
+    report = epoch_report(tmp_path / "skip", 1)
     assert result.finished and [b["path"] for b in report["skipped_shards"]] == [str(shard)]
 
 
@@ -132,7 +132,7 @@ def test_two_ranks_train_in_step_and_do_not_hang_on_uneven_shards(tiny_dataset, 
                "--set", "train.freeze_epochs=0", "--set", "train.batch_size=32", "--set", "train.num_workers=0"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads((out / "metrics" / "epoch-001.json").read_text())
+    report = epoch_report(out, 1)
     # 240 repeated positions / 2 ranks = 120 per rank = 4 batches of 32 (the last one short)
     assert report["ranks"] == 2 and report["steps"] == 4 and len(_losses(out)) == 4
     assert (out / "model.ts").exists()

@@ -16,14 +16,14 @@ import torch
 
 from tagmill.config import TrainConfig
 from tagmill.demo.images import design_signatures, draw_image
-from tagmill.demo.titled import (LONG_TAIL_TRAIN, NOISE_WORDS, long_tail_set, publish_titled, title_vectors,
-                                 titled_rows)
+from tagmill.demo.titled import (LONG_TAIL_TRAIN, NOISE_WORDS, LongTail, long_tail_set, publish_titled,
+                                 title_vectors, titled_rows)
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.trainer.predict import images_in_dataset, predict
 from tagmill.trainer.reader import (TITLE_MAX_LEN, DatasetError, collate_titles, load_dataset_word_vectors,
                                     read_manifest)
 from tagmill.trainer.side_info import SemanticStream
-from tagmill.trainer.train import CHECKPOINT, EXPORT, train
+from tagmill.trainer.train import CHECKPOINT, EXPORT, epoch_report, train
 from tagmill.trainer.transforms import decode_sample_with_title
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=1, freeze_epochs=0, batch_size=16, optimizer="adamw",
@@ -77,7 +77,7 @@ def test_cotraining_logs_both_loss_terms_and_a_side_info_block(side_and_baseline
     lines = [json.loads(line) for line in (side / "losses.jsonl").read_text().splitlines()]
     assert lines and all({"visual", "mixed"} <= set(line) for line in lines)
     assert all(line["loss"] == pytest.approx(line["visual"] + 1.0 * line["mixed"], rel=1e-5) for line in lines)
-    report = json.loads((side / "metrics" / "epoch-001.json").read_text())
+    report = epoch_report(side, 1)
     block = report["side_info"]
     assert block["weight"] == 1.0 and block["vocabulary_size"] == 4 + len(NOISE_WORDS) + 2
     assert block["exported"] is False
@@ -89,7 +89,7 @@ def test_cotraining_logs_both_loss_terms_and_a_side_info_block(side_and_baseline
     # 64 train samples, every 5th without a title: 51 with one (each shown once: repeats 1)
     assert (block["train_samples"], block["train_samples_with_title"]) == (64, 51)
     assert side_result.metrics["rows"] == 24  # validation is image-only, as inference
-    base_report = json.loads((base / "metrics" / "epoch-001.json").read_text())
+    base_report = epoch_report(base, 1)
     assert "side_info" not in base_report and "train_loss_mixed" not in base_report
     base_line = json.loads((base / "losses.jsonl").read_text().splitlines()[0])
     assert set(base_line) == {"epoch", "step", "loss", "lr", "frozen"}
@@ -197,7 +197,7 @@ def test_stream_built_from_dataset_vectors_matches_the_feature_dim(titled_datase
 # ---- tail classes: few images, titles that name them ----
 
 TAIL_SEED = 0
-HEADS, TAILS, HEAD_TRAIN, TAIL_TRAIN, VALIDATION = 6, 6, 30, 3, 10
+SHAPE = LongTail()
 """6 head classes of 30 training images, 6 tail classes of 3, 10 validation images per class (32 px)."""
 
 
@@ -207,18 +207,18 @@ def test_cotraining_keeps_the_head_and_reports_head_and_tail_top1(tmp_path, caps
     # of the paired gain 0.027, measured by `benchmarks/side_info.py --tail-seeds 20`; SICoT reports +2 to
     # +4.6 points at scale, from an ImageNet-pretrained ResNet-50): the test holds what must not regress (the
     # head is kept, both runs learn the tail) and prints both numbers.
-    manifest = long_tail_set(tmp_path / "tail", TAIL_SEED, HEADS, TAILS, HEAD_TRAIN, TAIL_TRAIN, VALIDATION)
+    manifest = long_tail_set(tmp_path / "tail", TAIL_SEED, SHAPE)
     cfg = LONG_TAIL_TRAIN
     base = train(manifest, tmp_path / "base", cfg, seed=TAIL_SEED).metrics["head_tail"]
     side = train(manifest, tmp_path / "side", _with(cfg, side_info_weight=1.0), seed=TAIL_SEED)
-    share = json.loads((tmp_path / "side" / "metrics" / f"epoch-{cfg.epochs:03d}.json").read_text())["semantic_share"]
+    share = epoch_report(tmp_path / "side", cfg.epochs)["semantic_share"]
     side = side.metrics["head_tail"]
     with capsys.disabled():
-        print(f"\ntail top-1 (seed {TAIL_SEED}, {HEADS} head x {HEAD_TRAIN} + {TAILS} tail x {TAIL_TRAIN} train "
-              f"images, {VALIDATION} validation per class, 32 px, resnet18, {cfg.epochs} epochs): image-only "
+        print(f"\ntail top-1 (seed {TAIL_SEED}, {SHAPE.describe()}, resnet18, {cfg.epochs} epochs): image-only "
               f"{base['tail']['top_k']['1']:.3f}, co-trained {side['tail']['top_k']['1']:.3f}; head top-1 "
               f"{base['head']['top_k']['1']:.3f} / {side['head']['top_k']['1']:.3f}; semantic share {share:.3f}")
-    assert base["tail"]["rows"] == side["tail"]["rows"] == TAILS * VALIDATION
-    assert side["head"]["top_k"]["1"] >= base["head"]["top_k"]["1"] - 1 / VALIDATION
-    chance = 1 / (HEADS + TAILS)
+    assert base["tail"]["rows"] == side["tail"]["rows"] == SHAPE.tails * SHAPE.validation
+    # the head is kept: co-training loses at most one of its validation images
+    assert side["head"]["top_k"]["1"] >= base["head"]["top_k"]["1"] - 1 / (SHAPE.heads * SHAPE.validation)
+    chance = 1 / (SHAPE.heads + SHAPE.tails)
     assert min(base["tail"]["top_k"]["1"], side["tail"]["top_k"]["1"]) > 2 * chance

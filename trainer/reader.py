@@ -232,7 +232,6 @@ def shard_problem(shard: ShardInfo) -> str | None:
     return None
 
 
-
 class ShardStream(IterableDataset):
     """The samples of some shards, one epoch per iteration, laid out as the module docstring says.
 

@@ -185,8 +185,9 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     (x^m = x^v), rather than the max with the projection's bias, which carries nothing about the image.
     weight 0: the mixed term is computed for the report only, outside the graph (the stream gets no grad).
 
-    Returns (total loss, {"visual": float, "mixed": float, "semantic_share": float}): the two unweighted terms,
-    and the share of the titled rows' mixed entries that the semantic embedding won (0 with no titled row).
+    Returns (total loss, {"visual", "mixed", "semantic_share"}: detached 0-d tensors, so the caller reads them
+    with the loss in one device sync): the two unweighted terms, and the share of the titled rows' mixed
+    entries that the semantic embedding won (0 with no titled row).
     That share is how much the titles reach the shared classifier at all: the visual stream gets the mixed
     loss's gradient only where it won, the semantic stream only where it did, so near 0 the mixed term is
     the visual term again and the stream hardly learns.
@@ -211,10 +212,8 @@ def cotraining_loss(loss_fn, classifier: nn.Module, visual: Tensor, semantic: Te
     else:
         mixed_loss = loss_fn(classifier(mixed), targets)
         total = visual_loss + weight * mixed_loss
-    # one device sync for the three numbers
-    visual_value, mixed_value, share_value = torch.stack([visual_loss.detach(), mixed_loss.detach(),
-                                                          share.to(visual_loss.dtype)]).tolist()
-    return total, {"visual": visual_value, "mixed": mixed_value, "semantic_share": share_value}
+    return total, {"visual": visual_loss.detach(), "mixed": mixed_loss.detach(),
+                   "semantic_share": share.to(visual_loss.dtype)}
 
 
 def pad_token_ids(rows: list[list[int]], max_len: int) -> Tensor:

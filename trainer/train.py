@@ -51,6 +51,16 @@ SIDE_INFO_TERMS = {"visual": "train_loss_visual", "mixed": "train_loss_mixed", "
 """cotraining_loss's per-step terms -> their epoch means' names in the metrics' side_info history."""
 
 
+def epoch_report(out_dir: str | Path, epoch: int) -> dict:
+    """The report `train` wrote into out_dir at the end of epoch `epoch` (1-based): losses, throughput, the
+    validation metrics and their chance levels, and the side-info terms when co-training."""
+    return json.loads(_epoch_report_path(Path(out_dir), epoch).read_text())
+
+
+def _epoch_report_path(out: Path, epoch: int) -> Path:
+    return out / "metrics" / f"epoch-{epoch:03d}.json"
+
+
 @dataclass(frozen=True)
 class TrainResult:
     out_dir: Path
@@ -142,10 +152,11 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                 images, targets = batch["image"].to(device), batch["target"].to(device)
                 if side_info:
                     _, visual = net(images)
-                    titled += int(title_present(batch["title_ids"]).sum())  # counted on the host: no device sync
-                    token_ids = batch["title_ids"].to(device)
-                    loss, terms = cotraining_loss(loss_fn, model.fc, visual, semantic_net(token_ids)[0], targets,
-                                                  cfg.side_info_weight, has_title=title_present(token_ids))
+                    has_title = title_present(batch["title_ids"])
+                    titled += int(has_title.sum())  # counted on the host: no device sync
+                    loss, terms = cotraining_loss(loss_fn, model.fc, visual,
+                                                  semantic_net(batch["title_ids"].to(device))[0], targets,
+                                                  cfg.side_info_weight, has_title=has_title.to(device))
                 else:
                     logits, _ = net(images)
                     loss = loss_fn(logits, targets)
@@ -155,13 +166,16 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                 scheduler.step()
                 step_in_epoch, global_step, steps_this_run = step_in_epoch + 1, global_step + 1, steps_this_run + 1
                 seen += len(images)
-                losses.append(loss.item())
-                line = {"epoch": epoch + 1, "step": global_step, "loss": losses[-1],
-                        "lr": scheduler.get_last_lr()[0], "frozen": frozen}
-                if side_info:
+                if side_info:  # the loss and its terms in one device sync
+                    values = torch.stack([loss.detach(), *terms.values()]).tolist()
+                    loss_value, terms = values[0], dict(zip(terms, values[1:]))
                     for name, value in terms.items():
                         parts[name].append(value)
-                    line.update(terms)
+                else:
+                    loss_value, terms = loss.item(), {}
+                losses.append(loss_value)
+                line = {"epoch": epoch + 1, "step": global_step, "loss": loss_value,
+                        "lr": scheduler.get_last_lr()[0], "frozen": frozen, **terms}
                 loss_log.write(json.dumps(line) + "\n")
                 if step_in_epoch % 50 == 0:
                     log.info("epoch %d step %d/%d loss %.4f (%.1f images/s)", epoch + 1, step_in_epoch,
@@ -189,7 +203,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                                        "vocabulary_size": semantic.vocab_size, "word_dim": semantic.word_dim,
                                        "train_samples_with_title": world * titled, "train_samples": world * seen,
                                        "history": history, "exported": False}
-            (out / "metrics" / f"epoch-{epoch:03d}.json").write_text(json.dumps(report, indent=2) + "\n")
+            _epoch_report_path(out, epoch).write_text(json.dumps(report, indent=2) + "\n")
             _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg, semantic, history)
             log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
                      metrics.get("map_macro"), chance.get("map_macro"))

@@ -8,16 +8,18 @@ trainer's co-training can be tested and measured in seconds:
     rows = titled_rows(signatures, names, [(30, 10), (3, 10)], size=32, seed=0, vocabulary=vectors.index())
     manifest = publish_titled(folder, rows, names, vectors)
 
-`long_tail_set` is the long-tailed case SICoT is about: head classes with many images, tail classes with few,
-and titles that name every class among noise words.
+`long_tail_set` is the long-tailed case SICoT is about (shape: `LongTail`): head classes with many images,
+tail classes with few, and titles that name every class among noise words.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 
 from tagmill.config import SPLITS, SideInfoConfig, TrainConfig
+from tagmill.dataset.sources import SEARCH_LOG
 from tagmill.demo.images import Signature, design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.labeling.word_vectors import WordVectors, token_ids, train_word_vectors, word_vector_files
@@ -62,6 +64,16 @@ def titled_rows(signatures: list[Signature], names: list[str], counts: list[tupl
     return rows
 
 
+def sample_record(key: str, class_id: int, name: str, split: str, product_id: str, title: str,
+                  repeats: int = 1, **extra) -> dict:
+    """One sample record as dataset.shards writes it, labeled `class_id` (`name`) once by the search log at
+    tier in_conversation; image_path is the key unless `extra` gives one; `extra` also adds title_ids."""
+    return {"image_key": key, "image_path": key, "product_id": product_id, "split": split, "title": title,
+            "class_ids": [class_id], "repeats": repeats, **extra,
+            "labels": [{"class_id": class_id, "name": name, "confidence": 0.9, "source": SEARCH_LOG,
+                        "tier": "in_conversation", "clicks": 1, "contacts": 1, "in_conversations": 1, "sessions": 1}]}
+
+
 def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classes: list[dict], name: str,
                     word_vectors: WordVectors | None = None, shard_samples: int = 40) -> Path:
     """Publish sample records (dataset.shards' sample JSON: image_key, image_path, split, class_ids, labels,
@@ -73,10 +85,9 @@ def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classe
 
     folder = Path(folder)
     start_publish(str(folder))
-    shards = []
+    staged, shards = folder / STAGING / "shards", []
     for split in ("train", "validation"):
         chosen = [s for s in samples if s["split"] == split]
-        staged = folder / STAGING / "shards"
         for r in write_shards(chosen, f"{split}-00000", lambda shard: open(staged / shard, "wb"), image_bytes,
                               ImageOptions(max_side=0), shard_samples, 1 << 30):
             shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
@@ -94,27 +105,44 @@ def publish_titled(folder: Path, rows: list[dict], class_names: list[str], word_
     """Publish `titled_rows` rows as a dataset in `folder` (one product per image, the class name as title
     text and class path "demo > name"); returns the manifest path."""
     images = {r["key"]: r["jpg"] for r in rows}
-    samples = [{"image_key": r["key"], "image_path": r["key"], "product_id": f"p-{r['key']}", "split": r["split"],
-                "title": class_names[r["class_id"]], "class_ids": [r["class_id"]],
-                "repeats": 1, "title_ids": r["title_ids"],
-                "labels": [{"class_id": r["class_id"], "name": class_names[r["class_id"]], "confidence": 0.9,
-                            "source": "search_log", "tier": "in_conversation", "clicks": 1, "contacts": 1,
-                            "in_conversations": 1, "sessions": 1}]} for r in rows]
+    samples = [sample_record(r["key"], r["class_id"], class_names[r["class_id"]], r["split"], f"p-{r['key']}",
+                             class_names[r["class_id"]], title_ids=r["title_ids"]) for r in rows]
     classes = [{"class_id": c, "name": name, "path": ["demo", name]} for c, name in enumerate(class_names)]
     return publish_samples(folder, samples, images.__getitem__, classes, Path(folder).name, word_vectors,
                            shard_samples)
 
 
-def long_tail_set(folder: Path, seed: int, heads: int = 6, tails: int = 6, head_train: int = 30,
-                  tail_train: int = 3, validation: int = 10, size: int = 32) -> Path:
-    """A published long-tailed set: `heads` classes of `head_train` training images, `tails` classes of
-    `tail_train`, `validation` validation images per class, drawn from demo leaves spread over the tree
-    (every leaf's look differs from the others'), each with a title naming its class ("head0", "tail2").
-    Returns the manifest path. The same seed gives the same images, titles and word vectors."""
+@dataclass(frozen=True)
+class LongTail:
+    """The shape of a `long_tail_set`."""
+
+    heads: int = 6
+    tails: int = 6
+    head_train: int = 30
+    """Training images per head class."""
+    tail_train: int = 3
+    """Training images per tail class."""
+    validation: int = 10
+    """Validation images per class, head or tail."""
+    size: int = 32
+    """Image side in pixels."""
+
+    def describe(self) -> str:
+        return (f"{self.heads} head classes x {self.head_train} training images, {self.tails} tail x "
+                f"{self.tail_train}, {self.validation} validation images per class, {self.size} px")
+
+
+def long_tail_set(folder: Path, seed: int, shape: LongTail = LongTail()) -> Path:
+    """A published long-tailed set of `shape`: head classes of many training images and tail classes of few,
+    drawn from demo leaves spread over the tree (every leaf's look differs from the others'), each with a
+    title naming its class ("head0", "tail2"). Returns the manifest path. The same seed gives the same
+    images, titles and word vectors."""
     leaves = build_leaves()
     signatures = design_signatures(leaves, seed=7)
-    picked = [signatures[leaf.index] for leaf in leaves[:: len(leaves) // (heads + tails)][:heads + tails]]
-    names = [f"head{c}" for c in range(heads)] + [f"tail{c}" for c in range(tails)]
+    classes = shape.heads + shape.tails
+    picked = [signatures[leaf.index] for leaf in leaves[:: len(leaves) // classes][:classes]]
+    names = [f"head{c}" for c in range(shape.heads)] + [f"tail{c}" for c in range(shape.tails)]
     vectors = title_vectors(names, seed=seed)
-    counts = [(head_train, validation)] * heads + [(tail_train, validation)] * tails
-    return publish_titled(folder, titled_rows(picked, names, counts, size, seed, vectors.index()), names, vectors)
+    counts = [(shape.head_train, shape.validation)] * shape.heads + [(shape.tail_train, shape.validation)] * shape.tails
+    rows = titled_rows(picked, names, counts, shape.size, seed, vectors.index())
+    return publish_titled(folder, rows, names, vectors)
