@@ -14,8 +14,8 @@ import time
 import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql.types import StructType
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from tagmill import __version__
 from tagmill.config import Config
