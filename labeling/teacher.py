@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import json
 import logging
 import math
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tagmill.labeling.word_vectors import file_sha256
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.train import CHECKPOINT, EXPORT, EXPORT_INFO, EXPORT_LABELS
 from tagmill.trainer.transforms import MEAN, STD
@@ -258,7 +258,7 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "", image_si
     if scores not in ("sigmoid", "softmax"):
         raise TeacherError(f"{folder / EXPORT_INFO}: scores {scores!r} is neither sigmoid nor softmax")
     teacher = Teacher(
-        teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=_sha256_16(file),
+        teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=file_sha256(file)[:16],
         labels=labels, image_size=image_size or int(info.get("image_size", DEFAULT_IMAGE_SIZE)),
         mean=tuple(float(x) for x in info.get("mean", MEAN)), std=tuple(float(x) for x in info.get("std", STD)),
         scores=scores, model=model.eval())
@@ -379,11 +379,3 @@ def _read_info(path: Path) -> dict:
         if key in info and len(info[key]) != 3:
             raise TeacherError(f"{path}: {key} has {len(info[key])} values, expected 3 (one per RGB channel)")
     return info
-
-
-def _sha256_16(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
