@@ -83,7 +83,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                cfg.dataset.split_ratios, cfg.run.seed)
     if cfg.side_info.enabled:
         io.read_summary(spark, root, side_info.STAGE, run_date)  # refuses a date side-info did not finish
-        vocabulary = spark.sparkContext.textFile(f"{side_info.word_vectors_path(root, run_date)}/{VOCABULARY_FILE}", 1)
+        vocabulary = spark.sparkContext.textFile(
+            io.resolve(spark, f"{side_info.word_vectors_path(root, run_date)}/{VOCABULARY_FILE}"), 1)
         samples = with_title_ids(samples, io.read_table(spark, root, side_info.STAGE, "title_tokens", run_date),
                                  vocabulary.zipWithIndex().toDF(["token", "id"]), cfg.side_info.max_title_words)
     io.write_table(samples, root, STAGE, "samples", run_date)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from tagmill.config import Config
-from tagmill.jobs import assemble, image_pass, mine_logs, shards, side_info, taxonomy
+from tagmill.jobs import assemble, image_pass, io, mine_logs, runs, shards, side_info, taxonomy
 from tagmill.jobs.spark import spark_session
 
 STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
@@ -36,8 +36,23 @@ def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
         raise ValueError(f"unknown stage(s) {unknown}; known: {list(STAGES)}")
     summaries = {}
     with spark_session(cfg.spark) as spark:
-        for name in names:
-            log.info("stage %s: starting for %s", name, cfg.run.run_date())
-            summaries[name] = STAGES[name](spark, cfg)
-            log.info("stage %s: done in %ss", name, summaries[name].get("seconds"))
+        check_inputs(spark, cfg, names)
+        with runs.attempt(spark, cfg) as attempt_cfg:  # one writer; the old run stays until this one commits
+            for name in names:
+                log.info("stage %s: starting for %s", name, cfg.run.run_date())
+                summaries[name] = STAGES[name](spark, attempt_cfg)
+                log.info("stage %s: done in %ss", name, summaries[name].get("seconds"))
     return summaries
+
+
+def check_inputs(spark: SparkSession, cfg: Config, names: list[str]) -> None:
+    """Refuse a run whose configured inputs are missing before anything is locked or written."""
+    needed = {"inputs.events": cfg.inputs.events, "inputs.catalog": cfg.inputs.catalog} \
+        if mine_logs.STAGE in names else {}
+    if image_pass.STAGE in names or shards.STAGE in names:
+        needed["inputs.image_root"] = cfg.inputs.image_root
+    for key, path in needed.items():
+        if not path:
+            raise io.InputError(f"no input configured for {key}: set it in the config")
+        if not io.exists(spark, path):
+            raise io.InputError(f"input not found: {path} (set {key} in the config)")

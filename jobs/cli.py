@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tagmill").setLevel(logging.WARNING if args.quiet else logging.INFO)
     from tagmill.dataset.gate import GateFailed
     from tagmill.jobs.io import CountMismatch, InputError
+    from tagmill.jobs.runs import RunLocked
     from tagmill.labeling.teacher import TeacherError
     from tagmill.trainer.reader import DatasetError
 
@@ -208,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     except CountMismatch as err:
         print(f"tagmill: counts do not add up, nothing was published: {err}", file=sys.stderr)
         return 4
+    except RunLocked as err:
+        print(f"tagmill: error: {err}", file=sys.stderr)
+        return 5
 
 
 if __name__ == "__main__":

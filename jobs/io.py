@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -82,16 +83,83 @@ def write_table(df: DataFrame, root: str, stage: str, table: str, run_date: dt.d
 
 
 def read_table(spark: SparkSession, root: str, stage: str, table: str, run_date: dt.date) -> DataFrame:
-    path = table_path(root, stage, table, run_date)
+    path = resolve(spark, table_path(root, stage, table, run_date))
     if not exists(spark, path):
         raise InputError(f"missing table {path}: run the '{stage}' stage for {run_date} first")
     return spark.read.parquet(path)
 
 
-def _fs(spark: SparkSession, path: str):
+ATTEMPTS = "_attempts"
+"""A run writes under ROOT/_attempts/run_date=D/ID/ (same layout as ROOT) and is moved into ROOT when it
+commits (jobs/runs.py)."""
+_ATTEMPT = re.compile(rf"^(?P<root>.*?)/{ATTEMPTS}/run_date=(?P<date>[^/]+)/[^/]+(?P<rest>/.*)?$")
+
+
+def attempts_path(root: str, run_date: dt.date) -> str:
+    return f"{root.rstrip('/')}/{ATTEMPTS}/run_date={run_date.isoformat()}"
+
+
+def attempt_date(path: str) -> str:
+    """The run date (YYYY-MM-DD) of an attempt folder or of a path inside one."""
+    match = _ATTEMPT.match(path.rstrip("/"))
+    if match is None:
+        raise ValueError(f"{path} is not inside an attempt folder ({ATTEMPTS}/run_date=D/ID)")
+    return match["date"]
+
+
+def committed_path(path: str) -> str:
+    """Where a path inside a run's attempt folder lives once the run has committed; other paths unchanged."""
+    match = _ATTEMPT.match(path.rstrip("/"))
+    return path if match is None else f"{match['root']}{match['rest'] or ''}"
+
+
+def resolve(spark: SparkSession, path: str) -> str:
+    """`path` if it exists, else, for a path inside an attempt, the committed run's copy: a stage run alone
+    reads the tables of the stages before it from the last good run."""
+    return path if exists(spark, path) else committed_path(path)
+
+
+def fs_path(spark: SparkSession, path: str):
+    """(Hadoop FileSystem, Hadoop Path) of a path or URI."""
     jvm = spark.sparkContext._jvm
     hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
     return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+_fs = fs_path
+
+
+def local_path(path: str) -> str | None:
+    """The local file-system path of a plain path or a file: URI, None for any other scheme."""
+    if path.startswith("file:"):
+        return "/" + path[len("file:"):].lstrip("/")
+    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) else path
+
+
+def create_new(spark: SparkSession, path: str, data: bytes) -> bool:
+    """Write a file that must not exist yet (Hadoop's create without overwrite); False when it does."""
+    fs, hadoop_path = _fs(spark, path)
+    try:
+        stream = fs.create(hadoop_path, False)
+    except Exception as err:  # py4j wraps the JVM's FileAlreadyExistsException
+        if "FileAlreadyExists" in str(err) or "already exists" in str(err):
+            return False
+        raise
+    try:
+        stream.write(bytearray(data))
+    finally:
+        stream.close()
+    return True
+
+
+def replace(spark: SparkSession, source: str, target: str) -> None:
+    """Move `source` (a file or folder) to `target`, replacing what was there."""
+    fs, src = _fs(spark, source)
+    dst = _fs(spark, target)[1]
+    fs.delete(dst, True)
+    fs.mkdirs(dst.getParent())
+    if not fs.rename(src, dst):
+        raise OSError(f"could not move {source} to {target}")
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -119,7 +187,7 @@ def write_bytes(spark: SparkSession, path: str, data: bytes) -> None:
 
 def read_bytes(spark: SparkSession, path: str) -> bytes:
     """A small file's bytes (a run's word vectors, not a table)."""
-    fs, hadoop_path = _fs(spark, path)
+    fs, hadoop_path = _fs(spark, resolve(spark, path))
     if not fs.exists(hadoop_path):
         raise InputError(f"missing file {path}")
     stream = fs.open(hadoop_path)
@@ -131,7 +199,7 @@ def read_bytes(spark: SparkSession, path: str) -> bytes:
 
 def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dict:
     """A stage's run summary; its absence means the stage has not finished for that date."""
-    path = summary_path(root, stage, run_date)
+    path = resolve(spark, summary_path(root, stage, run_date))
     if not exists(spark, path):
         raise InputError(f"missing {path}: run the '{stage}' stage for {run_date} first")
     return json.loads("\n".join(spark.sparkContext.textFile(path, 1).collect()))
@@ -139,6 +207,7 @@ def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) 
 
 def previous_run_date(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dt.date | None:
     """The latest date before `run_date` for which `stage` finished (its summary exists), or None."""
+    root = committed_path(root)
     fs, folder = _fs(spark, stage_path(root, stage, "_runs"))
     if not fs.exists(folder):
         return None

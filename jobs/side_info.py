@@ -82,7 +82,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "titles": tokens.count(),
         "queries": len(queries),
         "sentences": sentences,
-        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed, "path": target},
+        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed, "path": io.committed_path(target)},
         "query_clusters": {"k": len(np.unique(labels[labels >= 0])), "unclustered": int((labels < 0).sum()),
                            "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
         "seconds": round(time.time() - started, 1),

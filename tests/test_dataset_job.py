@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from tagmill.dataset import publish
 from tagmill.dataset.gate import GateFailed
-from tagmill.jobs import assemble, io, shards, taxonomy
+from tagmill.jobs import assemble, io, runs, shards, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 
@@ -115,7 +115,7 @@ def test_rerun_with_other_partitioning_gives_identical_bytes(spark, built):
     assert _files(dataset) == before
 
 
-def test_interrupted_publish_leaves_no_manifest_and_next_run_publishes(built, monkeypatch):
+def test_interrupted_publish_keeps_the_published_dataset_and_next_run_publishes(spark, built, monkeypatch):
     cfg, _ = built
     dataset = Path(shards.dataset_path(cfg))
     before = _files(dataset)
@@ -127,7 +127,10 @@ def test_interrupted_publish_leaves_no_manifest_and_next_run_publishes(built, mo
         patch.setattr(publish, "write_manifest", crash)
         with pytest.raises(KeyboardInterrupt):
             run_stages(cfg, [shards.STAGE])
-    assert not (dataset / "manifest.json").exists()
+    assert _files(dataset) == before  # the last good dataset stays published, manifest and all
+    attempt = runs.attempts(spark, cfg.outputs.root, cfg.run.run_date())[-1]
+    assert not (Path(shards.dataset_path(cfg.replace("outputs", root=attempt.replace("file:", "")))) /
+                "manifest.json").exists()
     run_stages(cfg, [shards.STAGE])
     assert _files(dataset) == before
 
@@ -149,17 +152,20 @@ def test_gate_failure_publishes_nothing_and_exits_non_zero(spark, built, tmp_pat
     config_file = tmp_path / "broken.toml"
     from tagmill.config import to_toml
     config_file.write_text(to_toml(cfg))
+    dataset = Path(shards.dataset_path(cfg))
+    published = _files(dataset)
     try:
         code = main(["-q", "shards", "--config", str(config_file)])
         err = capsys.readouterr().err
-        dataset = Path(shards.dataset_path(cfg))
         assert code == 3
-        assert not (dataset / "manifest.json").exists()
+        assert _files(dataset) == published  # the last good dataset stays
         assert "confidence" in err and bad_key in err
-        gate = json.loads(Path(shards.gate_report_path(cfg)).read_text())
+        # the failed attempt keeps its gate report and Data Docs until the next run of the date
+        attempt = runs.attempts(spark, cfg.outputs.root, run_date)[-1].replace("file:", "")
+        gate = json.loads(Path(shards.gate_report_path(cfg.replace("outputs", root=attempt))).read_text())
         assert gate["success"] is False
-        docs = Path(gate["data_docs"])
-        assert docs.is_file()
+        docs = Path(attempt) / Path(gate["data_docs"]).relative_to(cfg.outputs.root)
+        assert docs.is_file() and str(docs) in err
         with pytest.raises(GateFailed):
             run_stages(cfg, [shards.STAGE])
     finally:
