@@ -197,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     from tagmill.jobs.runs import RunLocked
     from tagmill.labeling.teacher import TeacherError
     from tagmill.trainer.reader import DatasetError
+    from tagmill.trainer.train import CheckpointError
 
     try:
         return args.func(args)
-    except (ConfigError, InputError, DatasetError, TeacherError, FileNotFoundError) as err:
+    except (ConfigError, InputError, DatasetError, TeacherError, CheckpointError, FileNotFoundError) as err:
         print(f"tagmill: error: {err}", file=sys.stderr)
         return 2
     except GateFailed as err:

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from tagmill.config import DedupConfig
 from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, verify_pairs
@@ -34,9 +35,11 @@ def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> D
     cfg.max_hamming bits (all of them up to cfg.exact_hamming), each image's cfg.shortlist nearest
     (labeling.layout.shortlist) so verification stays bounded."""
 
+    selected = contents.select("item", "layout_code")
+    schema = to_arrow_schema(selected.schema)
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = pa.Table.from_batches(list(batches), schema=pa.schema([("item", pa.int64()),
-                                                                         ("layout_code", pa.binary())]))
+        table = whole_partition(batches, schema)
         if table.num_rows < 2:
             return
         items = table.column("item").to_numpy()
@@ -47,7 +50,7 @@ def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> D
         yield pa.RecordBatch.from_arrays([pa.array(np.minimum(a, b)), pa.array(np.maximum(a, b)),
                                           pa.array(distance[keep].astype(np.int32))], schema=CANDIDATE_SCHEMA)
 
-    return contents.select("item", "layout_code").repartition(1).mapInArrow(run, spark_schema(CANDIDATE_SCHEMA))
+    return selected.repartition(1).mapInArrow(run, spark_schema(CANDIDATE_SCHEMA))
 
 
 def verify_candidates(candidates: DataFrame, items: DataFrame, cfg: DedupConfig, thumbnail_size: int) -> DataFrame:
@@ -99,9 +102,11 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
                                       F.lit(None).cast("string").alias("content_hash"), "merge"),
                          allowMissingColumns=True))
 
+    schema = to_arrow_schema(rows.schema)
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = pa.Table.from_batches(list(batches))
-        if table.num_rows == 0:
+        table = whole_partition(batches, schema)
+        if table.num_rows == 0:  # no verified or guarded pair anywhere: every item is its own cluster
             return
         nodes = table.filter(pc.equal(table.column("kind"), "item"))
         edges = table.filter(pc.equal(table.column("kind"), "pair"))
@@ -118,6 +123,15 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
                                          schema=CLUSTER_SCHEMA)
 
     return rows.repartition(1).mapInArrow(run, spark_schema(CLUSTER_SCHEMA))
+
+
+def whole_partition(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> pa.Table:
+    """A task's batches as one table. An empty partition sends no batch at all and from_batches cannot type
+    nothing, so `schema` (the input's, to_arrow_schema of the DataFrame) types it; otherwise the batches' own
+    schema stands, since Spark marks a column `not null` by how it was computed and from_batches refuses
+    batches whose nullability differs from the schema it is given."""
+    batches = list(batches)
+    return pa.Table.from_batches(batches, schema=batches[0].schema if batches else schema)
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ format (`MID,DisplayName`). Scores first, decision second: `Teacher.forward` giv
 A model file is recognised from its bytes and zip member names before anything is unpickled. tagmill never
 unpickles arbitrary objects: TorchScript archives are read by TorchScript's own loader, checkpoints by
 `torch.load(weights_only=True)`, which constructs only tensors, plain containers and the few numpy types
-named in `_CHECKPOINT_GLOBALS`; anything else is refused with a TeacherError.
+named in `trainer.train.CHECKPOINT_GLOBALS`; anything else is refused with a TeacherError.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 from tagmill.labeling.word_vectors import file_sha256
 from tagmill.trainer.backbones import build_model
-from tagmill.trainer.train import CHECKPOINT, EXPORT, EXPORT_INFO, EXPORT_LABELS
+from tagmill.trainer.train import CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS
 from tagmill.trainer.transforms import MEAN, STD
 
 log = logging.getLogger("tagmill.teacher")
@@ -306,25 +306,10 @@ def _torchscript(path: Path) -> torch.nn.Module:
                            f"export it again with torch.jit.script(model).save(path)") from None
 
 
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-# A tagmill checkpoint also holds numpy's RNG state (a uint32 array): these let weights_only=True rebuild it.
-# _reconstruct only allocates an array of an allowed class (np.ndarray) and dtype; it runs no other code.
-_CHECKPOINT_GLOBALS = [(_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
-                       (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
-                       np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
 def _check_checkpoint_globals(path: Path) -> None:
     """Refuse a torch.save file that names any class or function beyond the weights-only set (a whole
     nn.Module, a custom object) - read from the pickle's opcodes, without running them."""
-    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in _CHECKPOINT_GLOBALS}
+    allowed = {g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}" for g in CHECKPOINT_GLOBALS}
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception as err:  # noqa: BLE001 - the static pickle scan refuses opcodes a weights file never has
@@ -338,7 +323,7 @@ def _check_checkpoint_globals(path: Path) -> None:
 
 def _model_from_checkpoint(path: Path, pooling: str) -> torch.nn.Module:
     try:
-        with torch.serialization.safe_globals(_CHECKPOINT_GLOBALS):
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - the weights-only unpickler refuses with several error types
         raise TeacherError(f"{path}: not loadable as weights only ({type(err).__name__}); {_REFUSED}") from None

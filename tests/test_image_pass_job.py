@@ -163,3 +163,25 @@ def test_a_pickle_that_is_not_a_model_is_refused_by_the_cli(passed, tmp_path, ca
     assert code == 2 and str(evil) in err and "unpickle" in err
     summary = json.loads(Path(io.summary_path(cfg.outputs.root, image_pass.STAGE, cfg.run.run_date())).read_text())
     assert summary["teacher"]["id"] == "teacher"  # the earlier run's summary is untouched: refused before any work
+
+
+NO_DUPLICATES = {"listings": 40, "images_per_listing": [1, 1], "sessions": 800, "reupload_share": 0.0,
+                 "stock_photo_groups": 0, "bad_row_share": 0.0, "bad_image_share": 0.0, "image_size": 64}
+"""A catalog of 40 listings with one distinct image each: no duplicate pair anywhere."""
+
+
+def test_a_catalog_without_any_duplicate_builds(passed, tmp_path):
+    from tagmill.config import load_config
+    from tagmill.jobs.demo import write_demo_market
+
+    cfg, _, _ = passed
+    small = load_config(write_demo_market(tmp_path, load_config(None, {"demo": NO_DUPLICATES})))
+    small = small.replace("outputs", root=str(tmp_path / "out")).replace("spark", master="local[2]")
+    small = small.replace("mining", min_label_images=2).replace("taxonomy", min_images=2)
+    small = small.replace("image_pass", teacher=cfg.image_pass.teacher, batch_size=16, code_fit_sample=2000)
+    summaries = run_stages(small)
+    s = summaries[image_pass.STAGE]
+    assert s["images"]["in"] == 40 and s["images"]["out"] == 40
+    assert s["dedup"]["exact_duplicate_images"] == 0
+    assert s["dedup"]["clusters"] == s["images"]["out"]  # every image its own cluster
+    assert summaries[shards.STAGE]["samples"]["out"] > 0

@@ -15,7 +15,7 @@ import torch
 from tagmill.config import TrainConfig
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
-from tagmill.trainer.train import epoch_report, train, warmup_cosine
+from tagmill.trainer.train import CHECKPOINT, epoch_report, load_checkpoint, train, warmup_cosine
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
                    lr=0.003, weight_decay=0.01, num_workers=0, head_tail_boundary=20, shuffle_buffer=64)
@@ -64,9 +64,9 @@ def test_frozen_epoch_trains_only_the_head(tiny_dataset, tmp_path):
     out = tmp_path / "frozen"
     torch.manual_seed(11)
     train(tiny_dataset, out, cfg, seed=11)
-    first = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    first = load_checkpoint(out / CHECKPOINT)["model"]
     train(tiny_dataset, out, cfg, seed=11)
-    second = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
+    second = load_checkpoint(out / CHECKPOINT)["model"]
     changed = {k for k in first if not torch.equal(first[k], second[k])}
     assert changed == {"fc.weight", "fc.bias"}
 

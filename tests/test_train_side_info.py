@@ -23,7 +23,7 @@ from tagmill.trainer.predict import images_in_dataset, predict
 from tagmill.trainer.reader import (TITLE_MAX_LEN, DatasetError, collate_titles, load_dataset_word_vectors,
                                     read_manifest)
 from tagmill.trainer.side_info import SemanticStream
-from tagmill.trainer.train import CHECKPOINT, EXPORT, epoch_report, train
+from tagmill.trainer.train import CHECKPOINT, EXPORT, epoch_report, load_checkpoint, train
 from tagmill.trainer.transforms import decode_sample_with_title
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=1, freeze_epochs=0, batch_size=16, optimizer="adamw",
@@ -93,7 +93,7 @@ def test_cotraining_logs_both_loss_terms_and_a_side_info_block(side_and_baseline
     assert "side_info" not in base_report and "train_loss_mixed" not in base_report
     base_line = json.loads((base / "losses.jsonl").read_text().splitlines()[0])
     assert set(base_line) == {"epoch", "step", "loss", "lr", "frozen"}
-    assert "side_info" not in torch.load(base / CHECKPOINT, weights_only=False)
+    assert "side_info" not in load_checkpoint(base / CHECKPOINT)
 
 
 def test_resume_restores_the_stream_exactly(titled_dataset, tmp_path):
@@ -110,8 +110,8 @@ def test_resume_restores_the_stream_exactly(titled_dataset, tmp_path):
                 map(json.loads, (out / "losses.jsonl").read_text().splitlines())]
 
     assert log(parts) == log(whole) and len(log(whole)) == 8
-    a = torch.load(whole / CHECKPOINT, weights_only=False)["side_info"]
-    b = torch.load(parts / CHECKPOINT, weights_only=False)["side_info"]
+    a = load_checkpoint(whole / CHECKPOINT)["side_info"]
+    b = load_checkpoint(parts / CHECKPOINT)["side_info"]
     assert list(a["stream"]) == ["embedding.weight", "attention.weight", "projection.weight", "projection.bias"]
     assert all(torch.equal(a["stream"][k], b["stream"][k]) for k in a["stream"])
     assert [h["epoch"] for h in b["history"]] == [1, 2]
@@ -125,9 +125,9 @@ def test_a_frozen_backbone_epoch_still_trains_the_stream(titled_dataset, tmp_pat
     cfg = _with(FAST, epochs=2, freeze_epochs=1, max_steps=1, side_info_weight=1.0)
     out = tmp_path / "frozen"
     train(titled_dataset, out, cfg, seed=11)
-    first = torch.load(out / CHECKPOINT, weights_only=False)
+    first = load_checkpoint(out / CHECKPOINT)
     train(titled_dataset, out, cfg, seed=11)
-    second = torch.load(out / CHECKPOINT, weights_only=False)
+    second = load_checkpoint(out / CHECKPOINT)
     assert {k for k in first["model"] if not torch.equal(first["model"][k], second["model"][k])} == {
         "fc.weight", "fc.bias"}
     stream_a, stream_b = first["side_info"]["stream"], second["side_info"]["stream"]

@@ -4,7 +4,9 @@ Recipes of the source documents: sigmoid head + Asymmetric Loss and global max p
 randomized softmax for large label spaces (MSURU 3.4), freeze the backbone then unfreeze (OLX), cosine
 learning rate with warm-up and SGD with Nesterov momentum (MSURU 3.3), square-root resampling through the
 samples' repeat factors (MSURU 5.4). A checkpoint holds everything a resumed run needs to continue exactly
-where it stopped: model, optimizer, scheduler, epoch, step, RNG state and the loader position.
+where it stopped: model, optimizer, scheduler, epoch, step, RNG state and the loader position. It is read
+back with `torch.load(weights_only=True)` and the few numpy types of CHECKPOINT_GLOBALS only, so a file
+planted in the output folder cannot run code; one that is not ours is refused with a CheckpointError.
 
 SICoT co-training (train.side_info_weight = lambda > 0): the titles' semantic stream (trainer.side_info)
 is built next to the image model, never inside it, from the dataset's word vectors; each step's loss is
@@ -24,6 +26,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,8 +50,69 @@ EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
 EXPORT_LABELS = "labels.csv"
 """The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
+CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step",
+                             "torch_rng", "numpy_rng", "python_rng", "cuda_rng", "arch"})
+"""The keys every checkpoint _save writes (a co-trained one also has "side_info")."""
 SIDE_INFO_TERMS = {"visual": "train_loss_visual", "mixed": "train_loss_mixed", "semantic_share": "semantic_share"}
 """cotraining_loss's per-step terms -> their epoch means' names in the metrics' side_info history."""
+
+
+class CheckpointError(ValueError):
+    """OUT/checkpoint.pt is not a checkpoint this run can resume from; the message names the file and the fix."""
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+# A tagmill checkpoint also holds numpy's RNG state (a uint32 array): these let weights_only=True rebuild it.
+# _reconstruct only allocates an array of an allowed class (np.ndarray) and dtype; it runs no other code.
+# Here, not in labeling.teacher (which loads the same checkpoints), because labeling imports the trainer.
+CHECKPOINT_GLOBALS = [(_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
+                      (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
+                      np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+"""Everything beyond tensors and plain containers that a checkpoint may name: the allow-list of
+torch.serialization.safe_globals for every loader of tagmill checkpoints."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The state _save wrote to `path`, loaded weights only (nothing in the file runs). CheckpointError for
+    a file that does not load that way (a pickle of other objects, planted code, a damaged file) or lacks
+    CHECKPOINT_KEYS (another program's state dict)."""
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - the weights-only unpickler refuses with several error types
+        raise _not_ours(path, f"it does not load as weights only: {_refusal(err)}") from None
+    if not isinstance(state, dict):
+        raise _not_ours(path, f"a {type(state).__name__}, not a dict")
+    missing = sorted(CHECKPOINT_KEYS - set(state))
+    if missing:
+        raise _not_ours(path, f"no {', '.join(repr(k) for k in missing)}")
+    return state
+
+
+def _refusal(err: Exception) -> str:
+    """What torch refused, without its advice to retry with weights_only=False (that would run the file)."""
+    named = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return f"it names {named.group(1)}, which no checkpoint of ours holds" if named else type(err).__name__
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def _not_ours(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a `tagmill train` checkpoint ({why}); {_start_over(path)}")
+
+
+def _start_over(path: Path) -> str:
+    return f"delete {path} to start over, or pass another --out"
 
 
 def epoch_report(out_dir: str | Path, epoch: int) -> dict:
@@ -338,18 +402,22 @@ def _save(path: Path, model, optimizer, scheduler, epoch: int, step_in_epoch: in
 def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream | None = None
              ) -> tuple[int, int, int, list]:
     """(epoch, step in epoch, global step, side-info loss history) after loading every state from `path`."""
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: holds RNG states
+    state = load_checkpoint(path)
     saved = state.get("side_info")
     if (saved is None) != (semantic is None):
         had, has = ("with", "without") if saved is not None else ("without", "with")
-        raise ValueError(f"{path}: this checkpoint was trained {had} titles (side information) and this run is "
-                         f"{has} them; resume with the same train.side_info_weight (0 or not), or train into a new "
-                         f"output folder")
-    model.load_state_dict(state["model"])
-    if semantic is not None:
-        semantic.load_state_dict(saved["stream"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+        raise CheckpointError(f"{path}: this checkpoint was trained {had} titles (side information) and this run "
+                              f"is {has} them; resume with the same train.side_info_weight (0 or not), or train "
+                              f"into a new output folder")
+    try:
+        model.load_state_dict(state["model"])
+        if semantic is not None:
+            semantic.load_state_dict(saved["stream"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:  # another architecture, class count, optimizer
+        raise CheckpointError(f"{path}: does not fit this run ({_first_line(err)}); resume with the "
+                              f"train config and dataset it was trained with, or {_start_over(path)}") from None
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
