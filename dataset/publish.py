@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
 from tagmill.dataset.shards import ImageOptions, write_shards
+from tagmill.labeling.images import read_bytes
 
 FORMAT = "tagmill.shards/1"
 MANIFEST = "manifest.json"
@@ -67,25 +68,18 @@ def plan_shards(samples: DataFrame, split_sizes: dict[str, int], max_samples: in
                                                                                    "image_key")
 
 
-def shard_writer(staging: str, image_root: str, opts: ImageOptions, max_samples: int, max_bytes: int):
+def shard_writer(staging: str, image_root: str, allowed_roots: tuple[str, ...], opts: ImageOptions,
+                 max_samples: int, max_bytes: int):
     """The function each executor runs over its sorted partition (for `mapInArrow`): writes the shards of
-    every bucket it holds into `staging`/shards/ and yields RESULT_SCHEMA record batches."""
+    every bucket it holds into `staging`/shards/ and yields RESULT_SCHEMA record batches. Images are read
+    like the image pass reads them (labeling.images.read_bytes: symlinks followed and checked to stay under
+    `image_root` or `allowed_roots`), so a path it would refuse never reaches a shard."""
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         out_fs, out_dir = filesystem(staging)
-        in_fs, in_dir = filesystem(image_root)
 
         def read_image(path: str) -> bytes:
-            full = f"{in_dir.rstrip('/')}/{path.lstrip('/')}"
-            try:
-                with in_fs.open_input_stream(full) as f:
-                    return f.read()
-            except FileNotFoundError:
-                raise FileNotFoundError(f"no image file at {full}") from None
-            except OSError as err:  # pyarrow reports a missing local file as a plain OSError on some versions
-                if "No such file" in str(err) or "not found" in str(err).lower():
-                    raise FileNotFoundError(f"no image file at {full}") from None
-                raise
+            return read_bytes(image_root, path, allowed_roots)
 
         def open_output(name: str):
             return out_fs.open_output_stream(f"{out_dir}/shards/{name}")

@@ -48,7 +48,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     images = io.read_table(spark, root, mine_logs.STAGE, "images", run_date).select("image_key", "image_path").distinct()
     log.info("image-pass %s: reading and hashing every listing image", run_date)
-    io.write_table(hash_images(images, cfg.inputs.image_root), root, STAGE, "hashed", run_date)
+    io.write_table(hash_images(images, cfg.inputs.image_root, cfg.inputs.allowed_image_roots), root, STAGE, "hashed", run_date)
     hashed = table("hashed")
 
     partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
@@ -58,7 +58,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
              teacher.teacher_id, teacher.version)
     forward_started = time.time()
-    io.write_table(forward_images(unique, cfg.inputs.image_root, ip), root, STAGE, "forwarded", run_date)
+    io.write_table(forward_images(unique, cfg.inputs.image_root, ip, cfg.inputs.allowed_image_roots), root, STAGE, "forwarded", run_date)
     forward_seconds = time.time() - forward_started
     forwarded = table("forwarded")
     # a 64-bit id per content for the steps that hold all of them at once; checked unique below

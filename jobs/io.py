@@ -11,11 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tagmill.labeling.events import CORRUPT, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS, LISTING_SCHEMA
+from tagmill.labeling.events import (CORRUPT, DATE_PARTITION, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS,
+                                     LISTING_SCHEMA)
 
 PARTITION_COLUMN = "date"
 """Events may be stored under date=YYYY-MM-DD/ folders; partitions after the run date are not read."""
@@ -36,30 +39,126 @@ def _reader(spark: SparkSession, fmt: str, schema):
     return reader.format("json")
 
 
-def _load(spark: SparkSession, path: str, fmt: str, schema) -> DataFrame:
+_BOOKKEEPING = re.compile(r"^(_SUCCESS|_committed_.*|_started_.*|\..*\.crc)$")
+"""Files Hadoop and Spark write beside data (markers, checksums): skipped without a word."""
+_COMPRESSED = ((b"\x1f\x8b", "gzip", (".gz",)), (b"BZh", "bzip2", (".bz2",)),
+               (b"\x28\xb5\x2f\xfd", "zstd", (".zst", ".zstd")), (b"\xfd7zXZ\x00", "xz", ()),
+               (b"PK\x03\x04", "zip", ()))
+"""(magic bytes, compression, the suffixes Spark decompresses it by): Spark picks a codec by a file's name,
+so a gzip file called .jsonl would be read as garbage rows; xz and zip it cannot read at all."""
+_TEXT_FORMATS = ("jsonl", "csv")
+
+
+@dataclass(frozen=True)
+class InputFiles:
+    """What reading an input folder covers: every file is read, or named here as skipped."""
+    read: int
+    """Data files read (those beside date= folders included)."""
+    beside_partitions: tuple[str, ...]
+    """Files at the top of a date-partitioned folder: Spark's partition discovery leaves them out, so
+    they are read apart."""
+    skipped: tuple[str, ...]
+    """Files and folders whose names start with "." or "_" (Spark never reads them), bookkeeping aside."""
+
+    def summary(self) -> dict:
+        return {"read": self.read, "skipped": list(self.skipped)}
+
+
+class Input(NamedTuple):
+    rows: DataFrame
+    files: InputFiles
+
+
+def list_input(spark: SparkSession, path: str, fmt: str) -> InputFiles:
+    """Walk an input folder (or file) the way Spark will read it, and check every data file's first bytes.
+
+    Raises InputError naming the files when a text input (jsonl, csv) is compressed under a name that does
+    not say so (gzip called .jsonl), is compressed in a form Spark cannot read (xz, zip), or says .gz
+    without being gzip."""
     if not path:
         raise InputError(f"no {fmt} input path configured: set it in the [inputs] section of the config")
-    if not exists(spark, path):
+    fs, top = fs_path(spark, path)
+    if not fs.exists(top):
         raise InputError(f"input not found: {path} (check [inputs] in the config)")
-    df = _reader(spark, fmt, schema).load(path)
-    return df.withColumn("source_file", F.col("_metadata.file_path"))
+    data, skipped = [], []
+
+    def walk(folder, depth: int) -> None:
+        for status in sorted(fs.listStatus(folder), key=lambda s: s.getPath().getName()):
+            name, child = status.getPath().getName(), status.getPath()
+            if name.startswith((".", "_")):
+                if not _BOOKKEEPING.match(name):
+                    skipped.append(child.toString())
+            elif status.isDirectory():
+                walk(child, depth + 1)
+            else:
+                data.append((child, depth))
+
+    if fs.getFileStatus(top).isDirectory():
+        walk(top, 0)
+    else:
+        data.append((top, 0))
+    partitioned = any(d > 0 for _, d in data)
+    if fmt in _TEXT_FORMATS:
+        problems = [p for p in (_compression_problem(fs, f) for f, _ in data) if p]
+        if problems:
+            raise InputError(f"{len(problems)} input file(s) under {path} cannot be read as {fmt}: "
+                             + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""))
+    beside = tuple(f.toString() for f, d in data if d == 0) if partitioned else ()
+    return InputFiles(read=len(data), beside_partitions=beside, skipped=tuple(skipped))
 
 
-def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date) -> DataFrame:
-    """Raw events (columns of EVENT_FIELDS, `_corrupt_record`, `source_file`), from partitions up to the
-    run date when the input is date-partitioned."""
-    df = _load(spark, path, fmt, EVENT_SCHEMA)
-    if PARTITION_COLUMN in df.columns:
-        df = df.where(F.col(PARTITION_COLUMN) <= F.lit(run_date)).drop(PARTITION_COLUMN)
-    keep = [c for c in (*EVENT_FIELDS, CORRUPT) if c in df.columns]
-    return df.select(*keep, "source_file")
+def _compression_problem(fs, path) -> str | None:
+    """Why Spark would misread this text file by its name, or None."""
+    stream = fs.open(path)
+    try:  # a byte at a time: py4j copies a byte[] argument instead of letting Java fill it
+        head = bytearray()
+        while len(head) < 6 and (byte := stream.read()) >= 0:
+            head.append(byte)
+    finally:
+        stream.close()
+    name = path.getName().lower()
+    for magic, kind, suffixes in _COMPRESSED:
+        if head.startswith(magic):
+            if not suffixes:
+                return f"{path} is {kind}-compressed, which Spark cannot read: decompress it"
+            if not name.endswith(suffixes):
+                return f"{path} is {kind}-compressed but its name does not say so: rename it to end in {suffixes[0]}"
+            return None
+    if name.endswith(".gz"):
+        return f"{path} ends in .gz but is not gzip data: decompress or rename it"
+    return None
 
 
-def read_listings(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+def _load(spark: SparkSession, path: str, fmt: str, schema) -> Input:
+    files = list_input(spark, path, fmt)
+
+    def load(where) -> DataFrame:
+        return _reader(spark, fmt, schema).load(where).withColumn("source_file", F.col("_metadata.file_path"))
+
+    df = load(path)
+    if files.beside_partitions:
+        df = df.unionByName(load(list(files.beside_partitions)), allowMissingColumns=True)
+    return Input(df, files)
+
+
+def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date) -> Input:
+    """Raw events (columns of EVENT_FIELDS, `_corrupt_record`, `source_file`, `date_partition`: the text of
+    the file's date=... folder, null outside one), from partitions up to the run date when the input is
+    date-partitioned; a partition that is not a date is read (labeling.events quarantines its rows)."""
+    rows, files = _load(spark, path, fmt, EVENT_SCHEMA)
+    partition = (F.col(PARTITION_COLUMN).cast("string") if PARTITION_COLUMN in rows.columns
+                 else F.lit(None).cast("string"))
+    day = F.try_to_date(partition, "yyyy-MM-dd")
+    rows = rows.withColumn(DATE_PARTITION, partition).where(day.isNull() | (day <= F.lit(run_date)))
+    keep = [c for c in (*EVENT_FIELDS, CORRUPT) if c in rows.columns]
+    return Input(rows.select(*keep, "source_file", DATE_PARTITION), files)
+
+
+def read_listings(spark: SparkSession, path: str, fmt: str) -> Input:
     """Raw listings plus `row_order`, which grows with a row's place in the input (first copy wins)."""
-    df = _load(spark, path, fmt, LISTING_SCHEMA)
-    keep = [c for c in (*LISTING_FIELDS, CORRUPT) if c in df.columns]
-    return df.select(*keep, "source_file", F.monotonically_increasing_id().alias("row_order"))
+    rows, files = _load(spark, path, fmt, LISTING_SCHEMA)
+    keep = [c for c in (*LISTING_FIELDS, CORRUPT) if c in rows.columns]
+    return Input(rows.select(*keep, "source_file", F.monotonically_increasing_id().alias("row_order")), files)
 
 
 def stage_path(root: str, stage: str, table: str) -> str:

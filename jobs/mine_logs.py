@@ -32,10 +32,14 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     summary_file = io.summary_path(root, STAGE, run_date)
     io.delete(spark, summary_file)  # from here on, this date is untrusted until the summary is back
 
-    events = check_events(io.read_events(spark, cfg.inputs.events, cfg.inputs.events_format, run_date),
-                          run_date, cfg.mining).persist(StorageLevel.MEMORY_AND_DISK)
-    listings = check_listings(io.read_listings(spark, cfg.inputs.catalog, cfg.inputs.catalog_format),
-                              cfg.mining.max_title_chars, cfg.mining.max_id_chars
+    raw_events = io.read_events(spark, cfg.inputs.events, cfg.inputs.events_format, run_date)
+    raw_listings = io.read_listings(spark, cfg.inputs.catalog, cfg.inputs.catalog_format)
+    for what, files in (("events", raw_events.files), ("catalog", raw_listings.files)):
+        if files.skipped:
+            log.warning("mine-logs %s: %d %s file(s) not read (names starting with '.' or '_'): %s", run_date,
+                        len(files.skipped), what, ", ".join(files.skipped[:5]))
+    events = check_events(raw_events.rows, run_date, cfg.mining).persist(StorageLevel.MEMORY_AND_DISK)
+    listings = check_listings(raw_listings.rows, cfg.mining.max_title_chars, cfg.mining.max_id_chars
                               ).persist(StorageLevel.MEMORY_AND_DISK)
     mined = mine_logs(events, listings, cfg.mining, cfg.text)
     # Spark matches cached plans inside later plans: every output below reuses these two.
@@ -52,6 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     io.write_table(repeats.join(paths, "image_key"), root, STAGE, "repeats", run_date)
 
     summary = _summarize(spark, cfg, events.count(), listings.count(), threshold)
+    summary["input_files"] = {"events": raw_events.files.summary(), "catalog": raw_listings.files.summary()}
     summary["seconds"] = round(time.time() - started, 1)
     for df in (events, listings, mined.normalized, mined.all_tuples):
         df.unpersist()

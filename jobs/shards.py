@@ -92,8 +92,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     split_sizes = {s: v["samples"] for s, v in assemble_summary["splits"].items()}
     partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
     planned = plan_shards(samples, split_sizes, d.shard_max_samples, cfg.run.seed, partitions)
-    writer = shard_writer(f"{dataset}/_staging", cfg.inputs.image_root, opts, d.shard_max_samples,
-                          d.shard_max_bytes)
+    writer = shard_writer(f"{dataset}/_staging", cfg.inputs.image_root, cfg.inputs.allowed_image_roots, opts,
+                          d.shard_max_samples, d.shard_max_bytes)
     io.write_table(planned.mapInArrow(writer, RESULT_SCHEMA), root, STAGE, "written", run_date)
     written = io.read_table(spark, root, STAGE, "written", run_date)
     quarantine = written.where(F.col("kind") == "quarantine").select("image_key", "image_path", "split", "reason",

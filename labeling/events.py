@@ -20,6 +20,8 @@ EVENT_FIELDS = ("time", "session_id", "user_id", "query", "product_id", "positio
 REQUIRED_EVENT_FIELDS = ("time", "session_id", "query", "product_id", "action")
 LISTING_FIELDS = ("product_id", "title", "image_paths", "category_path")
 CORRUPT = "_corrupt_record"
+DATE_PARTITION = "date_partition"
+"""The value of the date=... folder an event file sits in (text, null outside one), added by the reader."""
 
 # Raw string schemas: every field is read as text and typed here, so a bad value becomes a reason code
 # instead of a reader error or a silent null.
@@ -40,8 +42,10 @@ never a negative label, only a shown result."""
 
 # Reason codes, in the order rows are checked: a row gets the first that applies.
 EVENT_REASONS = (
+    "bad_partition",      # the file sits in a date=... folder whose value is not a date (YYYY-MM-DD)
     "malformed_row",      # not parseable in the input format
     "invalid_utf8",       # bytes that are not UTF-8
+    "non_string_field",   # a JSON object or array where text belongs (query, ids, action)
     "missing_field",      # time, session_id, query, product_id or action empty
     "oversized_field",    # query or an id longer than the configured maximum
     "unknown_action",     # action not in ACTION_TIERS
@@ -91,10 +95,10 @@ def check_events(raw: DataFrame, run_date: dt.date, cfg: MiningConfig) -> DataFr
     Needs the columns of EVENT_FIELDS (strings, or typed as Parquet keeps them; `user_id` and `position`
     may be absent) and optionally `_corrupt_record` and `source_file`. Adds `event_time` (timestamp),
     `event_position` (int), `tier` (0-3) and `reason` (null for a good row, else one of EVENT_REASONS up
-    to `future_event`). The window is (run_date - retention_days, end of run_date], in UTC.
+    to `future_event`). `date_partition` (optional): the text of the file's date=... folder. The window is (run_date - retention_days, end of run_date], in UTC.
     """
     df = raw
-    for name in EVENT_FIELDS + (CORRUPT,):
+    for name in EVENT_FIELDS + (CORRUPT, DATE_PARTITION):
         if name not in df.columns:
             df = df.withColumn(name, F.lit(None).cast("string"))
     window_end = dt.datetime.combine(run_date + dt.timedelta(days=1), dt.time())
@@ -110,10 +114,16 @@ def check_events(raw: DataFrame, run_date: dt.date, cfg: MiningConfig) -> DataFr
     for name in ("session_id", "user_id", "product_id"):
         oversized = oversized | F.coalesce(F.length(name) > cfg.max_id_chars, F.lit(False))
     corrupt = F.col(CORRUPT).isNotNull()
+    partition = F.col(DATE_PARTITION).cast("string")
+    structured = F.lit(False)
+    for name in ("session_id", "user_id", "query", "product_id", "action"):
+        structured = structured | _json_structure(F.col(name))
     reason = _first_reason([
+        ("bad_partition", partition.isNotNull() & F.try_to_date(partition, "yyyy-MM-dd").isNull()),
         ("invalid_utf8", corrupt & _bad_text(F.col(CORRUPT))),
         ("malformed_row", corrupt),
         ("invalid_utf8", has_bad_bytes),
+        ("non_string_field", structured),
         ("missing_field", _any_blank(REQUIRED_EVENT_FIELDS)),
         ("oversized_field", oversized),
         ("unknown_action", tier.isNull()),
@@ -131,6 +141,13 @@ def check_events(raw: DataFrame, run_date: dt.date, cfg: MiningConfig) -> DataFr
     )
 
 
+def _json_structure(col: Column) -> Column:
+    """True when a text field holds a JSON object or array. Spark's JSON reader hands a field typed as text
+    the JSON of whatever value it finds, so {"query": {"a": 1}} would arrive as the query '{"a":1}'."""
+    text = F.trim(col.cast("string"))
+    return F.coalesce(text.rlike(r"^(\{.*\}|\[.*\])$") & F.try_parse_json(text).isNotNull(), F.lit(False))
+
+
 def _any_blank(columns) -> Column:
     condition = F.lit(False)
     for name in columns:
@@ -143,8 +160,8 @@ def check_listings(raw: DataFrame, max_title_chars: int, max_id_chars: int) -> D
 
     Needs `product_id`, `title`, `image_paths` (array of strings), optional `category_path`,
     `_corrupt_record` and `row_order` (a number that increases with the row's place in the input: of two
-    rows with one product id, the later one is the duplicate). An image path must be relative and stay
-    inside the image root.
+    rows with one product id, the later one is the duplicate). An image path must be a non-empty relative
+    path without NUL bytes that stays inside the image root (symlinks are checked when the image is read).
     """
     df = raw
     for name in LISTING_FIELDS + (CORRUPT,):
@@ -156,8 +173,8 @@ def check_listings(raw: DataFrame, max_title_chars: int, max_id_chars: int) -> D
         bad_bytes = bad_bytes | _bad_text(F.col(name))
     bad_bytes = bad_bytes | F.coalesce(
         F.exists("image_paths", _bad_text), F.lit(False))
-    escapes = F.exists("image_paths", lambda p: p.isNull() | p.startswith("/") | p.rlike(r"(^|/)\.\.(/|$)")
-                       | p.rlike(r"^[A-Za-z][A-Za-z0-9+.-]*:"))
+    escapes = F.exists("image_paths", lambda p: p.isNull() | (F.trim(p) == "") | p.contains("\x00")
+                       | p.startswith("/") | p.rlike(r"(^|/)\.\.(/|$)") | p.rlike(r"^[A-Za-z][A-Za-z0-9+.-]*:"))
     reason = _first_reason([
         ("invalid_utf8", corrupt & _bad_text(F.col(CORRUPT))),
         ("malformed_row", corrupt),

@@ -55,10 +55,12 @@ def spark_schema(schema: pa.Schema) -> str:
 
 # ---- read and hash -------------------------------------------------------------------------------------
 
-def hash_file(root: str, path: str) -> tuple[str | None, int, str | None, str | None]:
-    """(content hash, size in bytes, reason, detail) of one image file; reason is None when it was read."""
+def hash_file(root: str, path: str,
+              allowed: tuple[str, ...] = ()) -> tuple[str | None, int, str | None, str | None]:
+    """(content hash, size in bytes, reason, detail) of one image file; reason is None when it was read.
+    `allowed`: further roots a symlinked image may resolve into (labeling.images.resolve_path)."""
     try:
-        data = read_bytes(root, path)
+        data = read_bytes(root, path, allowed)
     except ImageProblem as err:
         return None, 0, err.reason, str(err)
     if not data:
@@ -66,7 +68,7 @@ def hash_file(root: str, path: str) -> tuple[str | None, int, str | None, str | 
     return content_hash(data), len(data), None, None
 
 
-def hash_images(images: DataFrame, root: str) -> DataFrame:
+def hash_images(images: DataFrame, root: str, allowed: tuple[str, ...] = ()) -> DataFrame:
     """images: image_key, image_path -> image_key, image_path, content_hash, bytes, reason, detail.
 
     `reason` (one of labeling.images.IMAGE_REASONS) is null for a file that was read; such a file still
@@ -75,7 +77,7 @@ def hash_images(images: DataFrame, root: str) -> DataFrame:
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             keys, paths = batch.column("image_key").to_pylist(), batch.column("image_path").to_pylist()
-            hashed = [hash_file(root, path) for path in paths]
+            hashed = [hash_file(root, path, allowed) for path in paths]
             yield pa.RecordBatch.from_arrays(
                 [pa.array(keys, pa.string()), pa.array(paths, pa.string()),
                  *(pa.array([h[i] for h in hashed], kind) for i, kind in
@@ -110,7 +112,7 @@ def fit_threads() -> int:
 
 
 def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher, thresholds: np.ndarray,
-                  cfg: ImagePassConfig) -> pa.RecordBatch:
+                  cfg: ImagePassConfig, allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
     """FORWARD_SCHEMA rows for (content hash, image path) items: each image decoded once, the decodable
     ones forwarded together; a file that cannot be decoded gets its reason instead of a result."""
     n = len(items)
@@ -122,7 +124,7 @@ def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher, thr
     views, done = [], []
     for i, (_, path) in enumerate(items):
         try:
-            image = open_image(read_bytes(root, path), cfg.max_pixels)
+            image = open_image(read_bytes(root, path, allowed), cfg.max_pixels)
         except ImageProblem as err:
             reason[i], detail[i] = err.reason, f"{path}: {err}"
             continue
@@ -158,7 +160,8 @@ def float_lists(rows: list[np.ndarray | None]) -> pa.Array:
     return pa.ListArray.from_arrays(offsets, values, mask=mask)
 
 
-def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig) -> DataFrame:
+def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig,
+                   allowed: tuple[str, ...] = ()) -> DataFrame:
     """unique: content_hash, image_path (one path per distinct content) -> FORWARD_SCHEMA rows.
 
     Batches follow the order of each partition, so sort the input within partitions for reproducible
@@ -171,10 +174,10 @@ def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig) -> DataFr
         for batch in batches:
             pending += zip(batch.column("content_hash").to_pylist(), batch.column("image_path").to_pylist())
             while len(pending) >= cfg.batch_size:
-                yield forward_batch(pending[: cfg.batch_size], root, teacher, thresholds, cfg)
+                yield forward_batch(pending[: cfg.batch_size], root, teacher, thresholds, cfg, allowed)
                 pending = pending[cfg.batch_size:]
         if pending:
-            yield forward_batch(pending, root, teacher, thresholds, cfg)
+            yield forward_batch(pending, root, teacher, thresholds, cfg, allowed)
 
     return unique.select("content_hash", "image_path").mapInArrow(run, spark_schema(FORWARD_SCHEMA))
 

@@ -9,17 +9,19 @@ be an absolute URI. Local files are read with open(), URIs through fsspec (impor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
 import re
 import struct
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_REASONS = ("path_outside_root", "missing_image", "unreadable_image", "empty_image",
+IMAGE_REASONS = ("bad_image_path", "missing_image", "unreadable_image", "empty_image",
                  "undecodable_image", "truncated_image", "image_too_large")
 """Why an image could not be used (`ImageProblem.reason`)."""
 
@@ -31,6 +33,7 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFE
                   struct.error)
 """What Pillow raises for bytes it cannot identify or decode (UnidentifiedImageError is an OSError)."""
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
+_ADDRESS = re.compile(r" object at 0x[0-9A-Fa-f]+")
 
 
 class ImageProblem(ValueError):
@@ -39,36 +42,54 @@ class ImageProblem(ValueError):
     def __init__(self, reason: str, detail: str):
         if reason not in IMAGE_REASONS:
             raise ValueError(f"unknown image problem {reason!r}; expected one of {IMAGE_REASONS}")
-        self.reason, self.detail = reason, detail
-        super().__init__(f"{reason}: {detail}")
+        # Pillow names the stream it read ("<_io.BytesIO object at 0x7f...>"): the address would make two
+        # identical runs write different quarantine tables.
+        self.reason, self.detail = reason, _ADDRESS.sub(" object", detail)
+        super().__init__(f"{reason}: {self.detail}")
 
 
-def resolve_path(root: str, path: str) -> str:
+def resolve_path(root: str, path: str, allowed: Sequence[str] = ()) -> str:
     """Where `path` lives: `root` joined with `path`, or `path` itself when it is an absolute URI.
 
-    The check is lexical (os.path.normpath; symlinks are not followed): a relative path that leaves the root
-    ("../x.jpg", "a/../../x.jpg") or an absolute local path ("/etc/passwd") raises ImageProblem
-    ("path_outside_root"). A URI root ("s3://bucket/images") is joined with "/"."""
+    Raises ImageProblem("bad_image_path") for an empty path, one with a NUL byte, an absolute local path
+    ("/etc/passwd"), and one that leaves the root: lexically ("../x.jpg") or, for a local root, once every
+    symlink is followed (a link inside the root to a file outside it). A local file must resolve inside the
+    real path of `root` or of one of the `allowed` roots (folders the image folders link to, such as a storage
+    mount); the resolved path is returned, so the file opened is the one checked. A URI root
+    ("s3://bucket/images") is joined with "/"."""
+    if not path or "\x00" in path:
+        raise ImageProblem("bad_image_path", f"{path!r} is not a file path")
     if _URI.match(path):
         return path
     if os.path.isabs(path):
-        raise ImageProblem("path_outside_root", f"{path!r} is an absolute path; image paths are relative to the "
-                                                f"image root {root!r} or absolute URIs (s3://bucket/key)")
+        raise ImageProblem("bad_image_path", f"{path!r} is an absolute path; image paths are relative to the "
+                                             f"image root {root!r} or absolute URIs (s3://bucket/key)")
     relative = os.path.normpath(path)
     if relative == os.pardir or relative.startswith(os.pardir + os.sep):
-        raise ImageProblem("path_outside_root", f"{path!r} leaves the image root {root!r}")
+        raise ImageProblem("bad_image_path", f"{path!r} leaves the image root {root!r}")
     if _URI.match(root):
         return f"{root.rstrip('/')}/{relative}"
-    return os.path.join(root, relative)
+    real = os.path.realpath(os.path.join(root, relative))
+    if not any(real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+               for base in _real_roots(root, tuple(allowed))):
+        raise ImageProblem("bad_image_path", f"{path!r} resolves to {real}, outside the image root {root!r}"
+                                             + (f" and {', '.join(allowed)}" if allowed else "")
+                                             + "; name further roots in inputs.allowed_image_roots")
+    return real
 
 
-def read_bytes(root: str, path: str) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _real_roots(root: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(os.path.realpath(r) for r in (root, *allowed))
+
+
+def read_bytes(root: str, path: str, allowed: Sequence[str] = ()) -> bytes:
     """The bytes of the image at `path` (see resolve_path); raises ImageProblem when it cannot be read.
 
-    Reasons: "path_outside_root"; "missing_image" (no such file); "unreadable_image" (a directory, no
-    permission, any other I/O error, or a URI scheme with no filesystem installed). An empty file is
-    returned as b"" (open_image calls it "empty_image")."""
-    where = resolve_path(root, path)
+    Reasons: "bad_image_path"; "missing_image" (no such file); "unreadable_image" (a directory, a symlink
+    loop, no permission, any other I/O error, or a URI scheme with no filesystem installed). An empty file
+    is returned as b"" (open_image calls it "empty_image")."""
+    where = resolve_path(root, path, allowed)
     if _URI.match(where):
         return _read_uri(where)
     try:
@@ -78,8 +99,6 @@ def read_bytes(root: str, path: str) -> bytes:
         raise ImageProblem("missing_image", f"{where}: {err.strerror}") from None
     except OSError as err:
         raise ImageProblem("unreadable_image", f"{where}: {err.strerror or err}") from None
-    except ValueError as err:  # an embedded NUL byte
-        raise ImageProblem("unreadable_image", f"{where!r}: {err}") from None
 
 
 def _read_uri(uri: str) -> bytes:

@@ -87,6 +87,9 @@ class InputsConfig:
     catalog_format: str = "jsonl"
     image_root: str = ""
     """Folder that image_paths are relative to."""
+    allowed_image_roots: tuple[str, ...] = ()
+    """Further folders an image may resolve into once symlinks are followed (e.g. a storage mount the image
+    folders link to). Any other image outside image_root is quarantined as bad_image_path."""
 
     def check(self, prefix: str) -> None:
         for key in ("events_format", "catalog_format"):

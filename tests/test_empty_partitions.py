@@ -228,7 +228,7 @@ def test_shard_writer(spark, tmp_path, rows):
     planned = plan_shards(samples, {"train": rows}, 10, seed=1, partitions=2)
     staging = tmp_path / "staging"
     (staging / "shards").mkdir(parents=True)
-    out = planned.mapInArrow(shard_writer(str(staging), str(tmp_path / "images"), opts, 10, 1 << 20),
+    out = planned.mapInArrow(shard_writer(str(staging), str(tmp_path / "images"), (), opts, 10, 1 << 20),
                              RESULT_SCHEMA)
     assert _columns(out) == RESULT_SCHEMA
     written = _rows(out)

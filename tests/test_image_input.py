@@ -163,10 +163,10 @@ def test_pillows_global_limit_is_left_alone(monkeypatch):
 def test_paths_that_leave_the_root_are_refused(tmp_path, path):
     with pytest.raises(ImageProblem) as err:
         resolve_path(str(tmp_path), path)
-    assert err.value.reason == "path_outside_root"
+    assert err.value.reason == "bad_image_path"
     with pytest.raises(ImageProblem) as err:
         read_bytes(str(tmp_path), path)
-    assert err.value.reason == "path_outside_root"
+    assert err.value.reason == "bad_image_path"
 
 
 def test_paths_resolve_under_the_root():

@@ -148,7 +148,7 @@ def test_a_path_outside_the_image_root_is_refused(spark, tmp_path):
     rows = [("k1", "inside.jpg"), ("k2", "../outside.jpg"), ("k3", "a/../../x.jpg"), ("k4", "/etc/hostname")]
     df = spark.createDataFrame(rows, "image_key string, image_path string").repartition(2)
     reasons = {r.image_key: r.reason for r in hash_images(df, str(tmp_path)).collect()}
-    assert reasons == {"k1": None, "k2": "path_outside_root", "k3": "path_outside_root", "k4": "path_outside_root"}
+    assert reasons == {"k1": None, "k2": "bad_image_path", "k3": "bad_image_path", "k4": "bad_image_path"}
 
 
 def test_a_pickle_that_is_not_a_model_is_refused_by_the_cli(passed, tmp_path, capsys):

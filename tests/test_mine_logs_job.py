@@ -131,7 +131,7 @@ def test_parquet_and_csv_events_are_read_like_json_lines(spark, small_market, tm
 
     _, cfg = small_market
     run_date = cfg.run.run_date()
-    jsonl = check_events(io.read_events(spark, cfg.inputs.events, "jsonl", run_date), run_date, cfg.mining)
+    jsonl = check_events(io.read_events(spark, cfg.inputs.events, "jsonl", run_date).rows, run_date, cfg.mining)
     good = jsonl.where(F.col("reason").isNull())
     # Parquet keeps types (timestamp, int); CSV is all text. Both are date-partitioned like the JSON input.
     typed = good.select(F.col("event_time").alias("time"), *EVENT_FIELDS[1:5],
@@ -142,6 +142,6 @@ def test_parquet_and_csv_events_are_read_like_json_lines(spark, small_market, tm
         .option("header", "true").csv(str(tmp_path / "csv"))
     expected = good.count()
     for fmt in ("parquet", "csv"):
-        checked = check_events(io.read_events(spark, str(tmp_path / fmt), fmt, run_date), run_date, cfg.mining)
+        checked = check_events(io.read_events(spark, str(tmp_path / fmt), fmt, run_date).rows, run_date, cfg.mining)
         assert checked.where(F.col("reason").isNull()).count() == expected, fmt
         assert checked.count() == expected, fmt
