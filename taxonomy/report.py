@@ -28,12 +28,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from tagmill import __version__
-from tagmill.jobs import io
+from tagmill import __version__, stages
 from tagmill.taxonomy.tables import TABLES, pandas_dtypes
 
-STAGE = "taxonomy"
-SIDE_INFO_STAGE = "side-info"
+STAGE = stages.TAXONOMY
+SIDE_INFO_STAGE = stages.SIDE_INFO
 """Its optional query_clusters table (query, events, cluster, similarity, example) joins the report."""
 
 COLUMNS: dict[str, dict[str, str]] = {table: pandas_dtypes(table) for table in TABLES}
@@ -75,15 +74,15 @@ def load_tables(outputs_root: str, run_date: str) -> tuple[dict[str, pd.DataFram
     """
     day = _parse_date(run_date)
     root = _local_root(outputs_root)
-    summary_file = io.summary_path(root, STAGE, day)
+    summary_file = stages.summary_path(root, STAGE, day)
     if not os.path.isfile(summary_file):
         raise FileNotFoundError(
             f"missing {summary_file}: the taxonomy stage has not finished for {run_date}; run "
             f"`tagmill taxonomy --date {run_date}` or `tagmill build` first")
     with open(summary_file, encoding="utf-8") as f:
         summary = json.load(f)
-    tables = {name: _read_table(io.table_path(root, STAGE, name, day), name, run_date) for name in TABLES}
-    clusters = io.table_path(root, SIDE_INFO_STAGE, "query_clusters", day)
+    tables = {name: _read_table(stages.table_path(root, STAGE, name, day), name, run_date) for name in TABLES}
+    clusters = stages.table_path(root, SIDE_INFO_STAGE, "query_clusters", day)
     if os.path.isdir(clusters):  # the side-info stage ran: its query clusters are shown with the taxonomy
         tables["query_clusters"] = pads.dataset(clusters, format="parquet").to_table().to_pandas()
     return tables, summary
@@ -330,7 +329,7 @@ def write_report(outputs_root: str, run_date: str, out_path: str | None = None) 
     tables, summary = load_tables(outputs_root, run_date)
     summary = {"run_date": run_date, **summary}
     if out_path is None:
-        out_path = f"{io.table_path(_local_root(outputs_root), STAGE, '_reports', _parse_date(run_date))}/taxonomy.html"
+        out_path = f"{stages.table_path(_local_root(outputs_root), STAGE, '_reports', _parse_date(run_date))}/taxonomy.html"
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
     page = render_report(tables, summary)
     with open(out_path, "w", encoding="utf-8") as f:
