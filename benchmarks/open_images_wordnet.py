@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tagmill.taxonomy.hierarchy import build_hierarchy
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags
-from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR, load_wordnet
+from tagmill.wordnet import DEFAULT_WORDNET_DIR, load_wordnet
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT_MID = "/m/0bl9f"  # "Entity", the hierarchy's root; not a class

@@ -35,7 +35,8 @@ from tagmill.demo.catalog import make_title
 from tagmill.demo.images import design_signatures, draw_image
 from tagmill.demo.titled import LONG_TAIL_TRAIN, LongTail, long_tail_set, publish_titled
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.word_vectors import token_ids, train_word_vectors
+from tagmill.labeling.word_vectors import train_word_vectors
+from tagmill.word_vector_files import token_ids
 from tagmill.trainer.train import epoch_report, train
 
 _WORD = re.compile(r"[^\W_]+")

@@ -18,6 +18,8 @@ SHARDS = "shards"
 ORDER = (MINE_LOGS, IMAGE_PASS, SIDE_INFO, TAXONOMY, ASSEMBLE, SHARDS)
 """Every stage, in pipeline order."""
 
+WORD_VECTORS = "word_vectors"
+"""side-info's folder of the run date's word vectors, beside its tables."""
 RUNS = "_runs"
 """The folder of a stage's run summaries (beside its tables)."""
 DATASETS = "datasets"
@@ -38,3 +40,8 @@ def table_path(root: str, stage: str, table: str, run_date: dt.date) -> str:
 def dataset_path(root: str, run_date: dt.date) -> str:
     """The published dataset of a run date (manifest.json, classes.json, shards/)."""
     return f"{root.rstrip('/')}/{DATASETS}/{run_date.isoformat()}"
+
+
+def word_vectors_path(root: str, run_date: dt.date) -> str:
+    """The folder of the run date's word vectors (vocabulary.txt, vectors.npy, word_vectors.json)."""
+    return table_path(root, SIDE_INFO, WORD_VECTORS, run_date)

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tagmill import stages
 from tagmill.jobs import io, mine_logs, side_info
-from tagmill.labeling.word_vectors import load_word_vectors
+from tagmill.word_vector_files import load_word_vectors
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
 
 def test_word_vectors_are_written_with_their_checksums(side_info_market):
     cfg, summary = side_info_market
-    folder = Path(side_info.word_vectors_path(cfg.outputs.root, cfg.run.run_date()))
+    folder = Path(stages.word_vectors_path(cfg.outputs.root, cfg.run.run_date()))
     names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
     assert names == ["vectors.npy", "vocabulary.txt", "word_vectors.json"]
     wv = load_word_vectors(folder)  # verifies each file's sha256

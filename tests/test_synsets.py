@@ -11,7 +11,7 @@ import pytest
 
 from tagmill.taxonomy.hierarchy import build_hierarchy, hypernym_path, resolve_domain_roots
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, TagSense, map_tags, read_zh_table
-from tagmill.taxonomy.wordnet import load_wordnet
+from tagmill.wordnet import load_wordnet
 
 WORDNET_DIR = "/usr/share/wordnet"
 REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "open_images_labels"

@@ -19,8 +19,8 @@ from tagmill.labeling.query_clusters import (centroid_cosine, cluster_examples, 
                                              lookup_embeddings, query_embeddings, read_embedding_table)
 from tagmill.labeling.text import normalize_query
 from tagmill.labeling.titles import DEFAULT_NOISE_PHRASES, remove_noise_phrases, title_tokens
-from tagmill.labeling.word_vectors import (WordVectors, load_word_vectors, save_word_vectors, token_ids,
-                                           train_word_vectors)
+from tagmill.labeling.word_vectors import train_word_vectors
+from tagmill.word_vector_files import WordVectors, load_word_vectors, save_word_vectors, token_ids
 
 STOPWORDS = frozenset(TextConfig().stopwords)
 

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from tagmill.taxonomy.wordnet import REQUIRED_FILES, load_wordnet
+from tagmill.wordnet import REQUIRED_FILES, load_wordnet
 
 WORDNET_DIR = "/usr/share/wordnet"
 
@@ -22,7 +22,7 @@ def wn():
 
 
 def test_packaged_lexnames_is_wordnets_45_line_file():
-    text = resources.files("tagmill.taxonomy").joinpath("lexnames.txt").read_text(encoding="utf-8")
+    text = resources.files("tagmill").joinpath("lexnames.txt").read_text(encoding="utf-8")
     rows = [line.split("\t") for line in text.splitlines()]
     assert len(rows) == 45
     assert all(len(row) == 3 for row in rows)

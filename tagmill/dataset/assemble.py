@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
-from tagmill.dataset.sources import SEARCH_LOG, TEACHER
+from tagmill.labeling.sources import SEARCH_LOG, TEACHER
 from tagmill.taxonomy.stats import tag_of
 
 _HASH_RANGE = 1 << 30

@@ -23,13 +23,9 @@ from pyspark.sql import functions as F
 from tagmill.config import SPLITS
 from tagmill.dataset.shards import ImageOptions, write_shards
 from tagmill.labeling.images import read_bytes
+from tagmill.manifest import (CLASS_INDEX, FORMAT, MANIFEST, WORD_VECTORS, DatasetManifest, ShardEntry, SplitTotals,
+                              WordVectorsEntry)
 
-FORMAT = "tagmill.shards/1"
-MANIFEST = "manifest.json"
-CLASS_INDEX = "classes.json"
-WORD_VECTORS = "word_vectors"
-"""Folder of the build's word vectors inside a dataset: labeling.word_vectors.FILES, as word_vector_files
-gives them."""
 STAGING = "_staging"
 
 _RESULT_FIELDS = (("kind", "string"), ("shard", "string"), ("split", "string"), ("samples", "bigint"),
@@ -105,12 +101,12 @@ def start_publish(dataset: str) -> None:
 
 
 def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict,
-                   word_vectors: dict[str, bytes] | None = None) -> dict:
+                   word_vectors: dict[str, bytes] | None = None) -> DatasetManifest:
     """Move the staged shards into place, write the class index, then the manifest, last. Returns the manifest.
 
     `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path,
     support_<split>); `meta` adds dataset, tagmill_version, config_sha256 and image to the manifest;
-    `word_vectors`: file name -> bytes of the build's word vectors (labeling.word_vectors), written to
+    `word_vectors`: file name -> bytes of the build's word vectors (tagmill.word_vector_files), written to
     WORD_VECTORS/ and named in the manifest with their sha256, for the trainer's side information."""
     fs, path = filesystem(dataset)
     _delete_dir(fs, f"{path}/shards")
@@ -133,18 +129,20 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
                   "repeats": sum(x["repeats"] for x in ordered if x["split"] == s),
                   "shards": sum(1 for x in ordered if x["split"] == s),
                   "bytes": sum(x["bytes"] for x in ordered if x["split"] == s)} for s in SPLITS}
-    manifest = {"format": FORMAT, **meta, "num_classes": len(classes), "class_index": CLASS_INDEX,
-                **({"word_vectors": {"path": WORD_VECTORS, "sha256": vectors}} if vectors else {}),
-                "splits": splits,
-                "shards": [{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")} | {"path": s["shard"]}
-                           for s in ordered]}
+    manifest = DatasetManifest(
+        format=FORMAT, **meta, num_classes=len(classes), class_index=CLASS_INDEX,
+        word_vectors=WordVectorsEntry(path=WORD_VECTORS, sha256=vectors) if vectors else None,
+        splits={s: SplitTotals(**totals) for s, totals in splits.items()},
+        shards=[ShardEntry(path=s["shard"], **{k: s[k] for k in ("split", "samples", "repeats", "bytes",
+                                                                       "sha256")}) for s in ordered])
     write_manifest(fs, path, manifest)
     return manifest
 
 
-def write_manifest(fs: pafs.FileSystem, path: str, manifest: dict) -> None:
+def write_manifest(fs: pafs.FileSystem, path: str, manifest: DatasetManifest) -> None:
     """The commit point: written to a temporary name and moved, so no reader sees half a manifest."""
-    _write_json(fs, f"{path}/{MANIFEST}.tmp", manifest)
+    with fs.open_output_stream(f"{path}/{MANIFEST}.tmp") as f:
+        f.write(manifest.to_json())
     fs.move(f"{path}/{MANIFEST}.tmp", f"{path}/{MANIFEST}")
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tagmill.config import SPLITS, SideInfoConfig, TrainConfig
-from tagmill.dataset.sources import SEARCH_LOG
+from tagmill.labeling.sources import SEARCH_LOG
 from tagmill.demo.images import Signature, design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.word_vectors import WordVectors, token_ids, train_word_vectors, word_vector_files
+from tagmill.labeling.word_vectors import train_word_vectors
+from tagmill.word_vector_files import WordVectors, token_ids, word_vector_files
 
 NOISE_WORDS = ("used", "cheap", "great", "black", "white", "red", "blue", "brand", "sale", "original")
 """The words around the class name in a title."""

@@ -11,17 +11,18 @@ import logging
 import time
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tagmill import __version__
+from tagmill import stages
 from tagmill.config import Config, ConfigError
-from tagmill.jobs import io, mine_logs
+from tagmill.jobs import io
+from tagmill.jobs.frame import StageRun
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
 from tagmill.labeling.near_duplicates import cluster_items, code_candidates, image_clusters, verify_candidates
 
-STAGE = "image-pass"
+STAGE = stages.IMAGE_PASS
 log = logging.getLogger("tagmill.image-pass")
 
 
@@ -32,24 +33,19 @@ def projection_path(root: str, run_date, code: str) -> str:
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the image pass for cfg.run's date; returns the run summary (also written as summary.json)."""
-    started = time.time()
-    run_date = cfg.run.run_date()
-    root, ip = cfg.outputs.root, cfg.image_pass
+    ip = cfg.image_pass
     if not ip.teacher:
         raise ConfigError("image_pass.teacher", "is empty",
                           "pass the teacher model: --teacher PATH (a `tagmill train` output folder, a TorchScript "
                           "file or a checkpoint.pt)")
     teacher = check_teacher(ip)  # a bad teacher file is refused before this date's outputs are touched
-    summary_file = io.summary_path(root, STAGE, run_date)
-    io.delete(spark, summary_file)
+    stage = StageRun(spark, cfg, STAGE)
+    root, run_date = stage.root, stage.run_date
+    image_root, allowed = cfg.inputs.image_root, cfg.inputs.allowed_image_roots
 
-    def table(name: str) -> DataFrame:
-        return io.read_table(spark, root, STAGE, name, run_date)
-
-    images = io.read_table(spark, root, mine_logs.STAGE, "images", run_date).select("image_key", "image_path").distinct()
+    images = stage.read("images", stages.MINE_LOGS).select("image_key", "image_path").distinct()
     log.info("image-pass %s: reading and hashing every listing image", run_date)
-    io.write_table(hash_images(images, cfg.inputs.image_root, cfg.inputs.allowed_image_roots), root, STAGE, "hashed", run_date)
-    hashed = table("hashed")
+    hashed = stage.write(hash_images(images, image_root, allowed), "hashed")
 
     partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
     unique = (hashed.where(F.col("reason").isNull()).groupBy("content_hash")
@@ -58,9 +54,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
              teacher.teacher_id, teacher.version)
     forward_started = time.time()
-    io.write_table(forward_images(unique, cfg.inputs.image_root, ip, cfg.inputs.allowed_image_roots), root, STAGE, "forwarded", run_date)
+    forwarded = stage.write(forward_images(unique, image_root, ip, allowed), "forwarded")
     forward_seconds = time.time() - forward_started
-    forwarded = table("forwarded")
     # a 64-bit id per content for the steps that hold all of them at once; checked unique below
     decoded = (forwarded.where(F.col("reason").isNull()).drop("reason", "detail")
                .withColumn("item", F.xxhash64("content_hash")).persist(StorageLevel.MEMORY_AND_DISK))
@@ -74,9 +69,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         projection.save(buffer)
         io.write_bytes(spark, projection_path(root, run_date, name), buffer.getvalue())
         codes = codes.join(add_code(decoded, column, projection, name), "item")
-    io.write_table(codes, root, STAGE, "contents", run_date)
+    contents = stage.write(codes, "contents")
     decoded.unpersist()
-    contents = table("contents")
 
     log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
              cfg.dedup.max_hamming)
@@ -85,13 +79,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     for side in ("a", "b"):  # the content hashes, so an analyst can look the pair up
         evidence = evidence.join(contents.select(F.col("item").alias(f"item_{side}"),
                                                  F.col("content_hash").alias(f"content_hash_{side}")), f"item_{side}")
-    io.write_table(evidence, root, STAGE, "duplicate_pairs", run_date)
-    evidence = table("duplicate_pairs")
-    io.write_table(cluster_items(evidence, contents, cfg.dedup.split_guard), root, STAGE, "clusters", run_date)
+    evidence = stage.write(evidence, "duplicate_pairs")
+    clusters = stage.write(cluster_items(evidence, contents, cfg.dedup.split_guard), "clusters")
     readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
-    io.write_table(image_clusters(readable, contents.select("item", "content_hash"), table("clusters")),
-                   root, STAGE, "images", run_date)
-    out = table("images")
+    out = stage.write(image_clusters(readable, contents.select("item", "content_hash"), clusters), "images")
 
     labels = spark.createDataFrame([(i, x.mid, x.name) for i, x in enumerate(teacher.labels)],
                                    "label_index int, mid string, name string")  # the vocabulary, not the data
@@ -102,29 +93,24 @@ def run(spark: SparkSession, cfg: Config) -> dict:
             .join(F.broadcast(labels), "label_index")
             .select("image_key", "mid", "name", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
                     F.lit(teacher.version).alias("teacher_version")))
-    io.write_table(tags, root, STAGE, "teacher_tags", run_date)
+    stage.write(tags, "teacher_tags")
 
     failed = (hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
               .join(forwarded.where(F.col("reason").isNotNull()).select("content_hash", "reason", "detail"),
                     "content_hash").drop("content_hash"))
     quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
-    io.write_table(quarantine.unionByName(failed), root, STAGE, "images_quarantine", run_date)
+    stage.write(quarantine.unionByName(failed), "images_quarantine")
 
-    summary = _summarize(spark, cfg, images.count(), teacher, forward_seconds)
-    summary["seconds"] = round(time.time() - started, 1)
-    io.write_json(spark, summary_file, summary)
+    summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds))
     log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
              run_date, summary["images"]["out"], summary["contents"]["forwarded"],
              summary["contents"]["images_per_second"], summary["dedup"]["verified_pairs"])
     return summary
 
 
-def _summarize(spark: SparkSession, cfg: Config, images_in: int, teacher, forward_seconds: float) -> dict:
+def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float) -> dict:
     """Counts read back from the written tables; they must add up."""
-    run_date = cfg.run.run_date()
-
-    def table(name):
-        return io.read_table(spark, cfg.outputs.root, STAGE, name, run_date)
+    cfg, table = stage.cfg, stage.read
 
     quarantined = {r["reason"]: r["count"] for r in
                    table("images_quarantine").groupBy("reason").count().orderBy("reason").collect()}
@@ -141,15 +127,12 @@ def _summarize(spark: SparkSession, cfg: Config, images_in: int, teacher, forwar
     pairs = {r["reason"]: r["count"] for r in table("duplicate_pairs").groupBy("reason").count().collect()}
     tags = table("teacher_tags").agg(F.count(F.lit(1)).alias("tags"),
                                      F.countDistinct("image_key").alias("images")).first()
-    labeled = io.read_table(spark, cfg.outputs.root, mine_logs.STAGE, "image_labels", run_date).select("image_key")
+    labeled = table("image_labels", stages.MINE_LOGS).select("image_key")
     cold = table("images").select("image_key").subtract(labeled.distinct())
     cold_tagged = cold.join(table("teacher_tags").select("image_key").distinct(), "image_key").count()
     n_forwarded = int(forwarded["forwarded"])
     ip = cfg.image_pass
     summary = {
-        "stage": STAGE,
-        "run_date": run_date.isoformat(),
-        "tagmill_version": __version__,
         "images": {"in": images_in, "out": int(images["out"]), "quarantined": quarantined},
         "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.labels),
                     "image_size": teacher.image_size, "bf16": ip.bf16, "threshold": ip.threshold, "top_k": ip.top_k},

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from tagmill.labeling.events import (CORRUPT, DATE_PARTITION, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS,
                                      LISTING_SCHEMA)
+from tagmill.stages import stage_path, summary_path, table_path
 
 PARTITION_COLUMN = "date"
 """Events may be stored under date=YYYY-MM-DD/ folders; partitions after the run date are not read."""
@@ -159,18 +160,6 @@ def read_listings(spark: SparkSession, path: str, fmt: str) -> Input:
     rows, files = _load(spark, path, fmt, LISTING_SCHEMA)
     keep = [c for c in (*LISTING_FIELDS, CORRUPT) if c in rows.columns]
     return Input(rows.select(*keep, "source_file", F.monotonically_increasing_id().alias("row_order")), files)
-
-
-def stage_path(root: str, stage: str, table: str) -> str:
-    return f"{root.rstrip('/')}/{stage}/{table}"
-
-
-def summary_path(root: str, stage: str, run_date: dt.date) -> str:
-    return f"{stage_path(root, stage, '_runs')}/run_date={run_date.isoformat()}/summary.json"
-
-
-def table_path(root: str, stage: str, table: str, run_date: dt.date) -> str:
-    return f"{stage_path(root, stage, table)}/run_date={run_date.isoformat()}"
 
 
 def write_table(df: DataFrame, root: str, stage: str, table: str, run_date: dt.date) -> None:

@@ -13,27 +13,27 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tagmill import __version__
+from tagmill import __version__, stages
 from tagmill.config import Config, to_dict
 from tagmill.dataset.expectations import image_pass_suites, mined_suites, sample_suites
 from tagmill.dataset.gate import check_gate, run_gate
 from tagmill.dataset.publish import RESULT_SCHEMA, finish_publish, plan_shards, shard_writer, start_publish
 from tagmill.dataset.shards import ImageOptions
-from tagmill.jobs import assemble, image_pass, io, mine_logs, side_info
-from tagmill.labeling.word_vectors import FILES as WORD_VECTOR_FILES
+from tagmill.jobs import io
+from tagmill.jobs.frame import StageRun
+from tagmill.word_vector_files import FILES as WORD_VECTOR_FILES
 
-STAGE = "shards"
+STAGE = stages.SHARDS
 log = logging.getLogger("tagmill.shards")
 
 
 def dataset_path(cfg: Config) -> str:
     """Where the run date's dataset is published: ROOT/datasets/YYYY-MM-DD/ (manifest.json inside)."""
-    return f"{cfg.outputs.root.rstrip('/')}/datasets/{cfg.run.run_date().isoformat()}"
+    return stages.dataset_path(cfg.outputs.root, cfg.run.run_date())
 
 
 def gate_docs_path(cfg: Config) -> str:
@@ -56,26 +56,22 @@ def config_sha256(cfg: Config) -> str:
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the gate and publish the dataset for cfg.run's date; returns the run summary."""
-    started = time.time()
-    run_date = cfg.run.run_date()
-    root = cfg.outputs.root
+    stage = StageRun(spark, cfg, STAGE)
+    run_date = stage.run_date
     dataset = dataset_path(cfg)
-    summary_file = io.summary_path(root, STAGE, run_date)
-    io.delete(spark, summary_file)
     start_publish(dataset)
 
-    mine_summary = io.read_summary(spark, root, mine_logs.STAGE, run_date)
-    assemble_summary = io.read_summary(spark, root, assemble.STAGE, run_date)
-    samples = io.read_table(spark, root, assemble.STAGE, "samples", run_date)
-    classes = io.read_table(spark, root, assemble.STAGE, "classes", run_date)
+    mine_summary = stage.summary_of(stages.MINE_LOGS)
+    assemble_summary = stage.summary_of(stages.ASSEMBLE)
+    samples = stage.read("samples", stages.ASSEMBLE)
+    classes = stage.read("classes", stages.ASSEMBLE)
 
     log.info("shards %s: validation gate", run_date)
-    suites = mined_suites(io.read_table(spark, root, mine_logs.STAGE, "tuples", run_date),
-                          io.read_table(spark, root, mine_logs.STAGE, "image_labels", run_date), mine_summary)
+    suites = mined_suites(stage.read("tuples", stages.MINE_LOGS), stage.read("image_labels", stages.MINE_LOGS),
+                          mine_summary)
     if cfg.image_pass.teacher:
-        suites += image_pass_suites(io.read_table(spark, root, image_pass.STAGE, "teacher_tags", run_date),
-                                    io.read_table(spark, root, image_pass.STAGE, "images", run_date),
-                                    io.read_summary(spark, root, image_pass.STAGE, run_date))
+        suites += image_pass_suites(stage.read("teacher_tags", stages.IMAGE_PASS),
+                                    stage.read("images", stages.IMAGE_PASS), stage.summary_of(stages.IMAGE_PASS))
     suites += sample_suites(samples, classes, assemble_summary["images"]["out"])
     gate = run_gate(suites, gate_docs_path(cfg))
     gate_summary = {"success": gate.success, "seconds": round(gate.seconds, 1), "spark_jobs": gate.spark_jobs,
@@ -94,11 +90,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     planned = plan_shards(samples, split_sizes, d.shard_max_samples, cfg.run.seed, partitions)
     writer = shard_writer(f"{dataset}/_staging", cfg.inputs.image_root, cfg.inputs.allowed_image_roots, opts,
                           d.shard_max_samples, d.shard_max_bytes)
-    io.write_table(planned.mapInArrow(writer, RESULT_SCHEMA), root, STAGE, "written", run_date)
-    written = io.read_table(spark, root, STAGE, "written", run_date)
+    written = stage.write(planned.mapInArrow(writer, RESULT_SCHEMA), "written")
     quarantine = written.where(F.col("kind") == "quarantine").select("image_key", "image_path", "split", "reason",
                                                                       "detail")
-    io.write_table(quarantine, root, STAGE, "images_quarantine", run_date)
+    stage.write(quarantine, "images_quarantine")
     shards = [r.asDict() for r in written.where(F.col("kind") == "shard")
               .select("shard", "split", "samples", "repeats", "bytes", "sha256").collect()]  # one row per shard
     quarantined = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
@@ -111,23 +106,18 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     class_rows = [r.asDict() for r in classes.collect()]  # the class index is part of the manifest anyway
     vectors = None
     if cfg.side_info.enabled:  # the build's word vectors travel with the dataset (SICoT side information)
-        folder = side_info.word_vectors_path(root, run_date)
+        folder = stages.word_vectors_path(stage.root, run_date)
         vectors = {name: io.read_bytes(spark, f"{folder}/{name}") for name in WORD_VECTOR_FILES}
     manifest = finish_publish(dataset, shards, class_rows, meta, vectors)
-    summary = {
-        "stage": STAGE,
-        "run_date": run_date.isoformat(),
-        "tagmill_version": __version__,
+    summary = stage.finish({
         "samples": {"in": samples_in, "out": sharded, "quarantined": quarantined},
-        "splits": manifest["splits"],
+        "splits": {split: totals.model_dump() for split, totals in manifest.splits.items()},
         "shards": len(shards),
-        "classes": manifest["num_classes"],
+        "classes": manifest.num_classes,
         "dataset": dataset,
         "manifest": f"{dataset}/manifest.json",
         "gate": gate_summary,
-        "seconds": round(time.time() - started, 1),
-    }
-    io.write_json(spark, summary_file, summary)
+    })
     log.info("shards %s: published %d samples in %d shards at %s", run_date, sharded, len(shards), dataset)
     return summary
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -22,41 +21,32 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tagmill import __version__
+from tagmill import stages
 from tagmill.config import Config
-from tagmill.jobs import io, mine_logs
+from tagmill.jobs import io
+from tagmill.jobs.frame import StageRun
 from tagmill.labeling.query_clusters import (centroid_cosine, cluster_examples, cluster_queries, lookup_embeddings,
                                               query_embeddings, read_embedding_table)
 from tagmill.labeling.titles import DEFAULT_NOISE_PHRASES, title_tokens
-from tagmill.labeling.word_vectors import SentenceFile, train_word_vectors, word_vector_files
+from tagmill.labeling.word_vectors import SentenceFile, train_word_vectors
+from tagmill.word_vector_files import word_vector_files
 
-STAGE = "side-info"
-WORD_VECTORS = "word_vectors"
+STAGE = stages.SIDE_INFO
 EXAMPLES_PER_CLUSTER = 5
 log = logging.getLogger("tagmill.side_info")
 
 
-def word_vectors_path(root: str, run_date) -> str:
-    """The folder of the run date's word vectors (vocabulary.txt, vectors.npy, word_vectors.json)."""
-    return io.table_path(root, STAGE, WORD_VECTORS, run_date)
-
-
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run side-info for cfg.run's date; returns the run summary (also written as summary.json)."""
-    started = time.time()
-    sc, run_date, root = cfg.side_info, cfg.run.run_date(), cfg.outputs.root
-    summary_file = io.summary_path(root, STAGE, run_date)
-    io.delete(spark, summary_file)
-
-    titles = (io.read_table(spark, root, mine_logs.STAGE, "images", run_date)
-              .select("product_id", "title").distinct())
+    stage = StageRun(spark, cfg, STAGE)
+    sc, run_date, root = cfg.side_info, stage.run_date, stage.root
+    titles = stage.read("images", stages.MINE_LOGS).select("product_id", "title").distinct()
     noise = sc.noise_phrases or DEFAULT_NOISE_PHRASES
-    tokens = tokenize_titles(titles, noise, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir)
-    io.write_table(tokens, root, STAGE, "title_tokens", run_date)
-    tokens = io.read_table(spark, root, STAGE, "title_tokens", run_date)
+    tokens = stage.write(tokenize_titles(titles, noise, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir),
+                         "title_tokens")
     # distinct queries grow with the label space, not with the events: collected once, in a fixed order, for
     # the corpus and for K-means
-    queries = (io.read_table(spark, root, mine_logs.STAGE, "query_forms", run_date)
+    queries = (stage.read("query_forms", stages.MINE_LOGS)
                .groupBy("query_norm").agg(F.sum("events").alias("events"))
                .where(F.col("query_norm").isNotNull() & (F.col("query_norm") != ""))
                .orderBy("query_norm").collect())
@@ -66,7 +56,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         sentences = _write_corpus(corpus, _sentences(tokens, queries))
         wv = train_word_vectors(SentenceFile(corpus), dim=sc.vector_dim, window=sc.window,
                                 min_count=sc.min_count, epochs=sc.epochs, seed=cfg.run.seed)
-    target = word_vectors_path(root, run_date)
+    target = stages.word_vectors_path(root, run_date)
     io.delete(spark, target)
     for name, data in word_vector_files(wv).items():
         io.write_bytes(spark, f"{target}/{name}", data)
@@ -74,21 +64,16 @@ def run(spark: SparkSession, cfg: Config) -> dict:
              len(wv.vocabulary) - 2, wv.dim, sentences)
 
     clusters, labels = _cluster_queries(spark, cfg, queries, wv)
-    io.write_table(clusters, root, STAGE, "query_clusters", run_date)
-    summary = {
-        "stage": STAGE,
-        "run_date": run_date.isoformat(),
-        "tagmill_version": __version__,
+    stage.write(clusters, "query_clusters")
+    return stage.finish({
         "titles": tokens.count(),
         "queries": len(queries),
         "sentences": sentences,
-        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed, "path": io.committed_path(target)},
+        "word_vectors": {"words": len(wv.vocabulary) - 2, "dim": wv.dim, "seed": wv.seed,
+                         "path": io.committed_path(target)},
         "query_clusters": {"k": len(np.unique(labels[labels >= 0])), "unclustered": int((labels < 0).sum()),
                            "embeddings": "table" if sc.query_embeddings else "mean_word_vectors"},
-        "seconds": round(time.time() - started, 1),
-    }
-    io.write_json(spark, summary_file, summary)
-    return summary
+    })
 
 
 def tokenize_titles(titles: DataFrame, noise: tuple[str, ...], stopwords: frozenset[str],

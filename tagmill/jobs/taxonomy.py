@@ -9,7 +9,6 @@ rule; the job fails before writing its summary if those do not add up.
 from __future__ import annotations
 
 import logging
-import time
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -17,9 +16,11 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from tagmill import __version__
+from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
+from tagmill.jobs.frame import StageRun
+from tagmill.jobs.sources import source_labels
 from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
                                       with_support)
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, directed
@@ -27,9 +28,9 @@ from tagmill.taxonomy.hierarchy import build_hierarchy
 from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
 from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
 from tagmill.taxonomy.tables import SCHEMAS
-from tagmill.taxonomy.wordnet import load_wordnet
+from tagmill.wordnet import load_wordnet
 
-STAGE = "taxonomy"
+STAGE = stages.TAXONOMY
 CONTEXT_PARTNERS = 5
 """Co-occurring tags per tag that the WordNet disambiguation looks at."""
 log = logging.getLogger("tagmill.taxonomy")
@@ -37,25 +38,20 @@ log = logging.getLogger("tagmill.taxonomy")
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the taxonomy for cfg.run's date; returns the run summary (also written as summary.json)."""
-    from tagmill.jobs.assemble import source_labels  # assemble imports this module for its STAGE
-
-    started = time.time()
-    tc, run_date, root = cfg.taxonomy, cfg.run.run_date(), cfg.outputs.root
-    summary_file = io.summary_path(root, STAGE, run_date)
-    io.delete(spark, summary_file)
+    stage = StageRun(spark, cfg, STAGE)
+    tc, run_date, root = cfg.taxonomy, stage.run_date, stage.root
 
     def write(df: DataFrame, table: str) -> DataFrame:
         expected = StructType.fromDDL(SCHEMAS[table]).simpleString()
         if df.schema.simpleString() != expected:  # a bug upstream; casting would turn it into nulls
             raise ValueError(f"taxonomy table {table} came out as {df.schema.simpleString()}; taxonomy.tables "
                              f"declares {expected}")
-        io.write_table(df, root, STAGE, table, run_date)
-        return io.read_table(spark, root, STAGE, table, run_date)
+        return stage.write(df, table)
 
     def write_rows(frame: pd.DataFrame, table: str) -> DataFrame:
         return write(spark.createDataFrame(_rows(frame), SCHEMAS[table]), table)
 
-    labels = source_labels(spark, cfg).persist(StorageLevel.MEMORY_AND_DISK)
+    labels = source_labels(stage).persist(StorageLevel.MEMORY_AND_DISK)
     stats, by_source, labeled = tag_statistics(labels)
     stats = write(stats, "tag_stats")
     write(by_source, "tag_stats_by_source")
@@ -113,10 +109,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     out = sum(int(r["count"]) for r in tag_status if r["status"] != "dropped")
     io.check_counts("raw tags", len(images), out, quarantined)
     classes = taxonomy[taxonomy["kind"] == "class"]
-    summary = {
-        "stage": STAGE,
-        "run_date": run_date.isoformat(),
-        "tagmill_version": __version__,
+    summary = stage.finish({
         "tags": {"in": len(images), "out": out, "quarantined": quarantined,
                  "merged": sum(int(r["count"]) for r in tag_status if r["status"] == "merged")},
         "images": labeled,
@@ -135,9 +128,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                    "merge_min_conditional": tc.merge_min_conditional, "merge_cooccurring": tc.merge_cooccurring,
                    "child_min_conditional": tc.child_min_conditional, "merge_synonyms": tc.merge_synonyms,
                    "domain_roots": list(roots), "propagate_to_ancestors": tc.propagate_to_ancestors},
-        "seconds": round(time.time() - started, 1),
-    }
-    io.write_json(spark, summary_file, summary)
+    })
     log.info("taxonomy %s: %d raw tags -> %d classes in %d domains (%d dropped, %d merged)", run_date,
              len(images), summary["classes"], len(summary["domains"]), sum(quarantined.values()),
              summary["tags"]["merged"])

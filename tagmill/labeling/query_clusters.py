@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagmill.labeling.word_vectors import WordVectors
+from tagmill.word_vector_files import WordVectors
 
 
 def query_embeddings(queries: Sequence[list[str]], wv: WordVectors) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagmill.labeling.word_vectors import file_sha256
+from tagmill.checksums import file_sha256
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.train import CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS
 from tagmill.trainer.transforms import MEAN, STD

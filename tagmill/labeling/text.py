@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
-from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR, load_wordnet
+from tagmill.wordnet import DEFAULT_WORDNET_DIR, load_wordnet
 
 SCRIPTS = ("zh", "en", "mixed", "other")
 """Values of `script_of`."""

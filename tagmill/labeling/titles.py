@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 
 from tagmill.labeling.text import HAN, HAN_CLASS, fold, normalize_query
-from tagmill.taxonomy.wordnet import DEFAULT_WORDNET_DIR
+from tagmill.wordnet import DEFAULT_WORDNET_DIR
 
 DEFAULT_NOISE_PHRASES: tuple[str, ...] = (
     # English: shipping, novelty, condition and haggling boilerplate

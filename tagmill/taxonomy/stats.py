@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tagmill.dataset.sources import SEARCH_LOG, TEACHER
+from tagmill.labeling.sources import SEARCH_LOG, TEACHER
 
 
 def tag_of(label: Column) -> Column:

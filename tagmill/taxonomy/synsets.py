@@ -119,7 +119,7 @@ def map_tags(tags: Iterable[str], wn, *, context: Mapping[str, Sequence[str]] | 
     """Map each raw tag to one WordNet noun synset.
 
     Inputs: `tags`, raw tags (English phrases, Open Images display names, Chinese queries; duplicates collapse);
-    `wn`, a WordNet reader (`tagmill.taxonomy.wordnet.load_wordnet()`); `context`, optional {tag: co-occurring
+    `wn`, a WordNet reader (`tagmill.wordnet.load_wordnet()`); `context`, optional {tag: co-occurring
     tags}, used to disambiguate (co-occurring tags need not be in `tags`); `domain_roots`, synset names whose
     descendants get a bonus (default DEFAULT_DOMAIN_ROOTS); `zh_table`, optional {zh: en} (`read_zh_table`).
     Output: {tag: TagSense} with one entry for every distinct input tag, unmapped ones included.

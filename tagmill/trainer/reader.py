@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from tagmill.labeling.word_vectors import WordVectors, file_sha256, load_word_vectors
+from tagmill.checksums import file_sha256
+from tagmill.manifest import FORMAT, MANIFEST, parse_manifest
+from tagmill.word_vector_files import WordVectors, load_word_vectors
 from tagmill.trainer.side_info import pad_token_ids
 from tagmill.trainer.transforms import decode_sample, load_image_tensor
 
@@ -38,12 +40,7 @@ __all__ = ["FORMAT", "MANIFEST", "BAD_SHARD_POLICIES", "DatasetError", "CorruptS
            "Manifest", "read_manifest", "check_shards", "ShardStream", "make_loader", "decode_sample",
            "load_image_tensor", "TITLE_MAX_LEN", "collate_titles", "load_dataset_word_vectors"]
 
-FORMAT = "tagmill.shards/1"
-"""The manifest format this reader understands (tagmill.dataset.publish.FORMAT; not imported, so the
-trainer does not pull in Spark)."""
-MANIFEST = "manifest.json"
 BAD_SHARD_POLICIES = ("fail", "skip")
-_SHARD_FIELDS = ("path", "split", "samples", "repeats", "bytes", "sha256")
 TITLE_MAX_LEN = 32
 """Longest title the trainer feeds the semantic stream, in word ids: a batch's titles are padded to its
 longest title, capped here (later words are dropped). Marketplace titles rarely pass 20 words."""
@@ -114,32 +111,20 @@ def read_manifest(path: str | Path) -> Manifest:
     if raw.get("format") != FORMAT:
         raise DatasetError(f"{file}: format {raw.get('format')!r} is not {FORMAT!r}, the one this tagmill reads; "
                            f"rebuild the dataset with this version's `tagmill shards`")
+    try:
+        parsed = parse_manifest(raw)
+    except ValueError as err:
+        raise DatasetError(f"{file}: {err}; rebuild the dataset with `tagmill shards`") from None
     root = file.parent
-    shards = []
-    for i, entry in enumerate(raw.get("shards", [])):
-        missing = [k for k in _SHARD_FIELDS if k not in entry]
-        if missing:
-            raise DatasetError(f"{file}: shards[{i}] lacks {missing}; rebuild the dataset with `tagmill shards`")
-        shards.append(ShardInfo(path=root / entry["path"], split=entry["split"], samples=int(entry["samples"]),
-                                repeats=int(entry["repeats"]), bytes=int(entry["bytes"]), sha256=entry["sha256"]))
-    num_classes = int(raw.get("num_classes", -1))
-    classes = _read_classes(root / raw.get("class_index", "classes.json"), num_classes)
-    return Manifest(root=root, dataset=str(raw.get("dataset", "")), num_classes=num_classes, classes=classes,
-                    splits=dict(raw.get("splits", {})), shards=tuple(shards), image=dict(raw.get("image", {})),
-                    raw=raw, word_vectors=_word_vectors_entry(file, raw.get("word_vectors")))
-
-
-def _word_vectors_entry(file: Path, entry) -> dict | None:
-    """The manifest's optional "word_vectors" entry with its folder made absolute; None when absent."""
-    if entry is None:
-        return None
-    path = entry.get("path") if isinstance(entry, dict) else None
-    digests = entry.get("sha256") if isinstance(entry, dict) else None
-    if not (isinstance(path, str) and isinstance(digests, dict) and digests
-            and all(isinstance(k, str) and isinstance(v, str) for k, v in digests.items())):
-        raise DatasetError(f"{file}: \"word_vectors\" must be {{\"path\": folder, \"sha256\": {{file: hex}}}}, found "
-                           f"{entry!r}; rebuild the dataset with `tagmill shards`")
-    return {"path": file.parent / path, "sha256": dict(digests)}
+    shards = tuple(ShardInfo(path=root / s.path, split=s.split, samples=s.samples, repeats=s.repeats, bytes=s.bytes,
+                             sha256=s.sha256) for s in parsed.shards)
+    vectors = parsed.word_vectors
+    return Manifest(root=root, dataset=parsed.dataset, num_classes=parsed.num_classes,
+                    classes=_read_classes(root / parsed.class_index, parsed.num_classes),
+                    splits={split: totals.model_dump() for split, totals in parsed.splits.items()}, shards=shards,
+                    image=dict(parsed.image), raw=raw,
+                    word_vectors=None if vectors is None else {"path": root / vectors.path,
+                                                               "sha256": dict(vectors.sha256)})
 
 
 def load_dataset_word_vectors(manifest: Manifest) -> WordVectors:

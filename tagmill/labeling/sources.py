@@ -1,7 +1,7 @@
 """Names of the label sources, as the `source` column of the labels table holds them.
 
-Their own module because both the dataset assembly (which writes them) and the taxonomy statistics (which
-count per source) read them, and the assembly maps labels through the taxonomy's `tag_of`.
+The labeling stages make labels from these sources; the taxonomy statistics count per source and the dataset
+assembly writes them (both packages sit above labeling, so neither imports the other for them).
 """
 
 SEARCH_LOG = "search_log"

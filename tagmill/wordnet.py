@@ -3,7 +3,7 @@
 Debian's `wordnet-base` and `wordnet-sense-index` packages install the WordNet 3.0 database in
 /usr/share/wordnet (data.noun, index.noun, noun.exc, index.sense, ...). NLTK's `WordNetCorpusReader` reads
 that format but also wants WordNet's `lexnames` file, which Debian does not ship; tagmill packages it
-(`taxonomy/lexnames.txt`) and the reader here takes that one file from the package, so nothing is copied into
+(`tagmill/lexnames.txt`) and the reader here takes that one file from the package, so nothing is copied into
 or written under the WordNet folder. `nltk.download` is never called.
 """
 
@@ -70,7 +70,7 @@ def _check_files(wordnet_dir: str) -> None:
 
 @functools.cache
 def _lexnames_text() -> str:
-    return resources.files("tagmill.taxonomy").joinpath("lexnames.txt").read_text(encoding="utf-8")
+    return resources.files("tagmill").joinpath("lexnames.txt").read_text(encoding="utf-8")
 
 
 @functools.cache

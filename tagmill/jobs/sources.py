@@ -1,0 +1,20 @@
+"""The label sources as the stages after mine-logs and the image pass read them (taxonomy, assemble)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from tagmill import stages
+from tagmill.dataset.assemble import search_log_labels, teacher_labels
+from tagmill.jobs.frame import StageRun
+
+
+def source_labels(stage: StageRun) -> DataFrame:
+    """LABEL_COLUMNS rows of every source for the run date: the search log's, and the teacher's tags when a
+    teacher is configured (refusing a date the image pass did not finish)."""
+    labels = search_log_labels(stage.read("image_labels", stages.MINE_LOGS))
+    if stage.cfg.image_pass.teacher:
+        stage.summary_of(stages.IMAGE_PASS)
+        tags = stage.read("teacher_tags", stages.IMAGE_PASS)
+        labels = labels.unionByName(teacher_labels(tags, stage.read("images", stages.MINE_LOGS)))
+    return labels
