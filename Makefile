@@ -7,6 +7,7 @@ demo: setup
 	$(VENV)/bin/tagmill demo --out demo-out
 
 test: setup
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 setup:
