@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
-from tagmill.checksums import file_sha256
+from tagmill.checksums import file_problem
 from tagmill.manifest import FORMAT, MANIFEST, parse_manifest
 from tagmill.word_vector_files import WordVectors, load_word_vectors
 from tagmill.trainer.side_info import pad_token_ids
@@ -139,14 +139,13 @@ def load_dataset_word_vectors(manifest: Manifest) -> WordVectors:
                            f"or train on images alone with train.side_info_weight = 0")
     folder = Path(manifest.word_vectors["path"])
     for name, expected in sorted(manifest.word_vectors["sha256"].items()):
-        path = folder / name
-        if not path.is_file():
-            raise DatasetError(f"{path}: missing, the manifest lists it under \"word_vectors\"; rebuild the "
-                               f"dataset with `tagmill shards`")
-        found = file_sha256(path)
-        if found != expected:
-            raise DatasetError(f"{path}: sha256 mismatch (file {found}, manifest {expected}); the word vectors "
-                               f"were changed after publishing, rebuild the dataset with `tagmill shards`")
+        problem = file_problem(folder / name, expected)
+        if problem == "missing":
+            raise DatasetError(f"{folder / name}: missing, the manifest lists it under \"word_vectors\"; rebuild "
+                               f"the dataset with `tagmill shards`")
+        if problem:
+            raise DatasetError(f"{folder / name}: {problem}; the word vectors were changed after publishing, "
+                               f"rebuild the dataset with `tagmill shards`")
     try:
         return load_word_vectors(folder, verify=False)  # every file was just checked against the manifest
     except (OSError, ValueError) as err:
@@ -205,16 +204,7 @@ def check_shards(shards: Iterable[ShardInfo], policy: str = "fail") -> tuple[lis
 
 def shard_problem(shard: ShardInfo) -> str | None:
     """What is wrong with one shard file ("missing", "size X != manifest Y", "sha256 mismatch ..."), or None."""
-    path = Path(shard.path)
-    if not path.is_file():
-        return "missing"
-    size = path.stat().st_size
-    if size != shard.bytes:
-        return f"size {size} != manifest {shard.bytes}"
-    digest = file_sha256(path)
-    if digest != shard.sha256:
-        return f"sha256 mismatch (file {digest}, manifest {shard.sha256})"
-    return None
+    return file_problem(shard.path, shard.sha256, shard.bytes)
 
 
 class ShardStream(IterableDataset):
