@@ -362,3 +362,73 @@ def test_query_clusters_of_the_side_info_stage_join_the_report(outputs):
     tables, summary = load_tables(str(outputs), RUN_DATE)
     page = render_report(tables, summary)
     assert "2 clusters of 3 queries" in page and "sofa, couch" in page and "1 queries without" in page
+
+
+EVIL = "<script>alert('x')</script>"
+EVIL_IMG = '"><img src=x onerror="alert(1)">'
+
+
+def test_report_escapes_every_name_from_the_data(outputs):
+    """Class names, aliases, synsets, tags, rules, diff rows, queries and summary values come from users or
+    upstream data: the template's autoescape keeps all of them text, only the PNG data: URIs are markup."""
+    tables, summary = load_tables(str(outputs), RUN_DATE)
+    taxonomy = tables["taxonomy"]
+    sofa = taxonomy.index[taxonomy["name"] == "sofa"][0]
+    taxonomy.at[sofa, "name"] = EVIL
+    taxonomy.at[sofa, "synset"] = EVIL_IMG
+    taxonomy.at[sofa, "aliases"] = [EVIL_IMG, "sofa"]
+    taxonomy.loc[taxonomy["kind"] == "node", "kind"] = '"node'  # lands in a class attribute
+    tables["decisions"].loc[0, ["other", "detail"]] = [EVIL, EVIL_IMG]
+    tables["diff"].loc[0, ["name", "detail"]] = [EVIL, EVIL_IMG]
+    tables["query_clusters"] = pd.DataFrame({"query": [EVIL, EVIL_IMG], "events": [3, 2], "cluster": [0, 0],
+                                             "similarity": [0.9, 0.8], "example": [True, True]})
+    summary = {**summary, "previous_run_date": EVIL, "config": {**summary["config"], "note": EVIL_IMG}}
+
+    html_page = render_report(tables, summary, title=EVIL_IMG)
+
+    assert "<script" not in html_page and "<img src=x" not in html_page
+    page = parse(html_page)
+    assert page.counts.get("script", 0) == 0
+    assert len(page.images) == 2 and all(src.startswith("data:image/png;base64,") for src in page.images)
+    text = "".join(page.text)
+    assert text.count(EVIL) >= 5 and text.count(EVIL_IMG) >= 5  # shown to the reader as text
+
+
+def test_report_is_self_contained(outputs):
+    tables, summary = load_tables(str(outputs), RUN_DATE)
+
+    html_page = render_report(tables, summary)
+
+    assert "http://" not in html_page and "https://" not in html_page and "@import" not in html_page
+    assert all(href.startswith("#") for href in _attribute_values(html_page, "href"))
+    assert all(src.startswith("data:image/png;base64,") for src in _attribute_values(html_page, "src"))
+
+
+def _attribute_values(html_page: str, name: str) -> list[str]:
+    values: list[str] = []
+
+    class Attributes(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            values.extend(v or "" for k, v in attrs if k == name)
+
+    Attributes().feed(html_page)
+    return values
+
+
+def test_report_template_ships_as_package_data():
+    from importlib.resources import files
+
+    assert files("tagmill.taxonomy").joinpath("templates", "taxonomy.html.j2").is_file()
+
+
+def test_report_data_is_plain_and_shared_with_the_report(outputs):
+    from tagmill.taxonomy import report, report_data
+
+    assert report.load_tables is report_data.load_tables and report.COLUMNS is report_data.COLUMNS
+    tables, summary = report_data.load_tables(str(outputs), RUN_DATE)
+    data = report_data.page_data(tables, summary, max_rows=2)
+
+    assert data["run_date"] == RUN_DATE
+    assert data["decisions"]["drops"]["total"] == 3 and data["decisions"]["drops"]["table"].left == 1
+    assert [domain["name"] for domain in data["tree"]] == ["electronics", "furniture"]
+    assert data["decisions"]["drops"]["table"].rows[1][:2] == ["rare_images", "<script>"]  # escaped by the template

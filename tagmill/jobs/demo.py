@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import logging
+from collections import defaultdict
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
+from tagmill import stages
 from tagmill.config import Config, load_config, to_dict, to_toml
+from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
+from tagmill.demo.vocabulary import build_leaves
+from tagmill.jobs.build import run_stages
+from tagmill.jobs.train import default_model_dir, print_metrics, run_train
+from tagmill.taxonomy.report import write_report
+from tagmill.trainer.train import epoch_report
 
 log = logging.getLogger("tagmill.demo")
 
@@ -29,9 +40,6 @@ COTRAINING_WEIGHT = 1.0
 def write_demo_market(out: Path, cfg: Config) -> Path:
     """Generate the market under OUT/market (skipped when one with the same demo settings is there) and
     write OUT/tagmill.toml, a config whose inputs point at it. Returns that config's path."""
-    from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
-    from tagmill.demo.vocabulary import build_leaves
-
     out = out.resolve()
     market = out / "market"
     marker = market / "_generated.json"
@@ -59,11 +67,6 @@ def run_demo(out: Path, overrides: dict) -> int:
     """Generate the market, build it from the search log, train a teacher on that dataset, run the image
     pass with it over every listing image (cold-start listings included), rebuild with teacher tags and
     dedup, and train the demo model on the result."""
-    from tagmill.jobs import assemble, image_pass, shards, taxonomy
-    from tagmill.jobs.build import run_stages
-    from tagmill.jobs.train import default_model_dir, print_metrics, run_train
-    from tagmill.trainer.train import epoch_report
-
     merged = {section: dict(values) for section, values in DEMO_OVERRIDES.items()}
     for section, values in overrides.items():
         merged.setdefault(section, {}).update(values)
@@ -81,11 +84,9 @@ def run_demo(out: Path, overrides: dict) -> int:
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
     config_file.write_text(to_toml(cfg), encoding="utf-8")
-    summaries = run_stages(cfg, [image_pass.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
+    summaries = run_stages(cfg, [stages.IMAGE_PASS, stages.TAXONOMY, stages.ASSEMBLE, stages.SHARDS])
     _print_stages(cfg, summaries)
     print(_planted_duplicates(cfg, market))
-    from tagmill.taxonomy.report import write_report
-
     report = write_report(cfg.outputs.root, cfg.run.run_date().isoformat())
     print(f"\ntaxonomy report for analysts: {report}  (tagmill report taxonomy --config {config_file})")
     print(f"\nconfig used: {config_file}  (tagmill build --config {config_file} reruns every stage)")
@@ -120,28 +121,18 @@ def _head_tail(images_only: dict, cotrained: dict) -> str:
 
 
 def _print_stages(cfg: Config, summaries: dict[str, dict]) -> None:
-    from tagmill.jobs.io import stage_path, summary_path
-
     run_date = cfg.run.run_date()
     for stage, summary in summaries.items():
         print(f"\n== {stage} ==")
         print(_describe(summary))
-        print(f"  outputs:  {stage_path(cfg.outputs.root, stage, '<table>')}/run_date={run_date}/")
-        print(f"  summary:  {summary_path(cfg.outputs.root, stage, run_date)}")
+        print(f"  outputs:  {stages.stage_path(cfg.outputs.root, stage, '<table>')}/run_date={run_date}/")
+        print(f"  summary:  {stages.summary_path(cfg.outputs.root, stage, run_date)}")
 
 
 def _planted_duplicates(cfg: Config, market: Path) -> str:
     """How the image pass's clusters compare with the duplicates the generator planted (pair precision
     and recall), read from the local outputs."""
-    import csv
-    from collections import defaultdict
-
-    import pyarrow.parquet as pq
-
-    from tagmill.jobs import image_pass
-    from tagmill.jobs.io import table_path
-
-    images = pq.read_table(table_path(cfg.outputs.root, image_pass.STAGE, "images", cfg.run.run_date()),
+    images = pq.read_table(stages.table_path(cfg.outputs.root, stages.IMAGE_PASS, "images", cfg.run.run_date()),
                            columns=["image_path", "cluster"]).to_pylist()
     cluster_of = {r["image_path"]: r["cluster"] for r in images}
     with open(market / "truth" / "duplicates.csv", encoding="utf-8") as f:
