@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import re
 import statistics
@@ -66,7 +65,7 @@ def publish_titled_dataset(folder: Path, samples: int, size: int, seed: int) -> 
     index = vectors.index()
     pool = [draw_image(signatures[i % len(leaves)], size, 7, i) for i in range(min(400, samples))]
     rows = [{"key": f"{i:020x}", "class_id": classes[i], "split": "train", "jpg": pool[i % len(pool)],
-             "title_ids": token_ids(tokens[i], index, SideInfoConfig.max_title_words)} for i in range(samples)]
+             "title_ids": token_ids(tokens[i], index, SideInfoConfig().max_title_words)} for i in range(samples)]
     return publish_titled(folder, rows, [leaf.name_en for leaf in leaves], vectors, shard_samples=1000)
 
 
@@ -85,7 +84,7 @@ def tail_top1(seeds: int, folder: Path) -> list[dict]:
         manifest = long_tail_set(folder / f"tail-{seed}", seed)
         row = {"seed": seed}
         for name, weight in (("images", 0.0), ("cotrained", 1.0)):
-            cfg = dataclasses.replace(LONG_TAIL_TRAIN, side_info_weight=weight)
+            cfg = LONG_TAIL_TRAIN.model_copy(update={"side_info_weight": weight})
             result = train(manifest, folder / f"tail-{seed}-{name}", cfg, seed=seed)
             row[name] = {group: result.metrics["head_tail"][group]["top_k"]["1"] for group in ("head", "tail")}
         results.append(row)

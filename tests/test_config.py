@@ -1,8 +1,10 @@
 import tomllib
 
 import pytest
+from pydantic import ValidationError
 
-from tagmill.config import Config, ConfigError, config_from_dict, load_config, to_toml
+from tagmill.config import (ARCHITECTURES, CODE_METHODS, EVENT_FORMATS, LABEL_SPACES, LOSSES, POOLINGS, TIERS, Config,
+                            ConfigError, MiningConfig, config_from_dict, load_config, to_toml)
 from tagmill.jobs.cli import _overrides, build_parser
 
 
@@ -59,3 +61,69 @@ def test_command_line_overrides():
     }
     cfg = load_config(None, _overrides(args))
     assert (cfg.mining.min_label_images, cfg.spark.master) == (4, "spark://127.0.0.1:7077")
+
+
+def test_config_show_documents_every_key_and_reads_back(capsys):
+    from tagmill.jobs.cli import cmd_config_show
+
+    assert cmd_config_show(build_parser().parse_args(["config", "show", "--set", "mining.min_label_images=4"])) == 0
+    text = capsys.readouterr().out
+    cfg = config_from_dict(tomllib.loads(text))
+    assert cfg == load_config(None, {"mining": {"min_label_images": 4}})
+    comments = " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+    for section, info in Config.model_fields.items():
+        model = info.annotation
+        for doc in [model.__doc__, *(field.description for field in model.model_fields.values())]:
+            if doc:
+                assert " ".join(doc.split()) in comments, (section, doc)
+    assert to_toml(cfg) == "\n".join(line for line in text.splitlines() if not line.startswith("#")) + "\n"
+
+
+@pytest.mark.parametrize("section, key, choices", [
+    ("inputs", "events_format", EVENT_FORMATS), ("mining", "label_tier", TIERS),
+    ("dataset", "label_space", LABEL_SPACES), ("image_pass", "code_method", CODE_METHODS),
+    ("train", "loss", LOSSES), ("train", "arch", ARCHITECTURES), ("train", "pooling", POOLINGS),
+])
+def test_choices_are_refused_with_the_list(section, key, choices):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({section: {key: "nonesuch"}})
+    assert err.value.key == f"{section}.{key}"
+    assert str(err.value).endswith(f"Fix: use one of {', '.join(choices)}")
+    assert getattr(config_from_dict({section: {key: choices[-1]}}), section).model_dump()[key] == choices[-1]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"dataset": {"jpeg_quality": 101}}, "config key 'dataset.jpeg_quality': must be in 1..100. Fix: use e.g. 90"),
+    ({"image_pass": {"threshold": 2}}, "config key 'image_pass.threshold': 2.0 is not in (0, 1]. Fix: use e.g. 0.5"),
+    ({"image_pass": {"code_bits": 12}},
+     "config key 'image_pass.code_bits': 12 is not a multiple of 8 in 8..1024. Fix: use 64, 128 or 256"),
+    ({"train": {"weight_decay": -1}}, "config key 'train.lr': lr must be positive, weight_decay and warmup_epochs "
+                                      "not negative. Fix: use e.g. lr = 0.01"),
+    ({"demo": {"chinese_share": 1}}, "config key 'demo.chinese_share': must be a share in [0, 1). Fix: set e.g. 0.05"),
+    ({"demo": {"images_per_listing": [1, 2, 3]}},
+     "config key 'demo.images_per_listing': expected 2 values, got 3. Fix: give exactly 2"),
+    ({"mining": {"tier_weights": {"click": "x"}}},
+     "config key 'mining.tier_weights.click': expected float, got str 'x'. Fix: write a float value"),
+    ({"text": {"stopwords": "the"}},
+     "config key 'text.stopwords': expected a list, got 'the'. Fix: write it as [a, b, ...]"),
+    ({"xyzzy": {}}, "config key 'xyzzy': unknown key. Fix: valid keys in the config file: run, spark, inputs, outputs, "
+                    "text, mining, image_pass, dedup, taxonomy, side_info, dataset, train, demo"),
+])
+def test_bounds_and_types_keep_their_messages(data, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert str(err.value) == message
+
+
+def test_types_are_kept_and_sections_are_frozen_and_validated():
+    cfg = config_from_dict({"mining": {"resample_factor": 3}, "text": {"stopwords": ["a"]}})
+    assert cfg.mining.resample_factor == 3.0 and isinstance(cfg.mining.resample_factor, float)
+    assert cfg.text.stopwords == ("a",)
+    assert "resample_factor = 3.0\n" in to_toml(cfg)
+    with pytest.raises(ValidationError):
+        cfg.mining.min_label_images = 3
+    with pytest.raises(ValidationError):
+        MiningConfig(min_label_images=0)  # a section built in code is checked too
+    with pytest.raises(ConfigError, match="mining.min_label_images"):
+        cfg.replace("mining", min_label_images=0)
+    assert cfg.replace("mining", min_label_images=4).mining.min_label_images == 4

@@ -4,7 +4,6 @@ truth files say it is (and nowhere else)."""
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -25,8 +24,8 @@ from tagmill.demo.vocabulary import build_leaves, pluralize
 
 RUN_DATE = dt.date(2026, 11, 20)
 RETENTION = 30
-TINY = dataclasses.replace(DemoConfig(), listings=600, sessions=300, images_per_listing=(1, 2), image_size=32,
-                           days=3, stock_photo_groups=3, bot_sessions=1)
+TINY = DemoConfig(listings=600, sessions=300, images_per_listing=(1, 2), image_size=32, days=3, stock_photo_groups=3,
+                  bot_sessions=1)
 ACTIONS = {"impression", "no_click", "click", "contact", "in_conversation"}
 
 
@@ -122,7 +121,7 @@ def test_same_config_gives_identical_files(market, tmp_path):
     again = generate_market(tmp_path / "again", TINY, RUN_DATE, RETENTION)
     assert again == summary
     assert digests(tmp_path / "again") == digests(root)
-    other = generate_market(tmp_path / "other", dataclasses.replace(TINY, seed=8), RUN_DATE, RETENTION)
+    other = generate_market(tmp_path / "other", TINY.model_copy(update={"seed": 8}), RUN_DATE, RETENTION)
     assert digests(tmp_path / "other") != digests(root) and other["listings"] == summary["listings"]
 
 

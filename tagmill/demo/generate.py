@@ -44,8 +44,7 @@ def generate_market(root: Path, cfg: DemoConfig, run_date: dt.date, retention_da
     sessions, expired_sessions, bot_sessions, users, events (lines), good_events, events_by_action,
     expired_events, bot_events, bad_event_rows (by kind), event_files, bytes.
     """
-    root = Path(root)
-    cfg.check("demo")
+    root = Path(root)  # cfg was checked when it was built (a pydantic model)
     if retention_days < 1:
         raise ValueError(f"retention_days is {retention_days}; give a positive number of days")
     if cfg.days > retention_days:

@@ -29,7 +29,7 @@ NOISE_WORDS = ("used", "cheap", "great", "black", "white", "red", "blue", "brand
 """The words around the class name in a title."""
 
 
-_MAX_TITLE_WORDS = SideInfoConfig.max_title_words  # as the build cuts titles
+_MAX_TITLE_WORDS = SideInfoConfig().max_title_words  # as the build cuts titles
 
 LONG_TAIL_TRAIN = TrainConfig(arch="resnet18", image_size=32, epochs=15, freeze_epochs=0, batch_size=32,
                               optimizer="adamw", lr=0.001, weight_decay=0.01, loss="softmax", num_workers=0,

@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    print(to_toml(_config(args)), end="")
+    print(to_toml(_config(args), documented=True), end="")
     return 0
 
 
@@ -179,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="configuration helpers")
     config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    show = config_sub.add_parser("show", help="print the effective config as TOML (defaults + file + --set)")
+    show = config_sub.add_parser("show", help="print the effective config as TOML (defaults + file + --set), "
+                                              "each key's documentation above it as a comment")
     _add_config_options(show)
     show.set_defaults(func=cmd_config_show)
     return parser

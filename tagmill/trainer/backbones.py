@@ -21,11 +21,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-ARCHITECTURES = ("resnet18", "resnet50", "resnext50_32x4d")
-"""Names accepted by `build_model`."""
-
-POOLINGS = ("max", "avg")
-"""Global pooling of the last feature map: max (58.com's choice) or average (torchvision's)."""
+# The config's choices: ARCHITECTURES, the names accepted by `build_model`; POOLINGS, the global pooling of the
+# last feature map, max (58.com's choice) or average (torchvision's).
+from tagmill.config import ARCHITECTURES, POOLINGS
 
 HEAD_PREFIX = "fc."
 """State-dict prefix of the classifier head; everything else is the backbone."""

@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LOSSES = ("asl", "bce", "softmax", "sampled_softmax")
-"""Names accepted by `build_loss` and `scores_from_logits`."""
+from tagmill.config import LOSSES  # the names accepted by `build_loss` and `scores_from_logits`
 
 _SIGMOID_LOSSES = ("asl", "bce")
 

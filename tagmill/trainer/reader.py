@@ -31,16 +31,16 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 
 from tagmill.checksums import file_problem
+from tagmill.config import BAD_SHARD_POLICIES
 from tagmill.manifest import FORMAT, MANIFEST, parse_manifest
-from tagmill.word_vector_files import WordVectors, load_word_vectors
 from tagmill.trainer.side_info import pad_token_ids
 from tagmill.trainer.transforms import decode_sample, load_image_tensor
+from tagmill.word_vector_files import WordVectors, load_word_vectors
 
 __all__ = ["FORMAT", "MANIFEST", "BAD_SHARD_POLICIES", "DatasetError", "CorruptShard", "ShardReadError", "ShardInfo",
            "Manifest", "read_manifest", "check_shards", "ShardStream", "make_loader", "decode_sample",
            "load_image_tensor", "TITLE_MAX_LEN", "collate_titles", "load_dataset_word_vectors"]
 
-BAD_SHARD_POLICIES = ("fail", "skip")
 TITLE_MAX_LEN = 32
 """Longest title the trainer feeds the semantic stream, in word ids: a batch's titles are padded to its
 longest title, capped here (later words are dropped). Marketplace titles rarely pass 20 words."""

@@ -29,13 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-PAD_ID = 0
-"""Token id of padding in every title. Row PAD_ID of the embedding table is zeros and never trained, and
-padded positions get attention weight exactly 0, so a title's result does not depend on how much padding
-follows it."""
+from tagmill.config import NONLINEARITIES
+from tagmill.word_vector_files import PAD_ID
 
-NONLINEARITIES = ("tanh", "relu", "sigmoid")
-"""Nonlinearities accepted by `BilinearWordAttention` after the pooling (SICoT 3.2 names none)."""
+# Padding (PAD_ID) in every title: row PAD_ID of the embedding table is zeros and never trained, and padded
+# positions get attention weight exactly 0, so a title's result does not depend on how much padding follows
+# it. NONLINEARITIES: accepted by `BilinearWordAttention` after the pooling (SICoT 3.2 names none).
 
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}
 
