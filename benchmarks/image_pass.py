@@ -34,11 +34,13 @@ from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.demo.images import design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.labeling.codes import encode, fit_projection
-from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, thumbnail, verify_pairs
+from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
 from tagmill.labeling.layout import layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.teacher import bf16_supported
+from tagmill.labeling.verification import thumbnail, verify_pairs
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.transforms import MEAN, STD, eval_view
 

@@ -1,4 +1,4 @@
-"""labeling.dedup: Hamming candidates, pixel verification and non-chaining clusters."""
+"""labeling.candidates, verification and clusters: Hamming candidates, pixel verification and non-chaining clusters."""
 
 import hashlib
 import io
@@ -12,8 +12,9 @@ from PIL import Image
 
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
-from tagmill.labeling.dedup import (SearchPlan, _table_pairs, candidate_pairs, canonical_order, cluster, search_plan,
-                                    thumbnail, verify_pairs)
+from tagmill.labeling.candidates import SearchPlan, _table_pairs, candidate_pairs, search_plan
+from tagmill.labeling.clusters import canonical_order, cluster
+from tagmill.labeling.verification import thumbnail, verify_pairs
 
 # ---- candidates ------------------------------------------------------------------------------------------
 

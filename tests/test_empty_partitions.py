@@ -142,7 +142,7 @@ def test_code_candidates_of_columns_spark_knows_are_never_null(spark):
 
 @ONE_OR_NONE
 def test_verify_candidates(spark, tmp_path, rows):
-    from tagmill.labeling.dedup import thumbnail, verify_pairs
+    from tagmill.labeling.verification import thumbnail, verify_pairs
     from tagmill.labeling.near_duplicates import EVIDENCE_SCHEMA, verify_candidates
 
     cfg = DedupConfig()

@@ -8,10 +8,12 @@ import pytest
 from tagmill.config import DedupConfig
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import encode, fit_projection, hamming
-from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, thumbnail, verify_pairs
+from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
 from tagmill.labeling.layout import layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
+from tagmill.labeling.verification import thumbnail, verify_pairs
 
 
 def _brute_force(codes: np.ndarray, radius: int) -> set[tuple[int, int]]:

@@ -26,10 +26,10 @@ from pyspark.sql import functions as F
 
 from tagmill.config import ImagePassConfig
 from tagmill.labeling.codes import Projection, encode
-from tagmill.labeling.dedup import thumbnail
 from tagmill.labeling.images import ImageProblem, content_hash, open_image, read_bytes
 from tagmill.labeling.layout import layout_descriptor
 from tagmill.labeling.teacher import Teacher, bf16_supported, load_teacher, read_thresholds, select_tags
+from tagmill.labeling.verification import thumbnail
 from tagmill.trainer.transforms import eval_view
 
 log = logging.getLogger("tagmill.image-pass")

@@ -7,7 +7,7 @@ same-category look-alikes had embedding cosines of 0.97-0.9999, as high as the t
 layout of the picture (blurred 12 x 12 grids of luma and of both chroma channels after solid padding is
 trimmed, each minus its mean) does differ between two listings, and survives re-encoding, resizing,
 brightness changes and small crops and turns. Its compact code (labeling.codes) gives the Hamming
-candidates; the shortlist keeps each image's few most similar candidates, and labeling.dedup verifies those
+candidates; the shortlist keeps each image's few most similar candidates, and labeling.verification verifies those
 on pixels.
 
 Measured on the planted set (tagmill/demo/dupset.py, 969 images, 825 true pairs), a true pair's image among

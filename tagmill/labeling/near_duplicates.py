@@ -1,10 +1,10 @@
 """Duplicate clusters in Spark (MSURU 3.2): exact by content hash, near by verified code neighbours.
 
-The numeric work lives in `labeling.dedup` (candidates by Hamming distance with faiss, verification on
-embeddings and aligned thumbnails, clusters that grow only through verified pairs); these are its Spark
-adapters. Two steps see all items at once, in one task: the candidate search (8 bytes of code and 8 of id
-per unique image, so 160 MB for 10M images) and the clustering of verified pairs (a few per duplicate).
-Everything else is distributed.
+The numeric work lives in `labeling.candidates` (candidates by Hamming distance with faiss),
+`labeling.verification` (verification on embeddings and aligned thumbnails) and `labeling.clusters`
+(clusters that grow only through verified pairs); these are their Spark adapters. Two steps see all items
+at once, in one task: the candidate search (8 bytes of code and 8 of id per unique image, so 160 MB for 10M
+images) and the clustering of verified pairs (a few per duplicate). Everything else is distributed.
 """
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from tagmill.config import DedupConfig
-from tagmill.labeling.dedup import candidate_pairs, canonical_order, cluster, verify_pairs
+from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.image_pass import embedding_matrix, fixed_binary, spark_schema
 from tagmill.labeling.layout import shortlist
+from tagmill.labeling.verification import verify_pairs
 
 CANDIDATE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32())])
 EVIDENCE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32()),
@@ -86,7 +90,7 @@ def cluster_items(evidence: DataFrame, items: DataFrame, split_guard: float) -> 
     cluster and component). Clusters come from verified pairs; components also join the pairs whose
     thumbnails agree at least `split_guard`, so a duplicate the verifier missed narrowly still stays in its
     twin's split. The canonical image of a cluster is the one verified against the most others, then the
-    largest, then the smallest content hash (labeling.dedup.canonical_order), so a re-run picks the same one."""
+    largest, then the smallest content hash (labeling.clusters.canonical_order), so a re-run picks the same one."""
     # Spark orders NaN above every number, so a pair whose pixels were never compared (NaN) must not pass
     # for a guarded one: that chained most of the demo's products into one split component
     guarded = ~F.isnan("pixel_similarity") & (F.col("pixel_similarity") >= split_guard)
@@ -138,22 +142,19 @@ def components(n: int, a: np.ndarray, b: np.ndarray, order: np.ndarray) -> np.nd
     """The connected component of each item over the verified pairs, named by its best-ranked item.
 
     Clusters are stricter (a member was verified against its canonical image), so two verified duplicates
-    can sit in different clusters; the split is keyed by the component, so they never cross splits."""
-    parent = np.arange(n)
+    can sit in different clusters; the split is keyed by the component, so they never cross splits.
 
-    def root(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for x, y in zip(a.tolist(), b.tolist()):
-        rx, ry = root(x), root(y)
-        if rx != ry:
-            if order[ry] < order[rx]:
-                rx, ry = ry, rx
-            parent[ry] = rx
-    return np.array([root(x) for x in range(n)], np.int64)
+    order: (n,) each item's rank (lowest best), distinct as `canonical_order` gives; of items tied for the
+    best rank in a component, the smaller index names it."""
+    if n == 0:
+        return np.zeros(0, np.int64)
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    graph = coo_array((np.ones(len(a), bool), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    # each component's first item in rank order (np.unique: first position of each label)
+    by_rank = np.lexsort((np.arange(n), np.asarray(order)))
+    _, first = np.unique(label[by_rank], return_index=True)
+    return by_rank[first][label].astype(np.int64)
 
 
 def image_clusters(hashed: DataFrame, contents: DataFrame, clusters: DataFrame) -> DataFrame:

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import coo_array
+from scipy.sparse.csgraph import connected_components
 
 from tagmill.taxonomy.hierarchy import Hierarchy
 from tagmill.taxonomy.synsets import TagSense, is_chinese
@@ -44,18 +47,11 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     """
     drop_rule = dict(zip(drops["tag"], drops["rule"]))  # one rule per dropped tag
     kept = sorted(t for t in images if t not in drop_rule)
-    parent = {t: t for t in kept}
-
-    def root(t: str) -> str:
-        while parent[t] != t:
-            parent[t] = parent[parent[t]]
-            t = parent[t]
-        return t
+    position = {t: k for k, t in enumerate(kept)}
+    links: list[tuple[int, int]] = []  # pairs of kept tags (positions) that share a class
 
     def join(a: str, b: str) -> None:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
+        links.append((position[a], position[b]))
 
     joined_by: dict[str, tuple[str, float]] = {}
     if merge_synonyms:
@@ -69,12 +65,19 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
                 key = ("synset", sense.synset) if sense.exact else ("phrase", " ".join(sense.english.lower().split()))
                 join(tag, by_key.setdefault(key, tag))
     for tag, other, value in merges[["tag", "other", "value"]].itertuples(index=False):
-        if tag in parent and other in parent:
+        if tag in position and other in position:
             join(tag, other)
             joined_by[tag] = (other, float(value))
+    # a class per connected component of the joins, keyed by its smallest tag (the first in sorted `kept`)
+    first: list[int] = []
+    if kept:
+        pairs = np.array(links, np.int64).reshape(-1, 2)
+        graph = coo_array((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(len(kept), len(kept)))
+        label = connected_components(graph, directed=False)[1]
+        first = np.unique(label, return_index=True)[1][label].tolist()
     groups: dict[str, list[str]] = {}
-    for tag in kept:
-        groups.setdefault(root(tag), []).append(tag)
+    for tag, smallest in zip(kept, first):
+        groups.setdefault(kept[smallest], []).append(tag)
 
     def class_name(members: list[str]) -> str:  # a raw tag, so class names never collide
         english = [t for t in members if not is_chinese(t)]

@@ -1,0 +1,244 @@
+"""Geometric alignment of two thumbnails for `labeling.verification`: the similarity transform (zoom,
+rotation, shift) and brightness fit that map one picture onto the other, and what a near-copy edit can be.
+
+`_align`: a few starting zooms ranked by phase correlation at half size, then Lucas-Kanade (`_Fit`) at
+quarter, half and full size, the rotation picked at full size from a few turns. It reads the pyramids of
+`labeling.verification._Picture` (a decoded thumbnail); `_plausible` and `_MAX_CUT` bound the zoom,
+rotation and cut of a near copy, for the comparison as well.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from tagmill.labeling.verification import _Picture
+
+# Rules of the alignment. Distances are in full-size thumbnail px (64 px thumbnails), values 0-255; the
+# figures quoted were measured on tagmill/demo/dupset.py (seeds 7, 11, 23).
+_START_ZOOMS = (0.87, 1.0, 1.15)
+"""B px per A px (for frames of equal size) tried first; the refinement reaches zooms ~10 % off them."""
+_START_DEGREES = (-4.5, -2.25, 0.0, 2.25, 4.5)
+"""Turns tried at full size before the rotation is refined (it converges from about 3 degrees off)."""
+_MAX_DEGREES = 6.0
+"""Largest rotation between near copies (straightening tools turn a photo up to ~5 degrees)."""
+_ZOOM_RANGE = (0.75, 1.34)
+"""Crops of up to ~12 % and pads of up to ~15 % of a side, either way round."""
+_MAX_CUT = 0.22
+"""Each picture's part that the other does not show, pads aside, is at most this share of it: crops of up
+to ~10 % a side (19 % of the area), a straightened rotation's cut, or two such edits of one photo."""
+_LOSS_CAP = 30.0
+"""A pixel's residual counts at most this much in an alignment's loss."""
+_RETRY_LOSS = 6.0
+"""A coarse fit this poor also tries the runner-up starting zoom."""
+_GIVE_UP = 0.6
+"""A pair whose half-size fit leaves this share of A's structure unexplained is no near copy (near copies
+leave at most 0.3 in the planted set, look-alikes 0.5 as a median)."""
+
+
+def _median(values: np.ndarray) -> float:
+    k = len(values) // 2
+    return float(np.partition(values, k)[k])
+
+
+@dataclass
+class _Warp:
+    """B's centred level-0 coordinates of A's pixel centres: X_B = a X_A - b Y_A + tx, Y_B = b X_A + a Y_A + ty,
+    and the fit A ~ gain * B + bias of the pair's structure channel."""
+
+    a: float
+    b: float
+    tx: float
+    ty: float
+    gain: float = 1.0
+    bias: float = 0.0
+
+    def map(self, x: np.ndarray, y: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray]:
+        s = 2.0 ** level
+        a, b = np.float32(self.a), np.float32(self.b)
+        return a * x - b * y + np.float32(self.tx / s), b * x + a * y + np.float32(self.ty / s)
+
+    def inverse(self) -> _Warp:
+        det = self.a * self.a + self.b * self.b
+        a, b = self.a / det, -self.b / det
+        return _Warp(a, b, -(a * self.tx - b * self.ty), -(b * self.tx + a * self.ty))
+
+    @property
+    def zoom(self) -> float:
+        return math.hypot(self.a, self.b)
+
+    @property
+    def degrees(self) -> float:
+        return math.degrees(math.atan2(self.b, self.a))
+
+
+def _structure(a: _Picture, b: _Picture) -> np.ndarray:
+    """(3,) weights of Y, Cb, Cr: the pair's main colour axis (first principal component of both half-size
+    thumbnails), so that a shape that differs from its background in hue but not in brightness shows."""
+    pixels = np.concatenate([a.planes[1].reshape(3, -1), b.planes[1].reshape(3, -1)], axis=1)
+    vector = np.linalg.eigh(np.cov(pixels))[1][:, -1]
+    return (vector if vector[0] >= 0 else -vector).astype(np.float32)
+
+
+def _phase_shift(fa: np.ndarray, b: np.ndarray, valid_b: np.ndarray, max_shift: int) -> tuple[int, int, float]:
+    """Whole-pixel shift d with A(y) ~ b(y + d), |d| <= max_shift, by phase correlation against A's
+    spectrum fa (of A zero-padded to twice its size), and the height of the peak."""
+    h, w = b.shape
+    b = np.where(valid_b, b - (b[valid_b].mean() if valid_b.any() else 0.0), 0.0)
+    cross = np.conj(fa) * np.fft.rfft2(b, s=(2 * h, 2 * w))
+    magnitude = np.abs(cross)
+    cross /= magnitude + 1e-3 * magnitude.max() + 1e-12
+    corr = np.fft.irfft2(cross, s=(2 * h, 2 * w))
+    steps = np.r_[0:max_shift + 1, -max_shift:0]
+    window = corr[np.ix_(steps % (2 * h), steps % (2 * w))]
+    iy, ix = np.unravel_index(int(np.argmax(window)), window.shape)
+    return int(steps[ix]), int(steps[iy]), float(window[iy, ix])
+
+
+class _Fit:
+    """Lucas-Kanade (forward additive, Levenberg-Marquardt steps) of B onto A at one pyramid level, on the
+    similarity and the structure channel's gain and bias. At levels 1 and 2 it reads A's pixels with a clear
+    gradient (3 x 3 means); at full size one pixel in four, so that the fine detail two copies share pins
+    down what compact shapes leave open. Residuals get Tukey weights, so an overlay or a cut-off part does
+    not pull."""
+
+    def __init__(self, a: _Picture, b: _Picture, weights: np.ndarray, level: int):
+        sa, gx_a, gy_a = np.moveaxis(np.tensordot(a.lk[level], weights, axes=([3], [0])), 2, 0)
+        self.stack = np.tensordot(b.lk[level], weights, axes=([3], [0]))  # B's values and gradients (h, w, 3)
+        xs, ys = a.grid(level)
+        if level == 0:
+            h, w = sa.shape
+            keep = ((np.arange(h)[:, None] % 2 == 0) & (np.arange(w)[None, :] % 2 == 0)).ravel()
+        else:
+            strength = np.hypot(gx_a, gy_a).ravel()
+            keep = strength >= max(float(np.quantile(strength, 0.75)), 2.0)
+            if keep.sum() < 24:
+                keep = strength >= float(np.quantile(strength, 0.75))
+        self.xs, self.ys, self.values = xs[keep], ys[keep], sa.ravel()[keep]
+        self.b, self.level, self.scale = b, level, np.float32(2.0 ** level)
+        self.spread = float(np.abs(self.values - _median(self.values)).mean()) + 1e-6
+        """Mean absolute deviation of the values read: what a loss is measured against."""
+
+    def evaluate(self, warp: _Warp) -> tuple[float, tuple | None]:
+        """The loss of a warp: the mean residual over the pixels read that fall in B, each capped at
+        _LOSS_CAP (_LOSS_CAP if under a quarter fall in B: a pad of A must not count against the right
+        warp), and what `system` needs to improve on it (None then)."""
+        xb, yb = warp.map(self.xs, self.ys, self.level)
+        ok = self.b.inside(xb, yb, self.level, 0.5)
+        if ok.sum() < max(12, 0.25 * len(ok)):
+            return _LOSS_CAP, None
+        sampled, gx, gy = self.b.sample(self.stack, xb[ok], yb[ok], self.level)
+        residual = self.values[ok] - (np.float32(warp.gain) * sampled + np.float32(warp.bias))
+        return float(np.minimum(np.abs(residual), _LOSS_CAP).mean()), (warp.gain, ok, sampled, gx, gy, residual)
+
+    def system(self, parts: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Tukey-weighted normal equations (6 x 6, 6) of a Gauss-Newton step from `evaluate`'s parts."""
+        gain, ok, sampled, gx, gy, residual = parts
+        g, s = np.float32(gain), self.scale
+        x, y = self.xs[ok], self.ys[ok]
+        jac = np.stack([g * (gx * x + gy * y), g * (gy * x - gx * y), g * gx / s, g * gy / s, sampled,
+                        np.ones_like(sampled)], axis=1)
+        centred = np.abs(residual)  # the bias takes up any offset
+        limit = 4.685 * (1.4826 * _median(centred) + 1.0)
+        weighted = jac * (np.clip(1.0 - (centred / limit) ** 2, 0.0, None) ** 2)[:, None]
+        return (weighted.T @ jac).astype(np.float64), (weighted.T @ residual).astype(np.float64)
+
+    def refine(self, warp: _Warp, iterations: int, rotate: bool = True) -> tuple[_Warp, float]:
+        """The warp after up to `iterations` steps, and its loss. A step is taken only if it lowers the loss and
+        stays within what near copies show (gain 0.6-1.6, rotation up to twice _MAX_DEGREES, zoom within a
+        quarter of the start); rotate=False keeps the rotation as it is."""
+        loss, parts = self.evaluate(warp)
+        free = [0, 1, 2, 3, 4, 5] if rotate else [0, 2, 3, 4, 5]
+        damping, start_zoom, s = 1e-3, warp.zoom, self.scale
+        hessian = gradient = None
+        for _ in range(iterations):
+            if parts is None:
+                break
+            if hessian is None:
+                hessian, gradient = self.system(parts)
+            h, g = hessian[np.ix_(free, free)], gradient[free]
+            scale = np.sqrt(np.maximum(np.diag(h), 1e-12))
+            step = np.zeros(6)
+            damped = h / np.outer(scale, scale) + damping * np.eye(len(free))
+            step[free] = np.linalg.solve(damped, g / scale) / scale
+            trial = _Warp(warp.a + step[0], warp.b + step[1], warp.tx + step[2], warp.ty + step[3],
+                          warp.gain + step[4], warp.bias + step[5])
+            sane = (0.6 <= trial.gain <= 1.6 and abs(trial.degrees) <= 2 * _MAX_DEGREES
+                    and 0.8 < trial.zoom / start_zoom < 1.25)
+            trial_loss, trial_parts = self.evaluate(trial) if sane else (math.inf, None)
+            if trial_loss < loss:
+                warp, loss, parts, hessian = trial, trial_loss, trial_parts, None
+                damping *= 0.3
+                if abs(step[2]) < 0.02 * s and abs(step[3]) < 0.02 * s and max(abs(step[0]), abs(step[1])) < 2e-4:
+                    break
+            else:
+                damping *= 10.0
+                if damping > 1e3:
+                    break
+        return warp, loss
+
+
+def _plausible(a: _Picture, b: _Picture, warp: _Warp, slack: float = 0.0) -> bool:
+    """Rotation and zoom (relative to equal frames) within what near copies show."""
+    zoom = warp.zoom * max(a.half_size()) / max(b.half_size())
+    return (abs(warp.degrees) <= _MAX_DEGREES + 2 * slack
+            and _ZOOM_RANGE[0] - slack <= zoom <= _ZOOM_RANGE[1] + slack)
+
+
+def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
+    """The similarity that maps A onto B: of a few starting zooms, the best by phase correlation at half
+    size, refined at half size and (when still plausible) at full size."""
+    sa = np.tensordot(weights, a.planes[1], axes=1)
+    h, w = sa.shape
+    fa = np.fft.rfft2(sa - sa.mean(), s=(2 * h, 2 * w))
+    sb = np.tensordot(weights, b.planes[1], axes=1)[..., None]
+    xs, ys = a.grid(1)
+    unit = max(b.half_size()) / max(a.half_size())
+    starts = []
+    for zoom in _START_ZOOMS:
+        start = _Warp(zoom * unit, 0.0, 0.0, 0.0)
+        xb, yb = start.map(xs, ys, 1)
+        valid = b.inside(xb, yb, 1, 0.0).reshape(h, w)
+        warped = b.sample(sb, xb, yb, 1)[0].reshape(h, w)
+        dx, dy, peak = _phase_shift(fa, warped, valid, max(2, round(0.15 * max(h, w))))
+        # A at y matches B at start(y + d): the shift d (half-size px) is B's translation scale * 2d (full size)
+        starts.append((peak, _Warp(start.a, 0.0, 2 * start.a * dx, 2 * start.a * dy)))
+    starts.sort(key=lambda item: -item[0])
+    # refined at quarter size, where a start ~10 % off still converges; the other starts too while the fit
+    # leaves much unexplained, if they correlated nearly as well. The rotation waits for full size: at
+    # coarse sizes a compact shape leaves it open.
+    coarse = _Fit(a, b, weights, 2)
+    warp, loss = coarse.refine(starts[0][1], 5, rotate=False)
+    for peak, start in starts[1:]:
+        if loss > _RETRY_LOSS and peak >= 0.7 * starts[0][0]:
+            warp, loss = min([(warp, loss), coarse.refine(start, 5, rotate=False)], key=lambda item: item[1])
+    half = _Fit(a, b, weights, 1)
+    warp, loss = half.refine(warp, 6, rotate=False)
+    if (not _plausible(a, b, warp, slack=0.05) or min(_covers(a, b, warp, 1)) < 1 - _MAX_CUT - 0.25
+            or loss > _GIVE_UP * half.spread):
+        return warp  # no near copy: not worth the full-size refinement
+    # at full size the luma joins in (sensor noise and fine texture live there); of a few turns, the two
+    # that fit best are refined, and the better kept
+    fine = weights + np.array([1.0, 0.0, 0.0], np.float32)
+    fit = _Fit(a, b, fine / np.linalg.norm(fine), 0)
+    turns = sorted((_turned(warp, degrees) for degrees in _START_DEGREES),
+                   key=lambda turned: fit.evaluate(turned)[0])
+    return min((fit.refine(turned, 5) for turned in turns[:2]), key=lambda item: item[1])[0]
+
+
+def _turned(warp: _Warp, degrees: float) -> _Warp:
+    """The warp turned by `degrees` more about A's centre."""
+    c, s = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return _Warp(warp.a * c - warp.b * s, warp.a * s + warp.b * c, warp.tx, warp.ty, warp.gain, warp.bias)
+
+
+def _covers(a: _Picture, b: _Picture, warp: _Warp, level: int) -> tuple[float, float]:
+    """Share of A's frame that falls in B's, and of B's frame that A covers."""
+    xs, ys = a.grid(level)
+    xb, yb = warp.map(xs, ys, level)
+    cover_a = float(b.inside(xb, yb, level, -1e-3).mean())
+    return cover_a, cover_a * float(np.prod(a.half_size()) / np.prod(b.half_size())) * warp.zoom ** 2
