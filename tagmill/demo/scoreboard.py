@@ -1,0 +1,153 @@
+"""The truth scoreboard: a build's label space and labels, and a model's predictions, scored against the demo
+market's planted truth (`truth/`), never against the dataset's own labels.
+
+A class *names* a category when its name, normalized like a query, is one of the category's proper names in
+the truth (its English name, plural, a synonym or its Chinese name: truth/query_forms.csv kinds name, plural,
+synonym, chinese) or the name of its group or domain. A misspelling or a variant ("cheap sofa") names no
+category, so a class kept under such a name counts against the label space even when its images are right.
+A label is right when its class names the product's true category or one of that category's ancestors.
+
+Plain pandas and pyarrow over the written tables: no Spark.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tagmill import stages
+from tagmill.labeling.text import normalize_query
+
+PROPER_FORMS = ("name", "plural", "synonym", "chinese")
+"""Query-form kinds that name a category (misspellings and variants do not)."""
+
+
+@dataclass(frozen=True)
+class Truth:
+    leaf_of_product: dict[str, str]
+    """product_id -> its true leaf id."""
+    lineage: dict[str, tuple[str, ...]]
+    """leaf id -> (leaf id, "group:<group>", "domain:<domain>"): the categories a label may rightly name."""
+    named: dict[str, str]
+    """Normalized proper name -> the category it names (a leaf id, "group:<g>" or "domain:<d>")."""
+    leaves_with_listings: frozenset[str]
+
+
+def read_truth(market: str | Path, stopwords: frozenset[str], wordnet_dir: str) -> Truth:
+    """The truth of a generated market (its truth/ folder), with names normalized as the build normalizes
+    queries (stopwords and WordNet folder of the build's text config)."""
+    truth = Path(market) / "truth"
+
+    def rows(name: str) -> list[dict]:
+        with open(truth / name, encoding="utf-8", newline="") as f:
+            return list(csv.DictReader(f))
+
+    def norm(text: str) -> str:
+        return normalize_query(text, stopwords, wordnet_dir)
+
+    leaf_of_product = {r["product_id"]: r["leaf_id"] for r in rows("listings.csv")}
+    lineage, named = {}, {}
+    for r in rows("categories.csv"):
+        group, domain = f"group:{r['group']}", f"domain:{r['domain']}"
+        lineage[r["leaf_id"]] = (r["leaf_id"], group, domain)
+        named.setdefault(norm(r["group"]), group)
+        named.setdefault(norm(r["domain"]), domain)
+    owners: dict[str, set[str]] = defaultdict(set)
+    for r in rows("query_forms.csv"):
+        if r["kind"] in PROPER_FORMS:
+            owners[norm(r["form"])].add(r["leaf_id"])
+    # a proper name two leaves share names neither for sure; leaf names win over group and domain names
+    named.update({form: next(iter(leaves)) for form, leaves in owners.items() if len(leaves) == 1 and form})
+    return Truth(leaf_of_product, lineage, named, frozenset(leaf_of_product.values()))
+
+
+def score_build(outputs_root: str | Path, run_date, truth: Truth) -> dict:
+    """The label space and the labels of one build (its assemble tables and published classes.json)."""
+    root = str(outputs_root)
+    index = json.loads((Path(stages.dataset_path(root, run_date)) / "classes.json").read_text(encoding="utf-8"))
+    classes = index["classes"]
+    category = {c["name"]: truth.named.get(c["name"]) for c in classes}
+    leaf_classes: dict[str, list[str]] = defaultdict(list)
+    for name, named in category.items():
+        if named in truth.lineage:
+            leaf_classes[named].append(name)
+    samples = pq.read_table(stages.table_path(root, stages.ASSEMBLE, "samples", run_date),
+                            columns=["product_id", "split", "labels"]).to_pylist()
+    right, total = Counter(), Counter()
+    for sample in samples:
+        lineage = truth.lineage.get(truth.leaf_of_product.get(sample["product_id"], ""), ())
+        for label in sample["labels"]:
+            key = (label["source"], label.get("tier") or "")
+            total[key] += 1
+            right[key] += category.get(label["name"]) in lineage
+    by_source: dict[str, dict] = {}
+    for (source, tier), n in sorted(total.items()):
+        entry = by_source.setdefault(source, {"labels": 0, "right": 0, "tiers": {}})
+        entry["labels"] += n
+        entry["right"] += right[(source, tier)]
+        if tier:
+            entry["tiers"][tier] = round(right[(source, tier)] / n, 4)
+    for entry in by_source.values():
+        entry["precision"] = round(entry["right"] / entry["labels"], 4) if entry["labels"] else None
+    all_labels = sum(total.values())
+    return {
+        "classes": len(classes),
+        "categories_with_listings": len(truth.leaves_with_listings),
+        "classes_per_category": round(len(classes) / max(1, len(truth.leaves_with_listings)), 3),
+        "classes_naming_no_category": sorted(name for name, named in category.items() if named is None),
+        "split_categories": {leaf: sorted(names) for leaf, names in sorted(leaf_classes.items()) if len(names) > 1},
+        "classes_without_training_samples": sorted(c["name"] for c in classes if not c["support"].get("train")),
+        "label_precision": {"all": round(sum(right.values()) / all_labels, 4) if all_labels else None,
+                            **by_source},
+    }
+
+
+def score_predictions(predictions: str | Path, outputs_root: str | Path, run_date, truth: Truth) -> dict:
+    """Top-1 of a model's predictions (tagmill predict's Parquet over a split) against the true categories:
+    right when the top class names the product's category or one of its ancestors."""
+    rows = pq.read_table(str(predictions), columns=["key", "top_names"]).to_pylist()
+    product = {r["image_key"]: r["product_id"] for r in pq.read_table(
+        stages.table_path(str(outputs_root), stages.ASSEMBLE, "samples", run_date),
+        columns=["image_key", "product_id"]).to_pylist()}
+    scored = [r for r in rows if r["top_names"]]
+    right = sum(truth.named.get(r["top_names"][0]) in truth.lineage.get(
+        truth.leaf_of_product.get(product.get(r["key"], ""), ""), ()) for r in scored)
+    return {"images": len(scored), "top1_vs_truth": round(right / len(scored), 4) if scored else None}
+
+
+def format_scoreboard(name: str, build: dict, model: dict | None = None) -> str:
+    """The scoreboard as the demo and the benchmark print it."""
+    split = build["split_categories"]
+    lines = [f"truth scoreboard ({name}):",
+             f"  classes {build['classes']} for {build['categories_with_listings']} categories with listings "
+             f"({build['classes_per_category']:.2f} per category)",
+             f"  classes that name no category: {len(build['classes_naming_no_category'])}"
+             + _examples(build["classes_naming_no_category"]),
+             f"  categories split over several classes: {len(split)}"
+             + _examples([" / ".join(v) for v in split.values()]),
+             f"  classes without training samples: {len(build['classes_without_training_samples'])}"
+             + _examples(build["classes_without_training_samples"])]
+    precision = build["label_precision"]
+    lines.append(f"  label precision against the truth: all {_fmt(precision['all'])}")
+    for source, entry in precision.items():
+        if source != "all":
+            tiers = ", ".join(f"{t} {p:.3f}" for t, p in entry["tiers"].items())
+            lines.append(f"    {source}: {_fmt(entry['precision'])} of {entry['labels']} labels"
+                         + (f" ({tiers})" if tiers else ""))
+    if model is not None:
+        lines.append(f"  model top-1 on the test split against the truth: {_fmt(model['top1_vs_truth'])} "
+                     f"({model['images']} images)")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _examples(names: list[str], n: int = 6) -> str:
+    return f" (e.g. {', '.join(names[:n])})" if names else ""
