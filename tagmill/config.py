@@ -192,9 +192,25 @@ class MiningConfig(Section):
     """Square-root resampling target: total repeats = factor x unique images (MSURU 5.4 doubled it). 0 = off."""
 
 
+_Share = Annotated[float, Field(ge=0, le=1), Says("must be in [0, 1]",
+                                                  "use e.g. 0.0005 for min_share, 0.9 for the conditionals")]
+_Count = Annotated[int, Field(ge=0), Says("must be at least 0", "use 0 to turn it off")]
+
+
+_Whole = Annotated[int, Field(ge=1), Says("must be at least 1", "use a positive whole number")]
+
+
 class DatasetConfig(Section):
     """assemble + gate + shards: how samples are split and written."""
 
+    seller_categories: bool = True
+    """Label every image of a listing with the category its seller picked (category_path's leaf; its ancestors
+    too with taxonomy.propagate_to_ancestors), a label source next to the search log and the teacher ..."""
+    seller_category_confidence: _Share = 0.9
+    """... with this confidence."""
+    min_train_samples: _Whole = 1
+    """A class with fewer training samples after the split folds into its parent class in the taxonomy (or is
+    dropped without one): a class the model never trains on can only be wrong in validation and test."""
     label_space: Annotated[LabelSpace, Says("'{value}' is not a label space", "use one of {choices}")] = "classes"
     """classes: the taxonomy's classes (raw tags without the taxonomy stage); query_clusters: each search-log
     label becomes its query's K-means cluster (side-info stage, MSURU 5.5), teacher tags are left out."""
@@ -284,9 +300,6 @@ class DedupConfig(Section):
     held most products), so it is off by default."""
 
 
-_Share = Annotated[float, Field(ge=0, le=1), Says("must be in [0, 1]",
-                                                  "use e.g. 0.0005 for min_share, 0.9 for the conditionals")]
-_Count = Annotated[int, Field(ge=0), Says("must be at least 0", "use 0 to turn it off")]
 
 
 class TaxonomyConfig(Section):
@@ -314,6 +327,16 @@ class TaxonomyConfig(Section):
     """Images with more distinct tags are left out of the co-occurrence matrix (its cost is quadratic)."""
     merge_synonyms: bool = True
     """Tags that map to one WordNet synset become one class with aliases."""
+    canonicalize: bool = True
+    """Fold the surface forms of one thing (misspellings, plurals, translations, WordNet synonyms, modifier
+    phrases) into the most frequent one, each backed by co-click evidence (taxonomy.canonical) ..."""
+    fold_min_conditional: _Share = 0.6
+    """... a form t folds into T only when at least this share of t's products were also clicked under T (of
+    its images, for a tag no search labeled): shoppers treat the two as one thing ..."""
+    fold_min_shared: _Count = 1
+    """... over at least this many shared products (images) ..."""
+    spelling_ratio: Annotated[float, Field(ge=1), Says("must be at least 1", "use e.g. 3")] = 3.0
+    """... and a misspelling candidate only when the word is on at least this many times its images."""
     domain_roots: Annotated[tuple[str, ...], _LIST] = ()
     """WordNet noun synsets that collapse leaves into domains (58.com: 17); empty: the 21 of
     taxonomy.synsets.DEFAULT_DOMAIN_ROOTS, documented there with the rule that picks one per path."""
@@ -323,7 +346,6 @@ class TaxonomyConfig(Section):
     """Assemble also labels each image with the ancestors of its classes (Tencent ML-Images)."""
 
 
-_Whole = Annotated[int, Field(ge=1), Says("must be at least 1", "use a positive whole number")]
 
 
 class SideInfoConfig(Section):

@@ -62,11 +62,12 @@ def test_image_tags_are_distinct_folded_tags(spark):
 def test_tag_statistics_per_tag_and_per_source_and_tier(spark):
     stats, by_source, labeled = tag_statistics(_labels(spark, LABELS))
     assert labeled == 4
-    assert stats.columns == ["tag", "images", "products", "share", "search_log_images", "teacher_images"]
+    assert stats.columns == ["tag", "images", "products", "share", "search_log_images", "teacher_images",
+                             "seller_category_images"]
     assert _rows(stats, stats.columns) == [
-        ("couch", 1, 1, 0.25, 1, 0),
-        ("mobile phone", 2, 2, 0.5, 1, 1),
-        ("sofa", 2, 2, 0.5, 2, 1),
+        ("couch", 1, 1, 0.25, 1, 0, 0),
+        ("mobile phone", 2, 2, 0.5, 1, 1, 0),
+        ("sofa", 2, 2, 0.5, 2, 1, 0),
     ]
     assert by_source.columns == ["tag", "source", "tier", "images", "products"]
     got = sorted((r["tag"], r["source"], r["tier"] or "", r["images"], r["products"]) for r in by_source.collect())
@@ -81,9 +82,10 @@ def test_tag_statistics_per_tag_and_per_source_and_tier(spark):
 
 
 def _stats(spark, images_by_tag, labeled):
-    rows = [(t, n, n, n / labeled, n, 0) for t, n in images_by_tag.items()]
+    rows = [(t, n, n, n / labeled, n, 0, 0) for t, n in images_by_tag.items()]
     return spark.createDataFrame(rows, "tag string, images long, products long, share double, "
-                                       "search_log_images long, teacher_images long").repartition(2)
+                                       "search_log_images long, teacher_images long, seller_category_images long"
+                                 ).repartition(2)
 
 
 def test_rare_drops_by_share_and_by_images(spark):

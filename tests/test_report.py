@@ -25,7 +25,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "taxonomy.ipynb"
 STR, LONG, INT, DOUBLE, STRS = pa.string(), pa.int64(), pa.int32(), pa.float64(), pa.list_(pa.string())
 SCHEMAS = {  # the Spark types of the contract (long -> int64, int -> int32)
     "tag_stats": [("tag", STR), ("images", LONG), ("products", LONG), ("share", DOUBLE),
-                  ("search_log_images", LONG), ("teacher_images", LONG)],
+                  ("search_log_images", LONG), ("teacher_images", LONG), ("seller_category_images", LONG)],
     "tag_stats_by_source": [("tag", STR), ("source", STR), ("tier", STR), ("images", LONG), ("products", LONG)],
     "cooccurrence": [("tag_a", STR), ("tag_b", STR), ("images_ab", LONG), ("images_a", LONG), ("images_b", LONG),
                      ("p_a_given_b", DOUBLE), ("p_b_given_a", DOUBLE), ("pmi", DOUBLE), ("jaccard", DOUBLE)],
@@ -108,7 +108,7 @@ def _cooccurrence_rows() -> list[tuple]:
 
 
 def synthetic_tables() -> dict[str, list[tuple]]:
-    tag_stats = [(t, n, n - n // 10, n / IMAGES, n - n // 4, n // 4) for t, n in IMAGES_PER_TAG.items()]
+    tag_stats = [(t, n, n - n // 10, n / IMAGES, n - n // 4, n // 4, 0) for t, n in IMAGES_PER_TAG.items()]
     by_source = []
     for t, n in IMAGES_PER_TAG.items():
         by_source += [(t, "search_log", "click", n - n // 4, n - n // 3), (t, "teacher", None, n // 4, n // 5)]

@@ -13,7 +13,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
-from tagmill.labeling.sources import SEARCH_LOG, TEACHER
+from tagmill.labeling.sources import SEARCH_LOG, SELLER_CATEGORY, TEACHER
 from tagmill.taxonomy.stats import tag_of
 
 _HASH_RANGE = 1 << 30
@@ -75,6 +75,16 @@ def teacher_labels(teacher_tags: DataFrame, images: DataFrame) -> DataFrame:
                     F.lit(None).cast("string").alias("tier"),
                     *[F.lit(0).cast("long").alias(c) for c in ("clicks", "contacts", "in_conversations", "sessions")],
                     F.concat_ws("@", "teacher_id", "teacher_version").alias("teacher")))
+
+
+def seller_category_labels(category_labels: DataFrame, confidence: float) -> DataFrame:
+    """Seller categories (labeling.seller_categories.category_labels: image_key, product_id, label) as
+    LABEL_COLUMNS rows, each with the same `confidence` (a seller's own category is rarely wrong)."""
+    return category_labels.select(
+        "image_key", "product_id", "label", F.lit(float(confidence)).alias("confidence"),
+        F.lit(SELLER_CATEGORY).alias("source"), F.lit(None).cast("string").alias("tier"),
+        *[F.lit(0).cast("long").alias(c) for c in ("clicks", "contacts", "in_conversations", "sessions")],
+        F.lit(None).cast("string").alias("teacher"))
 
 
 LABEL_COLUMNS = ("image_key", "product_id", "label", "confidence", "source", "tier", "clicks", "contacts",
@@ -183,10 +193,33 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
             ))
 
 
-def own_clusters(image_labels: DataFrame) -> DataFrame:
-    """Every labeled image its own cluster, for a build without an image pass: image_key, image_path,
-    cluster, canonical (an image listed under two paths keeps the smallest)."""
-    return (image_labels.groupBy("image_key").agg(F.min("image_path").alias("image_path"))
+def weak_classes(support: DataFrame, paths: DataFrame | None, min_train: int) -> dict[str, str | None]:
+    """Classes with fewer than `min_train` training samples -> the class they fold into: their parent in the
+    taxonomy (the last name of their path), or None (their labels go) without one. support: class_support's
+    rows; paths: name, path (the taxonomy's), None without a taxonomy. One row per class is collected."""
+    weak = support.where(F.col("support_train") < min_train)
+    if paths is None:
+        return {r["name"]: None for r in weak.select("name").collect()}
+    rows = weak.select("name", "path").collect()
+    return {r["name"]: (r["path"][-1] if r["path"] else None) for r in rows}
+
+
+def fold_weak_classes(labels: DataFrame, folds: dict[str, str | None]) -> DataFrame:
+    """LABEL_COLUMNS rows with each label of a weak class replaced by the class it folds into; labels of a
+    class that folds into nothing go (an image's two labels of one class after folding keep the strongest:
+    assemble_samples)."""
+    if not folds:
+        return labels
+    mapping = labels.sparkSession.createDataFrame(sorted(folds.items()), "label string, into string")
+    return (labels.join(F.broadcast(mapping), "label", "left")
+            .where(F.col("into").isNotNull() | ~F.col("label").isin(list(folds)))
+            .withColumn("label", F.coalesce("into", "label")).select(*LABEL_COLUMNS))
+
+
+def own_clusters(images: DataFrame) -> DataFrame:
+    """Every image its own cluster, for a build without an image pass: image_key, image_path, cluster,
+    canonical (an image listed under two paths keeps the smallest). images: image_key, image_path."""
+    return (images.groupBy("image_key").agg(F.min("image_path").alias("image_path"))
             .select("image_key", "image_path", F.col("image_key").alias("cluster"), F.lit(True).alias("canonical"),
                     F.col("image_key").alias("component")))
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tagmill import stages
 from tagmill.config import SPLITS, Config
-from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, map_to_classes, own_clusters,
-                                      map_to_query_clusters, with_title_ids)
+from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, fold_weak_classes,
+                                      map_to_classes, map_to_query_clusters, own_clusters, weak_classes,
+                                      with_title_ids)
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.jobs.sources import source_labels
@@ -27,11 +28,36 @@ STAGE = stages.ASSEMBLE
 log = logging.getLogger("tagmill.assemble")
 
 
+MAX_FOLD_ROUNDS = 4
+"""A weak class folds one level up per round; what is still weak after the last round is dropped."""
+
+
+def _fold_weak_classes(stage: StageRun, labels: DataFrame, paths: DataFrame | None, clusters: DataFrame):
+    """(labels, class index, samples, {folded class: the class it went into, None: dropped}) once no class has
+    fewer than dataset.min_train_samples training samples. The split depends on the products only, so folding
+    labels never moves a sample to another split."""
+    cfg = stage.cfg
+    images, repeats = stage.read("images", stages.MINE_LOGS), stage.read("repeats", stages.MINE_LOGS)
+    folds: dict[str, str | None] = {}
+    for round_ in range(MAX_FOLD_ROUNDS + 1):
+        classes = class_index(labels, paths).persist(StorageLevel.MEMORY_AND_DISK)
+        samples = assemble_samples(labels, images, repeats, classes, clusters, cfg.dataset.split_ratios,
+                                   cfg.run.seed)
+        weak = weak_classes(class_support(samples, classes), paths if round_ < MAX_FOLD_ROUNDS else None,
+                            cfg.dataset.min_train_samples)
+        if not weak:
+            return labels, classes, samples, folds
+        log.info("assemble %s: %d classes with fewer than %d training samples folded into their parent or "
+                 "dropped", stage.run_date, len(weak), cfg.dataset.min_train_samples)
+        folds.update(weak)
+        labels = fold_weak_classes(labels, weak).persist(StorageLevel.MEMORY_AND_DISK)
+    raise AssertionError("unreachable: the last round drops every weak class")
+
+
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run assemble for cfg.run's date; returns the run summary (also written as summary.json)."""
     stage = StageRun(spark, cfg, STAGE)
     run_date = stage.run_date
-    image_labels = stage.read("image_labels", stages.MINE_LOGS)
     raw = source_labels(stage)
     with_image_pass = bool(cfg.image_pass.teacher)
     if with_image_pass:
@@ -39,7 +65,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     else:
         log.info("assemble %s: no teacher configured (image_pass.teacher): search-log labels only, each image "
                  "its own cluster", run_date)
-        clusters = own_clusters(image_labels)
+        clusters = own_clusters(stage.read("images", stages.MINE_LOGS))
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
     paths, mapped = None, True
     if cfg.dataset.label_space == "query_clusters":
@@ -52,10 +78,11 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         paths = tax.select("name", "path")
     else:
         labels, mapped = raw, False
-    labels = labels.persist(StorageLevel.MEMORY_AND_DISK)
-    classes = stage.write(class_index(labels, paths), "class_index")
-    samples = assemble_samples(labels, stage.read("images", stages.MINE_LOGS), stage.read("repeats", stages.MINE_LOGS),
-                               classes, clusters, cfg.dataset.split_ratios, cfg.run.seed)
+    labels, classes, samples, folds = _fold_weak_classes(stage, labels.persist(StorageLevel.MEMORY_AND_DISK),
+                                                         paths, clusters)
+    mapped = mapped or bool(folds)
+    classes = stage.write(classes, "class_index")
+    stage.write(stage.spark.createDataFrame(sorted(folds.items()), "name string, into string"), "class_folds")
     if cfg.side_info.enabled:
         stage.summary_of(stages.SIDE_INFO)  # refuses a date side-info did not finish
         vocabulary = spark.sparkContext.textFile(
@@ -83,6 +110,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                  ("no_label_in_label_space", images_in - with_class)) if v}
     io.check_counts("labeled images", images_in, out, dropped)
     summary = stage.finish({
+        "class_folds": {"min_train_samples": cfg.dataset.min_train_samples,
+                        "folded_into_parent": sum(1 for into in folds.values() if into),
+                        "dropped": sum(1 for into in folds.values() if not into)},
         "images": {"in": images_in, "out": out, "quarantined": dropped},
         "labeled_images_by_source": dict(sorted(per_source.items())),
         "image_pass": with_image_pass,

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from tagmill import stages
-from tagmill.dataset.assemble import search_log_labels, teacher_labels
+from tagmill.dataset.assemble import search_log_labels, seller_category_labels, teacher_labels
 from tagmill.jobs.frame import StageRun
+from tagmill.labeling.seller_categories import category_labels
 
 
 def source_labels(stage: StageRun) -> DataFrame:
-    """LABEL_COLUMNS rows of every source for the run date: the search log's, and the teacher's tags when a
-    teacher is configured (refusing a date the image pass did not finish)."""
+    """LABEL_COLUMNS rows of every source for the run date: the search log's, the sellers' categories when
+    dataset.seller_categories is on, and the teacher's tags when a teacher is configured (refusing a date the
+    image pass did not finish)."""
+    cfg = stage.cfg
     labels = search_log_labels(stage.read("image_labels", stages.MINE_LOGS))
-    if stage.cfg.image_pass.teacher:
+    if cfg.dataset.seller_categories:
+        categories = category_labels(stage.read("images", stages.MINE_LOGS), cfg.text,
+                                     cfg.taxonomy.propagate_to_ancestors)
+        labels = labels.unionByName(seller_category_labels(categories, cfg.dataset.seller_category_confidence))
+    if cfg.image_pass.teacher:
         stage.summary_of(stages.IMAGE_PASS)
         tags = stage.read("teacher_tags", stages.IMAGE_PASS)
         labels = labels.unionByName(teacher_labels(tags, stage.read("images", stages.MINE_LOGS)))

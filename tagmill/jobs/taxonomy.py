@@ -21,12 +21,13 @@ from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.jobs.sources import source_labels
+from tagmill.taxonomy.canonical import Evidence, fold_candidates, fold_tags
 from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
                                       with_support)
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, directed
 from tagmill.taxonomy.hierarchy import build_hierarchy
-from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_statistics
-from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, map_tags, read_zh_table
+from tagmill.taxonomy.stats import accompanied_images, image_tags, rare_drops, tag_of, tag_statistics
+from tagmill.taxonomy.synsets import DEFAULT_DOMAIN_ROOTS, is_chinese, map_tags, read_zh_table
 from tagmill.taxonomy.tables import SCHEMAS
 from tagmill.wordnet import load_wordnet
 
@@ -83,6 +84,17 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     kept = sorted(set(images) - set(dropped["tag"]))
     senses = map_tags(kept, wn, context=_context(pairs), domain_roots=roots,
                       zh_table=read_zh_table(tc.zh_table) if tc.zh_table else None)
+    if tc.canonicalize:
+        kept_images = {t: images[t] for t in kept}
+        products, clicked = _search_log_products(stage)
+        chinese = [t for t in kept if is_chinese(t)]
+        candidates = fold_candidates(kept_images, senses, wn, tc.spelling_ratio,
+                                     partners=_clicked_under(spark, products, clicked, chinese, kept))
+        folds = fold_tags(candidates, _evidence(spark, products, clicked, pairs, candidates, kept_images),
+                          kept_images, tc.fold_min_conditional, tc.fold_min_shared)
+        log.info("taxonomy %s: %d surface forms folded into their most frequent form (%d linked candidates)",
+                 run_date, len(folds), len(candidates))
+        merges = _concat([merges, folds])
     hierarchy = build_hierarchy({s.synset for s in senses.values() if s.synset}, wn, roots)
     node_names = {s: wn.synset(s).lemma_names()[0].replace("_", " ") for s in hierarchy.parent}
     tag_map, taxonomy, merged = build_classes(images, dropped, merges, senses, hierarchy, node_names,
@@ -127,7 +139,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                    "isolated_max_conditional": tc.isolated_max_conditional,
                    "merge_min_conditional": tc.merge_min_conditional, "merge_cooccurring": tc.merge_cooccurring,
                    "child_min_conditional": tc.child_min_conditional, "merge_synonyms": tc.merge_synonyms,
-                   "domain_roots": list(roots), "propagate_to_ancestors": tc.propagate_to_ancestors},
+                   "domain_roots": list(roots), "propagate_to_ancestors": tc.propagate_to_ancestors,
+                   "canonicalize": tc.canonicalize, "fold_min_conditional": tc.fold_min_conditional,
+                   "fold_min_shared": tc.fold_min_shared, "spelling_ratio": tc.spelling_ratio},
     })
     log.info("taxonomy %s: %d raw tags -> %d classes in %d domains (%d dropped, %d merged)", run_date,
              len(images), summary["classes"], len(summary["domains"]), sum(quarantined.values()),
@@ -144,6 +158,48 @@ def _context(pairs: DataFrame) -> dict[str, list[str]]:
     for r in top.orderBy("tag", "rank").collect():  # at most CONTEXT_PARTNERS rows per tag
         context.setdefault(r["tag"], []).append(r["partner"])
     return context
+
+
+def _search_log_products(stage: StageRun) -> tuple[DataFrame, DataFrame]:
+    """(tag, product_id) of the search log's product labels, and (partner, product_id) of every query shoppers
+    clicked a product under: the co-click evidence of taxonomy.canonical."""
+    products = stage.read("labels", stages.MINE_LOGS).select(tag_of(F.col("label")).alias("tag"), "product_id")
+    clicked = (stage.read("tuples", stages.MINE_LOGS).where(F.col("clicks") > 0)
+               .select(F.col("query_norm").alias("partner"), "product_id"))
+    return products.distinct(), clicked.distinct()
+
+
+def _clicked_under(spark: SparkSession, products: DataFrame, clicked: DataFrame, tags: list[str],
+                   kept: list[str]) -> dict[str, str]:
+    """Each of `tags` -> the kept English tag its products were clicked under most (ties: the smaller tag)."""
+    if not tags:
+        return {}
+    english = [t for t in kept if not is_chinese(t)]
+    wanted = spark.createDataFrame([(t,) for t in tags], "tag string")
+    allowed = spark.createDataFrame([(t,) for t in english], "partner string")
+    counts = (products.join(wanted, "tag").join(clicked, "product_id").join(allowed, "partner")
+              .groupBy("tag", "partner").count())
+    best = counts.withColumn("rank", F.row_number().over(
+        Window.partitionBy("tag").orderBy(F.desc("count"), "partner"))).where(F.col("rank") == 1)
+    return {r["tag"]: r["partner"] for r in best.collect()}  # one row per tag of `tags`
+
+
+def _evidence(spark: SparkSession, products: DataFrame, clicked: DataFrame, pairs: DataFrame,
+              candidates: list[tuple], images: dict[str, int]) -> dict[tuple[str, str], Evidence]:
+    """(t, T) -> Evidence for the fold candidates only (a few per tag, never the whole tables): of t's search-log
+    products, those clicked under T; for a t without search-log products, of its images, those labeled T."""
+    if not candidates:
+        return {}
+    wanted = spark.createDataFrame([(t, big) for t, big, _, _ in candidates], "tag string, partner string")
+    per_product = (wanted.join(products, "tag")
+                   .join(clicked.withColumn("hit", F.lit(1)), ["partner", "product_id"], "left")
+                   .groupBy("tag", "partner").agg(F.count(F.lit(1)).alias("total"),
+                                                  F.count("hit").alias("shared")))
+    found = {(r["tag"], r["partner"]): Evidence(int(r["shared"]), int(r["total"]), "products")
+             for r in per_product.collect()}
+    for r in directed(pairs).join(wanted, ["tag", "partner"]).select("tag", "partner", "together").collect():
+        found.setdefault((r["tag"], r["partner"]), Evidence(int(r["together"]), images[r["tag"]], "images"))
+    return found
 
 
 def _support(spark: SparkSession, tags: DataFrame, tag_map: DataFrame, taxonomy: pd.DataFrame) -> dict[int, int]:

@@ -107,9 +107,11 @@ def product_labels(tuples: DataFrame, cfg: MiningConfig) -> DataFrame:
 
 
 def listing_images(listings: DataFrame) -> DataFrame:
-    """One row per (product, image): product_id, title, image_path, image_key (a stable 20-hex-digit key of
-    the path). Needs product_id, title and image_paths; a path listed twice in one listing counts once."""
-    images = listings.select("product_id", "title", F.explode(F.array_distinct("image_paths")).alias("image_path"))
+    """One row per (product, image): product_id, title, category_path, image_path, image_key (a stable
+    20-hex-digit key of the path). Needs product_id, title, image_paths and category_path (null where the seller
+    gave none); a path listed twice in one listing counts once."""
+    images = listings.select("product_id", "title", "category_path",
+                             F.explode(F.array_distinct("image_paths")).alias("image_path"))
     return images.withColumn("image_key", F.substring(F.sha2(F.col("image_path"), 256), 1, 20))
 
 
@@ -120,7 +122,7 @@ def image_labels(labels: DataFrame, images: DataFrame, min_images: int) -> tuple
     Returns (kept, dropped): kept has one row per (image, label) with the label's evidence; dropped has
     one row per removed label: label, images, products, reason.
     """
-    joined = images.drop("title").join(labels, "product_id")
+    joined = images.drop("title", "category_path").join(labels, "product_id")
     support = joined.groupBy("label").agg(
         F.count(F.lit(1)).alias("images"), F.countDistinct("product_id").alias("products"))
     kept = joined.join(support.where(F.col("images") >= min_images).select("label"), "label")

@@ -34,7 +34,8 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     """(tag_map, taxonomy, merge decisions) from the per-tag decisions.
 
     images: every raw tag -> its image count; drops: DECISION_COLUMNS rows of dropped tags (one rule per tag);
-    merges: co-occurrence merges to apply (tag, other); senses: kept tag -> its WordNet sense (tags missing
+    merges: decisions-table rows of the merges to apply (tag, rule, other, value, detail): co-occurrence merges
+    and the folds of taxonomy.canonical; senses: kept tag -> its WordNet sense (tags missing
     here count as unmapped); hierarchy: over the kept tags' synsets; node_names: synset -> display name of
     hierarchy nodes no tag maps to (e.g. "seat" for seat.n.03).
 
@@ -53,7 +54,7 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     def join(a: str, b: str) -> None:
         links.append((position[a], position[b]))
 
-    joined_by: dict[str, tuple[str, float]] = {}
+    joined_by: dict[str, tuple[str, float, str]] = {}  # tag -> (rule, value, detail) of the merge that joined it
     if merge_synonyms:
         # one class per synset the whole phrase names; a head-noun fallback ("electric bicycle" ->
         # bicycle.n.01) is a kind of that synset, not a synonym: it joins only tags of the same phrase
@@ -64,10 +65,12 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
             if sense and sense.synset:
                 key = ("synset", sense.synset) if sense.exact else ("phrase", " ".join(sense.english.lower().split()))
                 join(tag, by_key.setdefault(key, tag))
-    for tag, other, value in merges[["tag", "other", "value"]].itertuples(index=False):
+    for tag, rule, other, value, detail in merges[["tag", "rule", "other", "value", "detail"]].itertuples(index=False):
         if tag in position and other in position:
             join(tag, other)
-            joined_by[tag] = (other, float(value))
+            if rule == "cooccurrence_merge":
+                detail = f"always seen with '{other}' (min conditional {float(value):.3f})"
+            joined_by[tag] = (rule, float(value), detail)
     # a class per connected component of the joins, keyed by its smallest tag (the first in sorted `kept`)
     first: list[int] = []
     if kept:
@@ -101,9 +104,7 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
                 continue
             sense = senses.get(tag)
             if tag in joined_by:
-                rule, value, detail = ("cooccurrence_merge", joined_by[tag][1],
-                                       f"always seen with '{joined_by[tag][0]}' (min conditional "
-                                       f"{joined_by[tag][1]:.3f})")
+                rule, value, detail = joined_by[tag]
             elif sense and sense.mapped_by == "chinese_table":
                 rule, value, detail = "chinese_table", sense.score, f"'{tag}' -> '{sense.english}' -> {sense.synset}"
             else:

@@ -31,7 +31,8 @@ SIDE_INFO_STAGE = stages.SIDE_INFO
 COLUMNS: dict[str, dict[str, str]] = {table: pandas_dtypes(table) for table in TABLES}
 """Each table's contract columns (taxonomy.tables) with the pandas dtype load_tables gives them."""
 
-MERGE_RULES = ("synset_merge", "chinese_table", "cooccurrence_merge")
+MERGE_RULES = ("misspelling", "translation", "synonym", "phrase", "synset_merge", "chinese_table",
+               "cooccurrence_merge")
 DROP_RULES = ("rare_share", "rare_images", "isolated")
 CHILD_RULES = ("implied_by",)
 
@@ -39,6 +40,13 @@ RULES: dict[str, str] = {
     "rare_share": "dropped: the tag is on too small a share of all labeled images (share < threshold).",
     "rare_images": "dropped: the tag is on too few images to learn a class from (images < threshold).",
     "isolated": "dropped: the tag co-occurs with no other tag consistently, so nothing supports it.",
+    "misspelling": "merged: a misspelling or plural of a far more frequent tag whose products it shares "
+                   "(P(other|tag) >= threshold).",
+    "translation": "merged: a Chinese tag and its English translation, sharing their products "
+                   "(P(other|tag) >= threshold).",
+    "synonym": "merged: a lemma of the other tag's WordNet synset, sharing its products (P(other|tag) >= threshold).",
+    "phrase": "merged: the other tag with a modifier and no synset of its own, sharing its products "
+              "(P(other|tag) >= threshold).",
     "synset_merge": "merged: the tag names the same WordNet synset as the class it merges into.",
     "chinese_table": "merged: the zh->en table translates the Chinese tag to the class it merges into.",
     "cooccurrence_merge": "merge candidate: the two tags label nearly the same images, "
@@ -52,7 +60,8 @@ TOP_CLASSES = 25
 """Classes in the co-occurrence heatmap: the most supported ones; more would make labels unreadable."""
 
 CONFIG_KEYS = {"rare_share": "min_share", "rare_images": "min_images", "isolated": "isolated_max_conditional",
-               "cooccurrence_merge": "merge_min_conditional", "implied_by": "child_min_conditional"}
+               "cooccurrence_merge": "merge_min_conditional", "implied_by": "child_min_conditional",
+               **{rule: "fold_min_conditional" for rule in ("misspelling", "translation", "synonym", "phrase")}}
 """The summary's "config" key holding each rule's threshold (the taxonomy section of the config)."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tagmill.labeling.sources import SEARCH_LOG, TEACHER
+from tagmill.labeling.sources import SEARCH_LOG, SELLER_CATEGORY, TEACHER
 
 
 def tag_of(label: Column) -> Column:
@@ -48,10 +48,11 @@ def tag_statistics(labels: DataFrame) -> tuple[DataFrame, DataFrame, int]:
 
     stats = (tagged.groupBy("tag")
              .agg(F.count_distinct("image_key").alias("images"), F.count_distinct("product_id").alias("products"),
-                  images_from(SEARCH_LOG).alias("search_log_images"), images_from(TEACHER).alias("teacher_images"))
+                  images_from(SEARCH_LOG).alias("search_log_images"), images_from(TEACHER).alias("teacher_images"),
+                  images_from(SELLER_CATEGORY).alias("seller_category_images"))
              .select("tag", "images", "products",
                      (F.col("images") / F.lit(float(max(labeled_images, 1)))).alias("share"),
-                     "search_log_images", "teacher_images"))
+                     "search_log_images", "teacher_images", "seller_category_images"))
     by_source = (tagged.groupBy("tag", "source", "tier")
                  .agg(F.count_distinct("image_key").alias("images"),
                       F.count_distinct("product_id").alias("products")))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 SCHEMAS: dict[str, str] = {
     "tag_stats": "tag string, images long, products long, share double, search_log_images long, "
-                 "teacher_images long",
+                 "teacher_images long, seller_category_images long",
     "tag_stats_by_source": "tag string, source string, tier string, images long, products long",
     "cooccurrence": "tag_a string, tag_b string, images_ab long, images_a long, images_b long, p_a_given_b double, "
                     "p_b_given_a double, pmi double, jaccard double",

@@ -1,0 +1,162 @@
+"""Query canonicalization before queries become classes: the surface forms of one thing fold into the most
+frequent one, and every fold is backed by what shoppers did, never by spelling alone.
+
+A search log names one product in many ways: "mouse", "mosue", "mous"; "flashlight" and "torch"; "shirt" and
+"衬衫"; "dress" and "dress black". Kept apart, each becomes a class of its own, and a class named "mosue" names
+no category. A tag t folds into a tag T when
+
+1. a *link* says why the two could be one thing:
+   - spelling: T is within edit distance 1 of t (2 for tags of 8 characters or more; Damerau-Levenshtein, found
+     by SymSpell's symmetric delete, symspellpy), and T is on at least `spelling_ratio` times as many images
+     (a misspelling is much rarer than the word); a plural ending ("smartwatches" / "smartwatch") needs no
+     ratio;
+   - translation: one of the two is Chinese and its English translation (the zh table or its jieba tokens,
+     taxonomy.synsets) is the other ("衬衫" -> "shirt", spaces aside: "智能 手表" -> "smart watch"); a
+     Chinese tag the table cannot translate is linked to the English tag its products were clicked under most
+     (`partners`, from the search log);
+   - synonym: one is a lemma of the other's WordNet synset ("torch" of flashlight.n.01, "boiler" of kettle.n.01);
+   - phrase: the words of one are among the other's, and the longer has no WordNet synset of its own, so it
+     is the shorter with a modifier ("dress black" -> "dress", "barbecue" / "barbecue grill"); a phrase with a
+     synset of its own ("sofa bed") is a kind of thing, not a variant, and never folds;
+2. *co-click evidence*: P(T | t) >= `min_conditional` over at least `min_shared` products: shoppers clicked
+   the rarer form's products under the frequent form too (the search log's tuples); for a tag no search
+   labeled (a teacher's or a seller's), the share of its images that carry T (taxonomy.cooccurrence);
+3. T is the more frequent form (more images; ties: the smaller name), so the class keeps the frequent name.
+
+Among several T for one t, the highest P(T | t) wins (then the more frequent T). Chains ("mosue" -> "mouse",
+"鼠标" -> "mouse") end in one class: taxonomy.classes joins every fold and names the class by its most
+frequent English tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from itertools import combinations
+from typing import NamedTuple
+
+import pandas as pd
+from symspellpy import SymSpell, Verbosity
+
+from tagmill.taxonomy.synsets import TagSense, is_chinese
+from tagmill.taxonomy.tables import columns
+
+RULES = ("misspelling", "translation", "synonym", "phrase")
+"""The decisions table's rule of a fold, by the link that made it a candidate."""
+_PLURAL_ENDINGS = ("s", "es")
+_MAX_PHRASE_WORDS = 6
+"""Longer tags are not looked at for their sub-phrases (2^words subsets)."""
+
+
+def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], wn, spelling_ratio: float,
+                    partners: Mapping[str, str] | None = None) -> list[tuple[str, str, str, str]]:
+    """(t, T, rule, why) for every linked pair of tags, t the rarer form and T the more frequent (see the
+    module docstring, point 1); no evidence is looked at yet.
+
+    images: tag -> images it labels (the kept tags); senses: tag -> its WordNet sense (taxonomy.synsets; a
+    tag missing here has none); wn: a WordNet reader, for the lemmas of a sense; partners: Chinese tag -> the
+    English tag its products were clicked under most (used when the tag has no translation)."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def add(a: str, b: str, rule: str, why: str) -> None:
+        found.setdefault(_rarer_first(a, b, images), (rule, why))
+
+    english = sorted(t for t in images if not is_chinese(t))
+    speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
+    for tag in english:
+        speller.create_dictionary_entry(tag, images[tag])
+    for tag in english:
+        distance = 2 if len(tag) >= 8 else 1
+        for hit in speller.lookup(tag, Verbosity.ALL, max_edit_distance=distance):
+            other = hit.term
+            if other == tag:
+                continue
+            plural = _is_plural_of(tag, other) or _is_plural_of(other, tag)
+            rarer, frequent = _rarer_first(tag, other, images)
+            if plural or images[frequent] >= spelling_ratio * images[rarer]:
+                add(tag, other, "misspelling", f"edit distance {hit.distance}" + (" (plural)" if plural else ""))
+
+    by_text = {_squeeze(t): t for t in english}
+    lemma_owner: dict[str, list[str]] = {}
+    for tag in english:
+        sense = senses.get(tag)
+        if sense and sense.synset and sense.exact:
+            for lemma in wn.synset(sense.synset).lemma_names():
+                lemma_owner.setdefault(lemma.lower(), []).append(tag)
+    for tag in sorted(images):
+        sense = senses.get(tag)
+        if is_chinese(tag):
+            other = by_text.get(_squeeze(sense.english)) if sense and sense.english else None
+            if other:
+                add(tag, other, "translation", f"'{tag}' translates to '{sense.english}'")
+            elif (partners or {}).get(tag) in images:
+                add(tag, partners[tag], "translation", f"no zh table entry for '{tag}'; its products were clicked "
+                                                       f"under '{partners[tag]}' most")
+            continue
+        for other in lemma_owner.get(tag.replace(" ", "_"), ()):
+            if other != tag:
+                add(tag, other, "synonym", f"'{tag}' is a lemma of {senses[other].synset}")
+
+    by_words: dict[frozenset, list[str]] = {}
+    for tag in english:
+        by_words.setdefault(frozenset(tag.split()), []).append(tag)
+    for tag in english:
+        words = sorted(set(tag.split()))
+        if len(words) < 2 or len(words) > _MAX_PHRASE_WORDS or _has_own_synset(senses.get(tag)):
+            continue
+        for size in range(1, len(words)):
+            for part in combinations(words, size):
+                for other in by_words.get(frozenset(part), ()):
+                    add(tag, other, "phrase", f"'{tag}' is '{other}' with a modifier (no synset of its own)")
+    return [(t, big, rule, why) for (t, big), (rule, why) in sorted(found.items())]
+
+
+def fold_tags(candidates: Iterable[tuple[str, str, str, str]], evidence: Mapping[tuple[str, str], Evidence],
+              images: Mapping[str, int], min_conditional: float, min_shared: int) -> pd.DataFrame:
+    """The folds, as decisions-table rows (action "merge", the link's rule, other = the tag folded into,
+    value = P(T | t), threshold = min_conditional): the candidates whose co-click evidence holds, one target per
+    folded tag (the highest P(T | t), then the more frequent T).
+
+    evidence: (t, T) -> Evidence (absent: none)."""
+    best: dict[str, tuple] = {}
+    for t, big, rule, why in candidates:
+        seen = evidence.get((t, big), Evidence(0, 0, "products"))
+        p = seen.shared / seen.total if seen.total else 0.0
+        if seen.shared < min_shared or p < min_conditional:
+            continue
+        key = (-p, -images[big], big)
+        if t not in best or key < best[t][0]:
+            detail = (f"{why}; {seen.shared} of its {seen.total} {seen.unit} carry '{big}' "
+                      f"(P {p:.3f} >= {min_conditional}), which labels {images[big]} images")
+            best[t] = (key, {"tag": t, "action": "merge", "rule": rule, "other": big, "value": round(p, 6),
+                             "threshold": min_conditional, "detail": detail})
+    return pd.DataFrame([best[t][1] for t in sorted(best)], columns=list(columns("decisions")))
+
+
+class Evidence(NamedTuple):
+    """How many of the rarer form's `total` products (or images) also carry the frequent form."""
+
+    shared: int
+    total: int
+    unit: str
+    """"products" (clicked under the frequent form, from the search log) or "images" (labeled with both)."""
+
+
+def _has_own_synset(sense: TagSense | None) -> bool:
+    return bool(sense and sense.synset and sense.exact)
+
+
+def _is_plural_of(plural: str, word: str) -> bool:
+    return any(plural == word + ending for ending in _PLURAL_ENDINGS) or (
+        word.endswith("y") and plural == word[:-1] + "ies")
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.lower().split())
+
+
+def _rarer_first(a: str, b: str, images: Mapping[str, int]) -> tuple[str, str]:
+    """(rarer, more frequent); between equally frequent tags the larger name is the rarer, so the smaller
+    name stays."""
+    if images[a] != images[b]:
+        return (a, b) if images[a] < images[b] else (b, a)
+    return (a, b) if a > b else (b, a)

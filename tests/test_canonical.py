@@ -1,0 +1,115 @@
+"""Query canonicalization (taxonomy/canonical.py): surface forms fold into the frequent form only with co-click
+evidence, and never on spelling alone."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from tagmill.taxonomy.canonical import Evidence, fold_candidates, fold_tags
+from tagmill.taxonomy.classes import build_classes
+from tagmill.taxonomy.hierarchy import Hierarchy
+from tagmill.taxonomy.synsets import TagSense
+from tagmill.taxonomy.tables import columns
+
+needs_wordnet = pytest.mark.skipif(not os.path.isdir("/usr/share/wordnet"),
+                                   reason="/usr/share/wordnet is absent: apt-get install wordnet-base "
+                                          "wordnet-sense-index")
+
+IMAGES = {"mouse": 800, "mosue": 17, "muse": 40, "plate": 240, "pate": 120, "盘子": 150, "flashlight": 100,
+          "torch": 55, "dress": 300, "dress black": 30, "sofa": 200, "sofa bed": 60}
+SENSES = {
+    "mouse": TagSense("mouse", "mouse.n.04", "wordnet", "mouse", 1.0, ""),
+    "muse": TagSense("muse", "muse.n.01", "wordnet", "muse", 1.0, ""),
+    "plate": TagSense("plate", "plate.n.04", "wordnet", "plate", 1.0, ""),
+    "pate": TagSense("pate", "pate.n.01", "wordnet", "pate", 1.0, ""),
+    "盘子": TagSense("盘子", "plate.n.04", "chinese_table", "plate", 1.0, ""),
+    "flashlight": TagSense("flashlight", "flashlight.n.01", "wordnet", "flashlight", 1.0, ""),
+    "torch": TagSense("torch", "torch.n.01", "wordnet", "torch", 1.0, ""),
+    "dress": TagSense("dress", "dress.n.01", "wordnet", "dress", 1.0, ""),
+    "dress black": TagSense("dress black", "dress.n.01", "wordnet", "dress black", 1.0, "", exact=False),
+    "sofa": TagSense("sofa", "sofa.n.01", "wordnet", "sofa", 1.0, ""),
+    "sofa bed": TagSense("sofa bed", "convertible.n.03", "wordnet", "sofa bed", 1.0, ""),
+}
+SHARED = {("mosue", "mouse"): Evidence(4, 5, "products"), ("muse", "mouse"): Evidence(1, 12, "products"),
+          ("pate", "plate"): Evidence(1, 30, "products"), ("盘子", "plate"): Evidence(140, 150, "images"),
+          ("torch", "flashlight"): Evidence(14, 15, "products"), ("dress black", "dress"): Evidence(9, 9, "products"),
+          ("sofa bed", "sofa"): Evidence(20, 20, "products")}
+"""Of the rarer form's products, those clicked under the frequent form (or of its images, those labeled with
+it): the misspelling and the translation share their products with the frequent form; "muse" and "pate" are
+other products that look alike on paper."""
+
+
+@pytest.fixture(scope="module")
+def wn():
+    from tagmill.wordnet import load_wordnet
+
+    return load_wordnet()
+
+
+@needs_wordnet
+def test_links_come_from_spelling_translation_synonyms_and_phrases(wn):
+    links = {(t, big): rule for t, big, rule, _ in fold_candidates(IMAGES, SENSES, wn, spelling_ratio=3.0)}
+    assert links[("mosue", "mouse")] == "misspelling"
+    assert links[("muse", "mouse")] == "misspelling"  # a candidate on spelling; the evidence decides
+    assert ("pate", "plate") not in links  # 120 vs 240 images: too frequent to be a misspelling of "plate"
+    assert links[("盘子", "plate")] == "translation"
+    assert links[("torch", "flashlight")] == "synonym"  # torch is a lemma of flashlight.n.01
+    assert links[("dress black", "dress")] == "phrase"
+    assert ("sofa bed", "sofa") not in links  # a kind of its own (convertible.n.03), not a modifier phrase
+
+
+@needs_wordnet
+def test_only_co_click_evidence_makes_a_fold(wn):
+    folds = fold_tags(fold_candidates(IMAGES, SENSES, wn, spelling_ratio=3.0), SHARED, IMAGES,
+                      min_conditional=0.6, min_shared=1)
+    assert list(folds.columns) == list(columns("decisions"))
+    got = {r.tag: (r.other, r.rule) for r in folds.itertuples()}
+    assert got == {"mosue": ("mouse", "misspelling"), "盘子": ("plate", "translation"),
+                   "torch": ("flashlight", "synonym"), "dress black": ("dress", "phrase")}
+    row = folds.set_index("tag").loc["mosue"]
+    assert row["value"] == pytest.approx(4 / 5) and row["threshold"] == 0.6 and row["action"] == "merge"
+    assert "edit distance 1" in row["detail"] and "4 of its 5 products carry 'mouse'" in row["detail"]
+
+
+def test_a_frequent_look_alike_never_folds_on_spelling_alone():
+    images = {"plate": 240, "pate": 230}
+    senses = {t: TagSense(t, None, "unmapped", t, 0.0, "") for t in images}
+    assert fold_candidates(images, senses, None, spelling_ratio=3.0) == []
+    # even with full co-click evidence there is no link, so no fold
+    assert fold_tags([], {("pate", "plate"): Evidence(30, 30, "products")}, images, 0.6, 1).empty
+
+
+def test_evidence_below_the_threshold_or_too_few_products_keeps_forms_apart():
+    images = {"mouse": 800, "mosue": 17, "mous": 4}
+    candidates = [("mosue", "mouse", "misspelling", "edit distance 1"), ("mous", "mouse", "misspelling", "")]
+    weak = {("mosue", "mouse"): Evidence(5, 10, "products"), ("mous", "mouse"): Evidence(2, 2, "images")}
+    assert fold_tags(candidates, weak, images, 0.6, 3).empty
+    strong = {("mosue", "mouse"): Evidence(6, 10, "products"), ("mous", "mouse"): Evidence(3, 4, "images")}
+    assert sorted(fold_tags(candidates, strong, images, 0.6, 3)["tag"]) == ["mosue", "mous"]
+
+
+def test_an_untranslated_chinese_tag_links_to_the_english_tag_its_products_were_clicked_under():
+    images = {"television": 20, "电视": 7, "wok": 41}
+    senses = {"电视": TagSense("电视", None, "unmapped", None, 0.0, "")}
+    links = fold_candidates(images, senses, None, 3.0, partners={"电视": "television"})
+    assert [(t, big, rule) for t, big, rule, _ in links] == [("电视", "television", "translation")]
+    assert fold_candidates(images, senses, None, 3.0) == []
+
+
+def test_the_folded_class_is_named_by_its_most_frequent_form():
+    images = {"mouse": 800, "mosue": 17, "鼠标": 600}
+    senses = {"mouse": TagSense("mouse", "mouse.n.04", "wordnet", "mouse", 1.0, ""),
+              "鼠标": TagSense("鼠标", "mouse.n.04", "chinese_table", "mouse", 1.0, "")}
+    merges = pd.DataFrame([("mosue", "merge", "misspelling", "mouse", 0.88, 0.6, "edit distance 1")],
+                          columns=list(columns("decisions")))
+    hierarchy = Hierarchy(parent={"mouse.n.04": None}, domain={"mouse.n.04": "electronics"},
+                          depth={"mouse.n.04": 0})
+    drops = pd.DataFrame(columns=list(columns("decisions")))
+    tag_map, taxonomy, decisions = build_classes(images, drops, merges, senses, hierarchy, {}, True)
+    assert set(tag_map["class_name"]) == {"mouse"}
+    assert taxonomy[taxonomy["kind"] == "class"]["name"].tolist() == ["mouse"]
+    assert dict(zip(decisions["tag"], decisions["rule"])) == {"mosue": "misspelling", "鼠标": "chinese_table"}
+    assert decisions.set_index("tag").loc["mosue", "detail"] == "edit distance 1"
