@@ -90,9 +90,11 @@ def build_classes(images: Mapping[str, int], drops: pd.DataFrame, merges: pd.Dat
     synset_class: dict[str, dict] = {}
     for members in groups.values():
         name = class_name(members)
-        member_senses = [senses[t] for t in members if t in senses and senses[t].synset]
-        exact = sorted({s.synset for s in member_senses if s.exact})
-        under = sorted({s.synset for s in member_senses if not s.exact})
+        # the synset of the most frequent member that has one: the class is what its name means
+        by_images = sorted(members, key=lambda t: (-images[t], t))
+        member_senses = [senses[t] for t in by_images if t in senses and senses[t].synset]
+        exact = [s.synset for s in member_senses if s.exact]
+        under = [s.synset for s in member_senses if not s.exact]
         row = {"name": name, "kind": "class", "synset": exact[0] if exact else None, "aliases": sorted(members),
                "under": None if exact or not under else under[0]}
         rows.append(row)
