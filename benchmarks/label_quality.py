@@ -20,13 +20,11 @@ import json
 import time
 from pathlib import Path
 
-from tagmill import stages
 from tagmill.config import load_config
-from tagmill.demo.scoreboard import format_scoreboard, read_truth, score_build, score_predictions
+from tagmill.demo.scoreboard import format_scoreboard, read_truth, score_build
 from tagmill.jobs.build import run_stages
-from tagmill.jobs.demo import DEMO_OVERRIDES, write_demo_market
+from tagmill.jobs.demo import DEMO_OVERRIDES, model_top1, write_demo_market
 from tagmill.jobs.train import run_train
-from tagmill.trainer.predict import images_in_dataset, predict, write_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 MARKETS = {
@@ -60,10 +58,7 @@ def run_market(name: str, out: Path, train: bool) -> dict:
     if train:
         model_dir = out / "model"
         run_train(cfg, None, model_dir)
-        predictions = out / "test_predictions.parquet"
-        manifest = Path(stages.dataset_path(cfg.outputs.root, run_date)) / "manifest.json"
-        write_predictions(predict(model_dir, images_in_dataset(manifest, "test"), top_k=1), predictions)
-        model = score_predictions(predictions, cfg.outputs.root, run_date, truth)
+        model = model_top1(cfg, truth, model_dir)
     print(format_scoreboard(f"{name} market, search-log labels only, built in {built:.0f} s", build, model))
     print(targets(build))
     return {"build": build, "model": model}

@@ -64,6 +64,14 @@ def test_counts_add_up_and_planted_bad_images_are_quarantined(spark, built):
     assert quarantined, "the small market should plant at least one bad labeled image"
 
 
+def test_no_published_class_lacks_training_samples(built):
+    cfg, summaries = built
+    classes = json.loads((Path(shards.dataset_path(cfg)) / "classes.json").read_text())["classes"]
+    assert classes and min(c["support"]["train"] for c in classes) >= cfg.dataset.min_train_samples
+    folds = summaries[assemble.STAGE]["class_folds"]
+    assert set(folds) == {"min_train_samples", "folded_into_parent", "dropped"}
+
+
 def test_manifest_describes_the_shards_and_no_product_crosses_splits(built):
     cfg, summaries = built
     dataset = Path(shards.dataset_path(cfg))
