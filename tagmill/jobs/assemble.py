@@ -28,8 +28,9 @@ STAGE = stages.ASSEMBLE
 log = logging.getLogger("tagmill.assemble")
 
 
-MAX_FOLD_ROUNDS = 4
-"""A weak class folds one level up per round; what is still weak after the last round is dropped."""
+MAX_FOLD_ROUNDS = 2
+"""A weak class folds one level up per round; what is still weak after these rounds is dropped (dropping a
+class's labels leaves every other class's training samples as they were, so one more round ends it)."""
 
 
 def _fold_weak_classes(stage: StageRun, labels: DataFrame, paths: DataFrame | None, clusters: DataFrame):
@@ -39,7 +40,7 @@ def _fold_weak_classes(stage: StageRun, labels: DataFrame, paths: DataFrame | No
     cfg = stage.cfg
     images, repeats = stage.read("images", stages.MINE_LOGS), stage.read("repeats", stages.MINE_LOGS)
     folds: dict[str, str | None] = {}
-    for round_ in range(MAX_FOLD_ROUNDS + 1):
+    for round_ in range(MAX_FOLD_ROUNDS + 2):
         classes = class_index(labels, paths).persist(StorageLevel.MEMORY_AND_DISK)
         samples = assemble_samples(labels, images, repeats, classes, clusters, cfg.dataset.split_ratios,
                                    cfg.run.seed)
@@ -51,7 +52,7 @@ def _fold_weak_classes(stage: StageRun, labels: DataFrame, paths: DataFrame | No
                  "dropped", stage.run_date, len(weak), cfg.dataset.min_train_samples)
         folds.update(weak)
         labels = fold_weak_classes(labels, weak).persist(StorageLevel.MEMORY_AND_DISK)
-    raise AssertionError("unreachable: the last round drops every weak class")
+    raise AssertionError("unreachable: the round after the drop finds no weak class")
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:
