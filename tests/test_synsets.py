@@ -236,3 +236,31 @@ def test_a_translation_of_the_tag_itself_is_no_context(wn):
     # the demo: "mouse" co-occurs with "computer mouse" and with its own Chinese name; only the former tells
     senses = map_tags(["mouse"], wn, context={"mouse": ["computer mouse", "鼠标"]}, zh_table={"鼠标": "mouse"})
     assert senses["mouse"].synset == "mouse.n.04"
+
+
+TENCENT = REALDATA.parent / "tencent_ml_images" / "dictionary_and_semantic_hierarchy.txt"
+
+
+@pytest.mark.skipif(not (REALDATA.is_dir() and TENCENT.is_file()), reason=f"{REALDATA} or {TENCENT} is absent")
+def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
+    """The Open Images boxable names that Tencent ML-Images lists under exactly one WordNet id and that WordNet
+    gives two or more noun senses: map_tags' synset against Tencent's. 119 names; 0.857 agreed before the
+    product prior (PRODUCT_PRIOR), 0.891 with it. Tencent keeps some choices no marketplace prior explains
+    (kite: the hawk; mule: the slipper; chicken: the bird but egg: the food), so 0.95 is not reached."""
+    import csv
+
+    owners: dict[str, set[str]] = {}
+    for line in TENCENT.read_text(encoding="utf-8").splitlines()[1:]:
+        _, wnid, _, names = line.split("\t")
+        for name in names.split(","):
+            owners.setdefault(name.strip().lower(), set()).add(wnid)
+    with open(REALDATA / "class-descriptions-boxable.csv", encoding="utf-8", newline="") as handle:
+        names = [row[1] for row in csv.reader(handle) if len(row) >= 2 and row[0].startswith("/")]
+    pairs = [(n, next(iter(owners[n.lower()]))) for n in names if len(owners.get(n.lower(), ())) == 1
+             and len(wn.synsets(n.lower().replace(" ", "_"), "n")) >= 2]
+    senses = map_tags([n for n, _ in pairs], wn)
+    agree = sum(senses[n].synset is not None and f"n{wn.synset(senses[n].synset).offset():08d}" == wnid
+                for n, wnid in pairs)
+    print(f"agreement with Tencent ML-Images: {agree}/{len(pairs)} = {agree / len(pairs):.3f}")
+    assert len(pairs) == 119
+    assert agree / len(pairs) >= 0.89
