@@ -20,3 +20,4 @@ bench: setup
 	$(VENV)/bin/python benchmarks/taxonomy.py
 	$(VENV)/bin/python benchmarks/open_images_wordnet.py
 	$(VENV)/bin/python benchmarks/side_info.py
+	$(VENV)/bin/python benchmarks/label_quality.py
