@@ -335,7 +335,7 @@ class TaxonomyConfig(Section):
     its images, for a tag no search labeled): shoppers treat the two as one thing ..."""
     fold_min_shared: _Count = 1
     """... over at least this many shared products (images) ..."""
-    spelling_ratio: Annotated[float, Field(ge=1), Says("must be at least 1", "use e.g. 3")] = 3.0
+    spelling_ratio: Annotated[float, Field(ge=1), Says("must be at least 1", "use e.g. 2")] = 2.0
     """... and a misspelling candidate only when the word is on at least this many times its images."""
     domain_roots: Annotated[tuple[str, ...], _LIST] = ()
     """WordNet noun synsets that collapse leaves into domains (58.com: 17); empty: the 21 of

@@ -6,7 +6,7 @@ A search log names one product in many ways: "mouse", "mosue", "mous"; "flashlig
 no category. A tag t folds into a tag T when
 
 1. a *link* says why the two could be one thing:
-   - spelling: T is within edit distance 1 of t (2 for tags of 8 characters or more; Damerau-Levenshtein, found
+   - spelling: T is within edit distance 1 of t (2 for tags of 6 characters or more; Damerau-Levenshtein, found
      by SymSpell's symmetric delete, symspellpy), and T is on at least `spelling_ratio` times as many images
      (a misspelling is much rarer than the word); a plural ending ("smartwatches" / "smartwatch") needs no
      ratio;
@@ -43,6 +43,8 @@ from tagmill.taxonomy.tables import columns
 RULES = ("misspelling", "translation", "synonym", "phrase")
 """The decisions table's rule of a fold, by the link that made it a candidate."""
 _PLURAL_ENDINGS = ("s", "es")
+_TWO_EDITS_FROM = 6
+"""Tags of this many characters or more may be two edits from their word ("diaprs" -> "diaper")."""
 _MAX_PHRASE_WORDS = 6
 """Longer tags are not looked at for their sub-phrases (2^words subsets)."""
 
@@ -65,7 +67,7 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
     for tag in english:
         speller.create_dictionary_entry(tag, images[tag])
     for tag in english:
-        distance = 2 if len(tag) >= 8 else 1
+        distance = 2 if len(tag) >= _TWO_EDITS_FROM else 1
         for hit in speller.lookup(tag, Verbosity.ALL, max_edit_distance=distance):
             other = hit.term
             if other == tag:
