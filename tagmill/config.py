@@ -336,7 +336,11 @@ class TaxonomyConfig(Section):
     fold_min_shared: _Count = 1
     """... over at least this many shared products (images) ..."""
     spelling_ratio: Annotated[float, Field(ge=1), Says("must be at least 1", "use e.g. 2")] = 2.0
-    """... and a misspelling candidate only when the word is on at least this many times its images."""
+    """... and a misspelling only when the word is on at least this many times its images ..."""
+    fold_strong_conditional: _Share = 0.9
+    """... or when at least this share of the misspelling's products were clicked under the word ..."""
+    fold_strong_shared: _Count = 3
+    """... over at least this many products."""
     domain_roots: Annotated[tuple[str, ...], _LIST] = ()
     """WordNet noun synsets that collapse leaves into domains (58.com: 17); empty: the 21 of
     taxonomy.synsets.DEFAULT_DOMAIN_ROOTS, documented there with the rule that picks one per path."""

@@ -8,7 +8,8 @@ import os
 import pandas as pd
 import pytest
 
-from tagmill.taxonomy.canonical import Evidence, fold_candidates, fold_tags
+from tagmill.config import TaxonomyConfig
+from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_tags
 from tagmill.taxonomy.classes import build_classes
 from tagmill.taxonomy.hierarchy import Hierarchy
 from tagmill.taxonomy.synsets import TagSense
@@ -42,6 +43,10 @@ it): the misspelling and the translation share their products with the frequent 
 other products that look alike on paper."""
 
 
+RULES = TaxonomyConfig(fold_min_conditional=0.6, fold_min_shared=1, spelling_ratio=3.0,
+                       fold_strong_conditional=0.9, fold_strong_shared=3)
+
+
 @pytest.fixture(scope="module")
 def wn():
     from tagmill.wordnet import load_wordnet
@@ -51,10 +56,10 @@ def wn():
 
 @needs_wordnet
 def test_links_come_from_spelling_translation_synonyms_and_phrases(wn):
-    links = {(t, big): rule for t, big, rule, _ in fold_candidates(IMAGES, SENSES, wn, spelling_ratio=3.0)}
+    links = {(c.tag, c.into): c.rule for c in fold_candidates(IMAGES, SENSES, wn)}
     assert links[("mosue", "mouse")] == "misspelling"
     assert links[("muse", "mouse")] == "misspelling"  # a candidate on spelling; the evidence decides
-    assert ("pate", "plate") not in links  # 120 vs 240 images: too frequent to be a misspelling of "plate"
+    assert links[("pate", "plate")] == "misspelling"  # too frequent for a misspelling unless evidence is strong
     assert links[("盘子", "plate")] == "translation"
     assert links[("torch", "flashlight")] == "synonym"  # torch is a lemma of flashlight.n.01
     assert links[("dress black", "dress")] == "phrase"
@@ -63,8 +68,7 @@ def test_links_come_from_spelling_translation_synonyms_and_phrases(wn):
 
 @needs_wordnet
 def test_only_co_click_evidence_makes_a_fold(wn):
-    folds = fold_tags(fold_candidates(IMAGES, SENSES, wn, spelling_ratio=3.0), SHARED, IMAGES,
-                      min_conditional=0.6, min_shared=1)
+    folds = fold_tags(fold_candidates(IMAGES, SENSES, wn), SHARED, IMAGES, RULES)
     assert list(folds.columns) == list(columns("decisions"))
     got = {r.tag: (r.other, r.rule) for r in folds.itertuples()}
     assert got == {"mosue": ("mouse", "misspelling"), "盘子": ("plate", "translation"),
@@ -77,26 +81,33 @@ def test_only_co_click_evidence_makes_a_fold(wn):
 def test_a_frequent_look_alike_never_folds_on_spelling_alone():
     images = {"plate": 240, "pate": 230}
     senses = {t: TagSense(t, None, "unmapped", t, 0.0, "") for t in images}
-    assert fold_candidates(images, senses, None, spelling_ratio=3.0) == []
-    # even with full co-click evidence there is no link, so no fold
-    assert fold_tags([], {("pate", "plate"): Evidence(30, 30, "products")}, images, 0.6, 1).empty
+    candidates = fold_candidates(images, senses, None)
+    assert candidates == [Candidate("pate", "plate", "misspelling", "edit distance 1", rare=True)]
+    for evidence in ({}, {("pate", "plate"): Evidence(2, 30, "products")},  # none, or shoppers tell them apart
+                     {("pate", "plate"): Evidence(25, 30, "products")}):  # clicked alike, but not overwhelmingly
+        assert fold_tags(candidates, evidence, images, RULES).empty
+    # only overwhelming co-click evidence folds a form that is not much rarer than its word
+    folds = fold_tags(candidates, {("pate", "plate"): Evidence(29, 30, "products")}, images, RULES)
+    assert folds["tag"].tolist() == ["pate"] and "strong evidence" in folds["detail"].iloc[0]
 
 
 def test_evidence_below_the_threshold_or_too_few_products_keeps_forms_apart():
     images = {"mouse": 800, "mosue": 17, "mous": 4}
-    candidates = [("mosue", "mouse", "misspelling", "edit distance 1"), ("mous", "mouse", "misspelling", "")]
+    candidates = [Candidate("mosue", "mouse", "misspelling", "edit distance 1", rare=True),
+                  Candidate("mous", "mouse", "misspelling", "", rare=True)]
+    rules = RULES.model_copy(update={"fold_min_shared": 3})
     weak = {("mosue", "mouse"): Evidence(5, 10, "products"), ("mous", "mouse"): Evidence(2, 2, "images")}
-    assert fold_tags(candidates, weak, images, 0.6, 3).empty
+    assert fold_tags(candidates, weak, images, rules).empty
     strong = {("mosue", "mouse"): Evidence(6, 10, "products"), ("mous", "mouse"): Evidence(3, 4, "images")}
-    assert sorted(fold_tags(candidates, strong, images, 0.6, 3)["tag"]) == ["mosue", "mous"]
+    assert sorted(fold_tags(candidates, strong, images, rules)["tag"]) == ["mosue", "mous"]
 
 
 def test_an_untranslated_chinese_tag_links_to_the_english_tag_its_products_were_clicked_under():
     images = {"television": 20, "电视": 7, "wok": 41}
     senses = {"电视": TagSense("电视", None, "unmapped", None, 0.0, "")}
-    links = fold_candidates(images, senses, None, 3.0, partners={"电视": "television"})
-    assert [(t, big, rule) for t, big, rule, _ in links] == [("电视", "television", "translation")]
-    assert fold_candidates(images, senses, None, 3.0) == []
+    links = fold_candidates(images, senses, None, partners={"电视": "television"})
+    assert [(c.tag, c.into, c.rule) for c in links] == [("电视", "television", "translation")]
+    assert fold_candidates(images, senses, None) == []
 
 
 def test_the_folded_class_is_named_by_its_most_frequent_form():

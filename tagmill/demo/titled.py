@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tagmill.config import SPLITS, SideInfoConfig, TrainConfig
-from tagmill.labeling.sources import SEARCH_LOG
+from tagmill.dataset.publish import STAGING, finish_publish, start_publish
+from tagmill.dataset.shards import ImageOptions, write_shards
 from tagmill.demo.images import Signature, design_signatures, draw_image
 from tagmill.demo.vocabulary import build_leaves
+from tagmill.labeling.sources import SEARCH_LOG
 from tagmill.labeling.word_vectors import train_word_vectors
 from tagmill.word_vector_files import WordVectors, token_ids, word_vector_files
 
@@ -81,9 +83,6 @@ def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classe
     ...) of the train and validation splits with the project's own writer, as the build's shards stage does;
     returns the manifest path. image_bytes: image_path -> JPEG bytes; classes: {class_id, name, path}, the
     support per split is counted from the samples; word_vectors (None: none) go in through finish_publish."""
-    from tagmill.dataset.publish import STAGING, finish_publish, start_publish
-    from tagmill.dataset.shards import ImageOptions, write_shards
-
     folder = Path(folder)
     start_publish(str(folder))
     staged, shards = folder / STAGING / "shards", []

@@ -21,7 +21,7 @@ from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.jobs.sources import source_labels
-from tagmill.taxonomy.canonical import Evidence, fold_candidates, fold_tags
+from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_tags
 from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
                                       with_support)
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, directed
@@ -88,10 +88,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         kept_images = {t: images[t] for t in kept}
         products, clicked = _search_log_products(stage)
         chinese = [t for t in kept if is_chinese(t)]
-        candidates = fold_candidates(kept_images, senses, wn, tc.spelling_ratio,
+        candidates = fold_candidates(kept_images, senses, wn,
                                      partners=_clicked_under(spark, products, clicked, chinese, kept))
         folds = fold_tags(candidates, _evidence(spark, products, clicked, pairs, candidates, kept_images),
-                          kept_images, tc.fold_min_conditional, tc.fold_min_shared)
+                          kept_images, tc)
         log.info("taxonomy %s: %d surface forms folded into their most frequent form (%d linked candidates)",
                  run_date, len(folds), len(candidates))
         merges = _concat([merges, folds])
@@ -141,7 +141,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                    "child_min_conditional": tc.child_min_conditional, "merge_synonyms": tc.merge_synonyms,
                    "domain_roots": list(roots), "propagate_to_ancestors": tc.propagate_to_ancestors,
                    "canonicalize": tc.canonicalize, "fold_min_conditional": tc.fold_min_conditional,
-                   "fold_min_shared": tc.fold_min_shared, "spelling_ratio": tc.spelling_ratio},
+                   "fold_min_shared": tc.fold_min_shared, "spelling_ratio": tc.spelling_ratio,
+                   "fold_strong_conditional": tc.fold_strong_conditional,
+                   "fold_strong_shared": tc.fold_strong_shared},
     })
     log.info("taxonomy %s: %d raw tags -> %d classes in %d domains (%d dropped, %d merged)", run_date,
              len(images), summary["classes"], len(summary["domains"]), sum(quarantined.values()),
@@ -185,12 +187,12 @@ def _clicked_under(spark: SparkSession, products: DataFrame, clicked: DataFrame,
 
 
 def _evidence(spark: SparkSession, products: DataFrame, clicked: DataFrame, pairs: DataFrame,
-              candidates: list[tuple], images: dict[str, int]) -> dict[tuple[str, str], Evidence]:
+              candidates: list[Candidate], images: dict[str, int]) -> dict[tuple[str, str], Evidence]:
     """(t, T) -> Evidence for the fold candidates only (a few per tag, never the whole tables): of t's search-log
     products, those clicked under T; for a t without search-log products, of its images, those labeled T."""
     if not candidates:
         return {}
-    wanted = spark.createDataFrame([(t, big) for t, big, _, _ in candidates], "tag string, partner string")
+    wanted = spark.createDataFrame([(c.tag, c.into) for c in candidates], "tag string, partner string")
     per_product = (wanted.join(products, "tag")
                    .join(clicked.withColumn("hit", F.lit(1)), ["partner", "product_id"], "left")
                    .groupBy("tag", "partner").agg(F.count(F.lit(1)).alias("total"),

@@ -30,6 +30,7 @@ def normalize_query_column(events: DataFrame, text: TextConfig) -> DataFrame:
     wordnet_dir = text.wordnet_dir
 
     def normalize(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        # imported where it runs, in the executor: the driver never loads jieba's dictionary or WordNet for it
         from tagmill.labeling.text import normalize_queries
 
         for batch in batches:

@@ -7,9 +7,10 @@ no category. A tag t folds into a tag T when
 
 1. a *link* says why the two could be one thing:
    - spelling: T is within edit distance 1 of t (2 for tags of 6 characters or more; Damerau-Levenshtein, found
-     by SymSpell's symmetric delete, symspellpy), and T is on at least `spelling_ratio` times as many images
-     (a misspelling is much rarer than the word); a plural ending ("smartwatches" / "smartwatch") needs no
-     ratio;
+     by SymSpell's symmetric delete, symspellpy); a misspelling is much rarer than its word, so T must be on at
+     least `spelling_ratio` times as many images, unless the evidence below is overwhelming
+     (`strong_conditional` over `strong_shared` products); a plural ending ("smartwatches" / "smartwatch")
+     needs no ratio;
    - translation: one of the two is Chinese and its English translation (the zh table or its jieba tokens,
      taxonomy.synsets) is the other ("衬衫" -> "shirt", spaces aside: "智能 手表" -> "smart watch"); a
      Chinese tag the table cannot translate is linked to the English tag its products were clicked under most
@@ -37,6 +38,7 @@ from typing import NamedTuple
 import pandas as pd
 from symspellpy import SymSpell, Verbosity
 
+from tagmill.config import TaxonomyConfig
 from tagmill.taxonomy.synsets import TagSense, is_chinese
 from tagmill.taxonomy.tables import columns
 
@@ -49,18 +51,29 @@ _MAX_PHRASE_WORDS = 6
 """Longer tags are not looked at for their sub-phrases (2^words subsets)."""
 
 
-def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], wn, spelling_ratio: float,
-                    partners: Mapping[str, str] | None = None) -> list[tuple[str, str, str, str]]:
-    """(t, T, rule, why) for every linked pair of tags, t the rarer form and T the more frequent (see the
-    module docstring, point 1); no evidence is looked at yet.
+class Candidate(NamedTuple):
+    """A linked pair: `tag` (the rarer form) may fold into `into` (the more frequent) by `rule`, for `why`."""
+
+    tag: str
+    into: str
+    rule: str
+    why: str
+    rare: bool = False
+    """A misspelling link: `into` must be on spelling_ratio times the images of `tag` (or strong evidence)."""
+
+
+def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], wn,
+                    partners: Mapping[str, str] | None = None) -> list[Candidate]:
+    """A Candidate for every linked pair of tags, t the rarer form and T the more frequent (see the module
+    docstring, point 1); no evidence is looked at yet.
 
     images: tag -> images it labels (the kept tags); senses: tag -> its WordNet sense (taxonomy.synsets; a
     tag missing here has none); wn: a WordNet reader, for the lemmas of a sense; partners: Chinese tag -> the
     English tag its products were clicked under most (used when the tag has no translation)."""
-    found: dict[tuple[str, str], tuple[str, str]] = {}
+    found: dict[tuple[str, str], tuple[str, str, bool]] = {}
 
-    def add(a: str, b: str, rule: str, why: str) -> None:
-        found.setdefault(_rarer_first(a, b, images), (rule, why))
+    def add(a: str, b: str, rule: str, why: str, rare: bool = False) -> None:
+        found.setdefault(_rarer_first(a, b, images), (rule, why, rare))
 
     english = sorted(t for t in images if not is_chinese(t))
     speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
@@ -73,9 +86,8 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
             if other == tag:
                 continue
             plural = _is_plural_of(tag, other) or _is_plural_of(other, tag)
-            rarer, frequent = _rarer_first(tag, other, images)
-            if plural or images[frequent] >= spelling_ratio * images[rarer]:
-                add(tag, other, "misspelling", f"edit distance {hit.distance}" + (" (plural)" if plural else ""))
+            add(tag, other, "misspelling", f"edit distance {hit.distance}" + (" (plural)" if plural else ""),
+                rare=not plural)
 
     by_text = {_squeeze(t): t for t in english}
     lemma_owner: dict[str, list[str]] = {}
@@ -109,28 +121,34 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
             for part in combinations(words, size):
                 for other in by_words.get(frozenset(part), ()):
                     add(tag, other, "phrase", f"'{tag}' is '{other}' with a modifier (no synset of its own)")
-    return [(t, big, rule, why) for (t, big), (rule, why) in sorted(found.items())]
+    return [Candidate(t, big, *link) for (t, big), link in sorted(found.items())]
 
 
-def fold_tags(candidates: Iterable[tuple[str, str, str, str]], evidence: Mapping[tuple[str, str], Evidence],
-              images: Mapping[str, int], min_conditional: float, min_shared: int) -> pd.DataFrame:
+def fold_tags(candidates: Iterable[Candidate], evidence: Mapping[tuple[str, str], Evidence],
+              images: Mapping[str, int], cfg: TaxonomyConfig) -> pd.DataFrame:
     """The folds, as decisions-table rows (action "merge", the link's rule, other = the tag folded into,
-    value = P(T | t), threshold = min_conditional): the candidates whose co-click evidence holds, one target per
-    folded tag (the highest P(T | t), then the more frequent T).
+    value = P(T | t), threshold = cfg.fold_min_conditional): the candidates whose co-click evidence holds (and,
+    for a misspelling, whose word is spelling_ratio times as frequent or whose evidence is strong), one target
+    per folded tag (the highest P(T | t), then the more frequent T).
 
     evidence: (t, T) -> Evidence (absent: none)."""
     best: dict[str, tuple] = {}
-    for t, big, rule, why in candidates:
+    for t, big, rule, why, rare in candidates:
         seen = evidence.get((t, big), Evidence(0, 0, "products"))
         p = seen.shared / seen.total if seen.total else 0.0
-        if seen.shared < min_shared or p < min_conditional:
+        if seen.shared < cfg.fold_min_shared or p < cfg.fold_min_conditional:
             continue
+        ratio = images[big] / images[t] if images[t] else 0.0
+        if rare and ratio < cfg.spelling_ratio:
+            if seen.shared < cfg.fold_strong_shared or p < cfg.fold_strong_conditional:
+                continue
+            why += f" (only {ratio:.1f} times as frequent, but strong evidence)"
         key = (-p, -images[big], big)
         if t not in best or key < best[t][0]:
             detail = (f"{why}; {seen.shared} of its {seen.total} {seen.unit} carry '{big}' "
-                      f"(P {p:.3f} >= {min_conditional}), which labels {images[big]} images")
+                      f"(P {p:.3f} >= {cfg.fold_min_conditional}), which labels {images[big]} images")
             best[t] = (key, {"tag": t, "action": "merge", "rule": rule, "other": big, "value": round(p, 6),
-                             "threshold": min_conditional, "detail": detail})
+                             "threshold": cfg.fold_min_conditional, "detail": detail})
     return pd.DataFrame([best[t][1] for t in sorted(best)], columns=list(columns("decisions")))
 
 
