@@ -109,9 +109,10 @@ def product_labels(tuples: DataFrame, cfg: MiningConfig) -> DataFrame:
 
 def listing_images(listings: DataFrame) -> DataFrame:
     """One row per (product, image): product_id, title, category_path, image_path, image_key (a stable
-    20-hex-digit key of the path). Needs product_id, title, image_paths and category_path (null where the seller
-    gave none); a path listed twice in one listing counts once."""
-    images = listings.select("product_id", "title", "category_path",
+    20-hex-digit key of the path). Needs product_id, title and image_paths, and takes category_path when the
+    listings have it (null where the seller gave none); a path listed twice in one listing counts once."""
+    category = F.col("category_path") if "category_path" in listings.columns else F.lit(None).cast("string")
+    images = listings.select("product_id", "title", category.alias("category_path"),
                              F.explode(F.array_distinct("image_paths")).alias("image_path"))
     return images.withColumn("image_key", F.substring(F.sha2(F.col("image_path"), 256), 1, 20))
 
