@@ -29,8 +29,14 @@ def stage_path(root: str, stage: str, table: str) -> str:
     return f"{root.rstrip('/')}/{stage}/{table}"
 
 
+def runs_path(root: str, stage: str, run_date: dt.date) -> str:
+    """The folder of one run's own files: its summary.json, and what a stage keeps beside it (gate.json, code
+    projections)."""
+    return f"{stage_path(root, stage, RUNS)}/run_date={run_date.isoformat()}"
+
+
 def summary_path(root: str, stage: str, run_date: dt.date) -> str:
-    return f"{stage_path(root, stage, RUNS)}/run_date={run_date.isoformat()}/summary.json"
+    return f"{runs_path(root, stage, run_date)}/summary.json"
 
 
 def table_path(root: str, stage: str, table: str, run_date: dt.date) -> str:

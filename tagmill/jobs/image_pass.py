@@ -28,7 +28,7 @@ log = logging.getLogger("tagmill.image-pass")
 
 def projection_path(root: str, run_date, code: str) -> str:
     """Where the run's projection of one code is kept (so later runs and the report can reuse it)."""
-    return f"{io.stage_path(root, STAGE, '_runs')}/run_date={run_date.isoformat()}/{code}_projection.npz"
+    return f"{stages.runs_path(root, STAGE, run_date)}/{code}_projection.npz"
 
 
 def run(spark: SparkSession, cfg: Config) -> dict:

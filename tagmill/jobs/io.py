@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from tagmill.labeling.events import (CORRUPT, DATE_PARTITION, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS,
                                      LISTING_SCHEMA)
-from tagmill.stages import stage_path, summary_path, table_path
+from tagmill.stages import RUNS, stage_path, summary_path, table_path
 
 PARTITION_COLUMN = "date"
 """Events may be stored under date=YYYY-MM-DD/ folders; partitions after the run date are not read."""
@@ -296,7 +296,7 @@ def read_summary(spark: SparkSession, root: str, stage: str, run_date: dt.date) 
 def previous_run_date(spark: SparkSession, root: str, stage: str, run_date: dt.date) -> dt.date | None:
     """The latest date before `run_date` for which `stage` finished (its summary exists), or None."""
     root = committed_path(root)
-    fs, folder = _fs(spark, stage_path(root, stage, "_runs"))
+    fs, folder = _fs(spark, stage_path(root, stage, RUNS))
     if not fs.exists(folder):
         return None
     earlier = []

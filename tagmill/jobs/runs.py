@@ -34,6 +34,7 @@ from collections.abc import Iterator
 
 from pyspark.sql import SparkSession
 
+from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
 
@@ -41,7 +42,6 @@ log = logging.getLogger("tagmill.runs")
 
 LOCKS = "_locks"
 COMMIT = "_COMMIT.json"
-RUNS = "_runs"
 
 
 class RunLocked(RuntimeError):
@@ -118,7 +118,7 @@ def _roll_forward(spark: SparkSession, root: str, folder: str) -> None:
 
 
 def _is_runs(unit: str) -> bool:
-    return unit.split("/")[-2:-1] == [RUNS]
+    return unit.split("/")[-2:-1] == [stages.RUNS]
 
 
 def _units(spark: SparkSession, folder: str) -> list[str]:

@@ -43,7 +43,7 @@ def gate_docs_path(cfg: Config) -> str:
 
 def gate_report_path(cfg: Config) -> str:
     """The gate's outcome for the run date (gate.json beside the stage's run summary), pass or fail."""
-    return f"{io.stage_path(cfg.outputs.root, STAGE, '_runs')}/run_date={cfg.run.run_date().isoformat()}/gate.json"
+    return f"{stages.runs_path(cfg.outputs.root, STAGE, cfg.run.run_date())}/gate.json"
 
 
 def config_sha256(cfg: Config) -> str:
