@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from tagmill.config import TaxonomyConfig
-from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_tags
+from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_in_rounds, fold_tags
 from tagmill.taxonomy.classes import build_classes
 from tagmill.taxonomy.hierarchy import Hierarchy
-from tagmill.taxonomy.synsets import TagSense
+from tagmill.taxonomy.synsets import TagSense, map_tags
 from tagmill.taxonomy.tables import columns
 
 needs_wordnet = pytest.mark.skipif(not os.path.isdir("/usr/share/wordnet"),
@@ -124,3 +124,53 @@ def test_the_folded_class_is_named_by_its_most_frequent_form():
     assert taxonomy[taxonomy["kind"] == "class"]["name"].tolist() == ["mouse"]
     assert dict(zip(decisions["tag"], decisions["rule"])) == {"mosue": "misspelling", "鼠标": "chinese_table"}
     assert decisions.set_index("tag").loc["mosue", "detail"] == "edit distance 1"
+
+
+def test_a_misspelling_clicked_only_under_a_translation_folds_in_the_next_round():
+    """Harder market: "jacet"'s one product was clicked under "夹克" (jacket), never under "jacket" itself.
+    Round one folds the translation; round two counts a click under any form of the jacket group."""
+    images = {"jacket": 18, "夹克": 9, "jacet": 5}
+    candidates = [Candidate("jacet", "jacket", "misspelling", "edit distance 1", rare=True),
+                  Candidate("夹克", "jacket", "translation", "'夹克' translates to 'jacket'")]
+    clicked = {"jacet": {"夹克"}, "夹克": {"jacket"}}  # tag -> the forms its products were clicked under
+    seen_groups = []
+
+    def evidence_of(pending, groups):
+        seen_groups.append({c.tag: sorted(groups[c.into]) for c in pending})
+        return {(c.tag, c.into): Evidence(int(bool(clicked[c.tag] & set(groups[c.into]))), 1, "products")
+                for c in pending}
+
+    folds = fold_in_rounds(candidates, evidence_of, images, RULES)
+    assert [(r.tag, r.other, r.rule) for r in folds.itertuples()] == [("夹克", "jacket", "translation"),
+                                                                       ("jacet", "jacket", "misspelling")]
+    assert seen_groups == [{"jacet": ["jacket"], "夹克": ["jacket"]}, {"jacet": ["jacket", "夹克"]}]
+    # with one round only, the misspelling stays a class of its own
+    assert fold_in_rounds(candidates, evidence_of, images, RULES, rounds=1)["tag"].tolist() == ["夹克"]
+
+
+def test_rounds_aim_at_groups_and_keep_the_frequent_form_rule():
+    """"c" (10 images) is linked to "a" (5) as the frequent side; once "a" is in "b"'s group (9 + 5 = 14), "c" is
+    the rarer side of that group and folds into it. A group never folds into a rarer form, so no cycle."""
+    images = {"a": 5, "b": 9, "c": 10}
+    candidates = [Candidate("a", "b", "synonym", ""), Candidate("a", "c", "synonym", "")]
+    everything = lambda pending, groups: {(c.tag, c.into): Evidence(1, 1, "products") for c in pending}  # noqa: E731
+    folds = fold_in_rounds(candidates, everything, images, RULES)
+    assert [(r.tag, r.other) for r in folds.itertuples()] == [("a", "c")]  # ties on P: the more frequent c
+    images = {"a": 5, "b": 9, "c": 10, "d": 12}
+    candidates = [Candidate("a", "b", "synonym", ""), Candidate("d", "a", "synonym", "")]
+    folds = fold_in_rounds(candidates, everything, images, RULES)
+    assert [(r.tag, r.other) for r in folds.itertuples()] == [("a", "b"), ("d", "b")]
+    assert "(via 'a', folded into 'b')" in folds["detail"].iloc[1]
+
+
+@needs_wordnet
+def test_one_sense_and_a_head_noun_sense_link_two_names_of_one_thing(wn):
+    images = {"tee shirt": 30, "t shirt": 16, "phonograph record": 7, "vinyl record": 5, "pacifier": 18,
+              "baby dummy": 9}
+    senses = map_tags(list(images), wn)
+    assert senses["t shirt"].synset == "jersey.n.03" and senses["t shirt"].exact  # WordNet's "T-shirt"
+    assert senses["baby dummy"].synset == "comforter.n.04"  # "baby's dummy", the shopper dropped the 's
+    links = {(c.tag, c.into): c.rule for c in fold_candidates(images, senses, wn)}
+    assert links[("t shirt", "tee shirt")] == "synonym"
+    assert links[("baby dummy", "pacifier")] == "synonym"
+    assert links[("vinyl record", "phonograph record")] == "phrase"  # "record" is a lemma of the record's sense

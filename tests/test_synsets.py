@@ -245,8 +245,10 @@ TENCENT = REALDATA.parent / "tencent_ml_images" / "dictionary_and_semantic_hiera
 def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
     """The Open Images boxable names that Tencent ML-Images lists under exactly one WordNet id and that WordNet
     gives two or more noun senses: map_tags' synset against Tencent's. 119 names; 0.857 agreed before the
-    product prior (PRODUCT_PRIOR), 0.891 with it. Tencent keeps some choices no marketplace prior explains
-    (kite: the hawk; mule: the slipper; chicken: the bird but egg: the food), so 0.95 is not reached."""
+    product prior (PRODUCT_PRIOR), 0.891 with it, 0.933 (111) with the animal over its meat and no prior for
+    slang (synsets._is_product). Tencent keeps some choices no marketplace prior explains (kite: the hawk;
+    mule: the slipper; winter melon: the vine but cucumber: the vegetable; chicken: the bird but egg: the
+    food), so 0.95 is not reached."""
     import csv
 
     owners: dict[str, set[str]] = {}
@@ -263,4 +265,4 @@ def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
                 for n, wnid in pairs)
     print(f"agreement with Tencent ML-Images: {agree}/{len(pairs)} = {agree / len(pairs):.3f}")
     assert len(pairs) == 119
-    assert agree / len(pairs) >= 0.89
+    assert agree >= 111

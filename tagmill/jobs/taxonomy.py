@@ -21,7 +21,7 @@ from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.jobs.sources import source_labels
-from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_tags
+from tagmill.taxonomy.canonical import Candidate, Evidence, fold_candidates, fold_in_rounds
 from tagmill.taxonomy.classes import (DECISION_COLUMNS, ancestors, build_classes, diff_taxonomies,
                                       with_support)
 from tagmill.taxonomy.cooccurrence import cooccurrence, cooccurrence_rules, directed
@@ -86,14 +86,16 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                       zh_table=read_zh_table(tc.zh_table) if tc.zh_table else None)
     if tc.canonicalize:
         kept_images = {t: images[t] for t in kept}
-        products, clicked = _search_log_products(stage)
+        products, clicked = (df.persist(StorageLevel.MEMORY_AND_DISK) for df in _search_log_products(stage))
         chinese = [t for t in kept if is_chinese(t)]
         candidates = fold_candidates(kept_images, senses, wn,
                                      partners=_clicked_under(spark, products, clicked, chinese, kept))
-        folds = fold_tags(candidates, _evidence(spark, products, clicked, pairs, candidates, kept_images),
-                          kept_images, tc)
+        folds = fold_in_rounds(candidates, lambda pending, groups: _evidence(
+            spark, products, clicked, pairs, pending, groups, kept_images), kept_images, tc)
         log.info("taxonomy %s: %d surface forms folded into their most frequent form (%d linked candidates)",
                  run_date, len(folds), len(candidates))
+        products.unpersist()
+        clicked.unpersist()
         merges = _concat([merges, folds])
     hierarchy = build_hierarchy({s.synset for s in senses.values() if s.synset}, wn, roots)
     node_names = {s: wn.synset(s).lemma_names()[0].replace("_", " ") for s in hierarchy.parent}
@@ -187,20 +189,26 @@ def _clicked_under(spark: SparkSession, products: DataFrame, clicked: DataFrame,
 
 
 def _evidence(spark: SparkSession, products: DataFrame, clicked: DataFrame, pairs: DataFrame,
-              candidates: list[Candidate], images: dict[str, int]) -> dict[tuple[str, str], Evidence]:
+              candidates: list[Candidate], groups: dict[str, list[str]],
+              images: dict[str, int]) -> dict[tuple[str, str], Evidence]:
     """(t, T) -> Evidence for the fold candidates only (a few per tag, never the whole tables): of t's search-log
-    products, those clicked under T; for a t without search-log products, of its images, those labeled T."""
+    products, those clicked under any of T's forms (`groups`: T -> its forms, taxonomy.canonical.fold_in_rounds);
+    for a t without search-log products, of its images, those labeled with one form of T (the form that shares
+    the most: images labeled with two forms would count twice in a sum)."""
     if not candidates:
         return {}
-    wanted = spark.createDataFrame([(c.tag, c.into) for c in candidates], "tag string, partner string")
+    rows = [(c.tag, c.into, form) for c in candidates for form in groups.get(c.into, [c.into])]
+    wanted = spark.createDataFrame(rows, "tag string, into string, partner string")
     per_product = (wanted.join(products, "tag")
                    .join(clicked.withColumn("hit", F.lit(1)), ["partner", "product_id"], "left")
-                   .groupBy("tag", "partner").agg(F.count(F.lit(1)).alias("total"),
-                                                  F.count("hit").alias("shared")))
-    found = {(r["tag"], r["partner"]): Evidence(int(r["shared"]), int(r["total"]), "products")
+                   .groupBy("tag", "into", "product_id").agg(F.max("hit").alias("hit"))
+                   .groupBy("tag", "into").agg(F.count(F.lit(1)).alias("total"), F.count("hit").alias("shared")))
+    found = {(r["tag"], r["into"]): Evidence(int(r["shared"]), int(r["total"]), "products")
              for r in per_product.collect()}
-    for r in directed(pairs).join(wanted, ["tag", "partner"]).select("tag", "partner", "together").collect():
-        found.setdefault((r["tag"], r["partner"]), Evidence(int(r["together"]), images[r["tag"]], "images"))
+    together = (directed(pairs).join(wanted, ["tag", "partner"]).groupBy("tag", "into")
+                .agg(F.max("together").alias("together")))
+    for r in together.collect():
+        found.setdefault((r["tag"], r["into"]), Evidence(int(r["together"]), images[r["tag"]], "images"))
     return found
 
 

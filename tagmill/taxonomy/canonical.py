@@ -27,11 +27,16 @@ no category. A tag t folds into a tag T when
 Among several T for one t, the highest P(T | t) wins (then the more frequent T). Chains ("mosue" -> "mouse",
 "鼠标" -> "mouse") end in one class: taxonomy.classes joins every fold and names the class by its most
 frequent English tag.
+
+Folding runs in rounds (`fold_in_rounds`). A shopper who misspells a word rarely clicks under the word itself:
+"jacet"'s one product was clicked under "夹克", the Chinese for jacket, and "saxopohne"'s under "sax". So after
+each round a form stands for its whole group (itself and every form folded into it): the evidence for t -> T
+counts t's products clicked under any of T's forms, and T's frequency is its group's images.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import combinations
 from typing import NamedTuple
 
@@ -49,6 +54,9 @@ _TWO_EDITS_FROM = 6
 """Tags of this many characters or more may be two edits from their word ("diaprs" -> "diaper")."""
 _MAX_PHRASE_WORDS = 6
 """Longer tags are not looked at for their sub-phrases (2^words subsets)."""
+MAX_FOLD_ROUNDS = 3
+"""Rounds of `fold_in_rounds`: the second sees the groups of the first (a misspelling clicked under a
+translation), the third those of the second; on the demo markets a fourth finds nothing."""
 
 
 class Candidate(NamedTuple):
@@ -73,7 +81,9 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
     found: dict[tuple[str, str], tuple[str, str, bool]] = {}
 
     def add(a: str, b: str, rule: str, why: str, rare: bool = False) -> None:
-        found.setdefault(_rarer_first(a, b, images), (rule, why, rare))
+        pair = _rarer_first(a, b, images)
+        if pair not in found or (found[pair][2] and not rare):  # a reason beyond spelling needs no ratio
+            found[pair] = (rule, why, rare)
 
     english = sorted(t for t in images if not is_chinese(t))
     speller = SymSpell(max_dictionary_edit_distance=2, prefix_length=7)
@@ -91,11 +101,13 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
 
     by_text = {_squeeze(t): t for t in english}
     lemma_owner: dict[str, list[str]] = {}
+    synset_owner: dict[str, list[str]] = {}
     for tag in english:
         sense = senses.get(tag)
-        if sense and sense.synset and sense.exact:
+        if _has_own_synset(sense):
+            synset_owner.setdefault(sense.synset, []).append(tag)
             for lemma in wn.synset(sense.synset).lemma_names():
-                lemma_owner.setdefault(lemma.lower(), []).append(tag)
+                lemma_owner.setdefault(_lemma_text(lemma), []).append(tag)
     for tag in sorted(images):
         sense = senses.get(tag)
         if is_chinese(tag):
@@ -106,9 +118,19 @@ def fold_candidates(images: Mapping[str, int], senses: Mapping[str, TagSense], w
                 add(tag, partners[tag], "translation", f"no zh table entry for '{tag}'; its products were clicked "
                                                        f"under '{partners[tag]}' most")
             continue
-        for other in lemma_owner.get(tag.replace(" ", "_"), ()):
+        for other in lemma_owner.get(tag, ()):
             if other != tag:
                 add(tag, other, "synonym", f"'{tag}' is a lemma of {senses[other].synset}")
+        if _has_own_synset(sense):
+            for other in synset_owner[sense.synset]:
+                if other != tag:
+                    add(tag, other, "synonym", f"'{tag}' and '{other}' name one sense, {sense.synset}")
+        elif sense and sense.synset and wn is not None:
+            # a head-noun sense ("vinyl record" -> record): a kind of whichever tag names one of the head
+            # noun's senses on its own ("phonograph record"; "nursing bottle" for "baby bottle")
+            for synset in _head_senses(sense.english or tag, wn):
+                for other in synset_owner.get(synset, ()):
+                    add(tag, other, "phrase", f"'{tag}' is a kind of '{other}' ({synset}, a sense of its head noun)")
 
     by_words: dict[frozenset, list[str]] = {}
     for tag in english:
@@ -152,6 +174,48 @@ def fold_tags(candidates: Iterable[Candidate], evidence: Mapping[tuple[str, str]
     return pd.DataFrame([best[t][1] for t in sorted(best)], columns=list(columns("decisions")))
 
 
+EvidenceOf = Callable[[list[Candidate], Mapping[str, Sequence[str]]], Mapping[tuple[str, str], "Evidence"]]
+"""(candidates, groups: T -> its forms, T included) -> (t, T) -> Evidence of t's products under any of T's forms."""
+
+
+def fold_in_rounds(candidates: Sequence[Candidate], evidence_of: EvidenceOf, images: Mapping[str, int],
+                   cfg: TaxonomyConfig, rounds: int = MAX_FOLD_ROUNDS) -> pd.DataFrame:
+    """`fold_tags` in rounds, each over the candidates whose tag is not folded yet, re-aimed at the group their
+    frequent form ended in; T's images are its group's (summed over its forms). Stops when a round folds
+    nothing. Returns the decisions rows of every round (`other` is the group's form, the class's name)."""
+    into: dict[str, str] = {}  # folded tag -> the form it folded into
+
+    def group_of(tag: str) -> str:
+        while tag in into:
+            tag = into[tag]
+        return tag
+
+    folds = []
+    for _ in range(rounds):
+        groups: dict[str, list[str]] = {}
+        for tag in images:
+            groups.setdefault(group_of(tag), []).append(tag)
+        sizes = {g: sum(images[t] for t in forms) for g, forms in groups.items()}
+        aimed = {}
+        for c in candidates:
+            target = group_of(c.into)
+            if c.tag in into or target == c.tag or _rarer_first(c.tag, target, sizes) != (c.tag, target):
+                continue  # folded already, or the group became the rarer side (no cycles)
+            why = c.why if target == c.into else f"{c.why} (via '{c.into}', folded into '{target}')"
+            aimed.setdefault((c.tag, target), c._replace(into=target, why=why))
+        if not aimed:
+            break
+        pending = list(aimed.values())
+        found = fold_tags(pending, evidence_of(pending, {g: groups[g] for g in {c.into for c in pending}}),
+                          {t: sizes.get(t, images[t]) for t in images}, cfg)
+        if found.empty:
+            break
+        into.update(zip(found["tag"], found["other"]))
+        folds.append(found)
+    return (pd.concat(folds, ignore_index=True) if folds
+            else pd.DataFrame(columns=list(columns("decisions"))))
+
+
 class Evidence(NamedTuple):
     """How many of the rarer form's `total` products (or images) also carry the frequent form."""
 
@@ -163,6 +227,17 @@ class Evidence(NamedTuple):
 
 def _has_own_synset(sense: TagSense | None) -> bool:
     return bool(sense and sense.synset and sense.exact)
+
+
+def _lemma_text(lemma: str) -> str:
+    """A WordNet lemma as a tag writes it: "baby's_dummy" -> "baby dummy", "T-shirt" -> "t shirt"."""
+    return " ".join(lemma.lower().replace("'s_", "_").replace("-", "_").split("_"))
+
+
+def _head_senses(english: str, wn) -> set[str]:
+    """The noun senses of the phrase's tails ("vinyl record" -> those of "record"), the phrase itself aside."""
+    words = english.lower().split()
+    return {s.name() for start in range(1, len(words)) for s in wn.synsets("_".join(words[start:]), pos="n")}
 
 
 def _is_plural_of(plural: str, word: str) -> bool:

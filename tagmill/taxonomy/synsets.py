@@ -64,8 +64,10 @@ PRODUCT_PRIOR = 0.75
 """Bonus of a sense that is a thing a marketplace sells and a photo shows (PRODUCT_LEXNAMES) over an abstract
 sense: "racket" the sports implement, not the noise; "book" the bound sheets, not the written work; "cucumber"
 the vegetable, not the vine. Measured on the 119 Open Images names Tencent ML-Images keys to one WordNet id
-(tests/test_synsets.py): agreement 0.857 without it, 0.891 with it."""
+(tests/test_synsets.py): agreement 0.857 without it, 0.891 with it, 0.933 with `_is_product`'s two
+exceptions."""
 PRODUCT_LEXNAMES = frozenset({"noun.artifact", "noun.object", "noun.food", "noun.animal"})
+_SLANG_GLOSSES = ("informal term for", "slang for", "(slang)", "(informal)")
 
 _QUALIFIER = re.compile(r"\(([^()]*)\)")
 _HAN_GAP = re.compile(f"(?<=[{HAN_CLASS}])\\s+(?=[{HAN_CLASS}])")
@@ -269,7 +271,7 @@ class _Mapper:
         qualified = bool(qualifier_words) and self._qualified(synset, qualifier_words)
         score = (freq + CONTEXT_WEIGHT * ctx + (DOMAIN_BONUS if domain else 0.0)
                  + (QUALIFIER_BONUS if qualified else 0.0)
-                 + (PRODUCT_PRIOR if synset.lexname() in PRODUCT_LEXNAMES else 0.0))
+                 + (PRODUCT_PRIOR if _is_product(synset, candidates) else 0.0))
         return _Scored(score, rank, synset, freq, ctx, domain or "", qualified)
 
     def _qualified(self, synset, qualifier_words: set[str]) -> bool:
@@ -338,6 +340,17 @@ class _Mapper:
         return self._candidates[lemma]
 
 
+def _is_product(synset, candidates) -> bool:
+    """Whether the sense earns PRODUCT_PRIOR: its lexicographer file is one of PRODUCT_LEXNAMES; it is not the
+    meat of an animal the same word names ("chicken", "lobster", "shellfish": a photo under the animal's name
+    shows the animal, as Open Images and Tencent ML-Images label it); and WordNet does not call it slang
+    ("tin can": "informal term for a destroyer"; a listing names a thing by its everyday name)."""
+    lexname = synset.lexname()
+    if lexname == "noun.food" and any(s.lexname() == "noun.animal" for s, _, _ in candidates):
+        return False
+    return lexname in PRODUCT_LEXNAMES and not synset.definition().startswith(_SLANG_GLOSSES)
+
+
 def _lemma_count(synset, forms: set[str]) -> int:
     return max((lemma.count() for lemma in synset.lemmas() if lemma.name().lower() in forms), default=0)
 
@@ -360,11 +373,12 @@ def _phrase(english: str) -> str:
 
 def _lemma_variants(words: list[str]) -> list[str]:
     """WordNet spellings to try for a word sequence: as written ("t-shirt"), hyphens as "_", hyphens removed,
-    a possessive "'s" removed, two words written as one."""
+    a possessive "'s" removed, two words written as one or hyphenated, a possessive dropped by the shopper put
+    back ("baby dummy" -> baby's_dummy)."""
     joined = "_".join(words)
     variants = [joined, joined.replace("-", "_"), joined.replace("-", ""), re.sub(r"'s(?=_|$)", "", joined)]
-    if len(words) == 2:  # "cell phone" -> cellphone, "sun glasses" -> sunglasses
-        variants.append("".join(words).replace("-", ""))
+    if len(words) == 2:  # "cell phone" -> cellphone, "sun glasses" -> sunglasses, "t shirt" -> t-shirt
+        variants += ["".join(words).replace("-", ""), "-".join(words), f"{words[0]}'s_{words[1]}"]
     return list(dict.fromkeys(v for v in variants if v))
 
 
