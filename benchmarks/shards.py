@@ -48,8 +48,8 @@ def generate(folder: Path, n: int, side: int) -> tuple[Path, float]:
         samples, "train-00000", lambda name: open(folder / "_staging" / "shards" / name, "wb"),
         lambda path: pool[int(path)], ImageOptions(max_side=0), 1000, 1 << 30)]
     seconds = time.perf_counter() - started
-    classes = [{"class_id": i, "name": leaf.name_en, "path": [], "support_train": 1, "support_validation": 0,
-                "support_test": 0} for i, leaf in enumerate(leaves)]
+    classes = [{"class_id": i, "name": leaf.name_en, "path": [], "taxonomy_id": None, "support_train": 1,
+                "support_validation": 0, "support_test": 0} for i, leaf in enumerate(leaves)]
     finish_publish(str(folder), shards, classes, {"dataset": "bench", "tagmill_version": "bench",
                                                    "config_sha256": "0" * 64, "image": {"max_side": 0}})
     return folder / "manifest.json", seconds

@@ -1,11 +1,12 @@
 """assemble + gate + shards end to end on the small generated marketplace (local Spark): counts, the
-manifest, leakage, byte-identical re-runs, an interrupted publish and a failing gate."""
+manifest, the class ids, leakage, byte-identical re-runs, an interrupted publish and a failing gate."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pyspark.sql import functions as F
 
 from tagmill.dataset import publish
 from tagmill.dataset.gate import GateFailed
-from tagmill.jobs import assemble, io, runs, shards, taxonomy
+from tagmill.jobs import assemble, io, mine_logs, runs, shards, side_info, taxonomy
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 
@@ -30,6 +31,23 @@ def built(side_info_market):
     cfg = cfg.replace("dataset", shard_max_samples=60, image_max_side=48)
     summaries = run_stages(cfg, [taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     return cfg, summaries
+
+
+@pytest.fixture(scope="module")
+def without_taxonomy(side_info_market, tmp_path_factory):
+    """cfg of assemble + shards with the taxonomy off, in an outputs root of their own (mine-logs' and
+    side-info's outputs copied in)."""
+    cfg, _ = side_info_market
+    root = tmp_path_factory.mktemp("no-taxonomy-out")
+    for stage in (mine_logs.STAGE, side_info.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
+    cfg = cfg.replace("outputs", root=str(root)).replace("taxonomy", enabled=False)
+    run_stages(cfg, [assemble.STAGE, shards.STAGE])
+    return cfg
+
+
+def _published_classes(cfg) -> list[dict]:
+    return json.loads((Path(shards.dataset_path(cfg)) / "classes.json").read_text())["classes"]
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -69,10 +87,24 @@ def test_counts_add_up_and_planted_bad_images_are_quarantined(spark, built):
 
 def test_no_published_class_lacks_training_samples(built):
     cfg, summaries = built
-    classes = json.loads((Path(shards.dataset_path(cfg)) / "classes.json").read_text())["classes"]
+    classes = _published_classes(cfg)
     assert classes and min(c["support"]["train"] for c in classes) >= cfg.dataset.min_train_samples
     folds = summaries[assemble.STAGE]["class_folds"]
     assert set(folds) == {"min_train_samples", "folded_into_parent", "dropped"}
+
+
+def test_published_class_ids_are_dense_and_taxonomy_ids_name_the_same_class(spark, built):
+    cfg, _ = built
+    classes = _published_classes(cfg)
+    taxonomy_names = {r["class_id"]: r["name"] for r in io.read_table(
+        spark, cfg.outputs.root, taxonomy.STAGE, "taxonomy", cfg.run.run_date()).select("class_id", "name").collect()}
+    assert [c["id"] for c in classes] == list(range(len(classes))) and classes
+    assert [taxonomy_names.get(c["taxonomy_id"]) for c in classes] == [c["name"] for c in classes]
+
+
+def test_a_build_without_a_taxonomy_publishes_null_taxonomy_ids(without_taxonomy):
+    classes = _published_classes(without_taxonomy)
+    assert classes and [c["taxonomy_id"] for c in classes] == [None] * len(classes)
 
 
 def test_manifest_describes_the_shards_and_no_product_crosses_splits(built):

@@ -202,8 +202,8 @@ def test_class_index(spark, rows):
     from tagmill.dataset.assemble import class_index
 
     out = class_index(_frame(spark, [("shoe",)][:rows], "label string"))
-    assert _columns(out) == "class_id int, name string, path array<string>"
-    assert _rows(out) == [{"class_id": 0, "name": "shoe", "path": []}][:rows]
+    assert _columns(out) == "class_id int, name string, path array<string>, taxonomy_id int"
+    assert _rows(out) == [{"class_id": 0, "name": "shoe", "path": [], "taxonomy_id": None}][:rows]
 
 
 # ---- dataset.publish (the executors' shard writer; dataset.shards writes the tar) ------------------------

@@ -26,8 +26,8 @@ LABEL_TYPE = ("struct<class_id:int, name:string, confidence:double, source:strin
               "contacts:long, in_conversations:long, sessions:long>")
 SAMPLES_SCHEMA = (f"image_key string, product_id string, image_path string, title string, class_ids array<int>, "
                   f"labels array<{LABEL_TYPE}>, repeats int, split string")
-CLASSES_SCHEMA = ("class_id int, name string, path array<string>, support_train long, support_validation long, "
-                  "support_test long")
+CLASSES_SCHEMA = ("class_id int, name string, path array<string>, taxonomy_id int, support_train long, "
+                  "support_validation long, support_test long")
 CLASS_NAMES = ("chair", "lamp", "sofa")
 
 
@@ -70,7 +70,7 @@ CLEAN = {
         _sample(7, "p6", "validation", [_label(1, 0.6)]),
         _sample(8, "p6", "validation", [_label(1, 0.6)]),
     ],
-    "classes": [(0, "chair", [], 1, 0, 1), (1, "lamp", [], 1, 1, 0), (2, "sofa", ["furniture"], 2, 0, 0)],
+    "classes": [(0, "chair", [], 7, 1, 0, 1), (1, "lamp", [], 3, 1, 1, 0), (2, "sofa", ["furniture"], 12, 2, 0, 0)],
 }
 SCHEMAS = {"tuples": TUPLES_SCHEMA, "image_labels": IMAGE_LABELS_SCHEMA, "samples": SAMPLES_SCHEMA,
            "classes": CLASSES_SCHEMA}
@@ -263,7 +263,7 @@ def test_checked_samples_derives_the_columns_the_suite_checks(spark):
 
 
 def test_a_rerun_replaces_the_earlier_report_and_restores_the_callers_job_group(spark, tmp_path):
-    frames = _frames(spark, _with(CLEAN, "classes", {1: (5, "lamp", [], 1, 1, 0)}))
+    frames = _frames(spark, _with(CLEAN, "classes", {1: (5, "lamp", [], 3, 1, 1, 0)}))
     classes = [s for s in _sampled(frames) if s.name == "assemble.classes"]
     spark.sparkContext.setJobGroup("caller", "the caller's group")
     try:

@@ -96,6 +96,8 @@ def test_assemble_uses_the_taxonomy_classes(spark, built):
     assert set(index["name"]) <= set(tax.loc[tax["kind"] == "class", "name"])
     paths = dict(zip(tax["name"], tax["path"]))
     assert all(list(p) == list(paths[n]) for n, p in zip(index["name"], index["path"]))
+    ids = dict(zip(tax["name"], tax["class_id"]))  # taxonomy_id: the class's id in the taxonomy's tables
+    assert list(index["taxonomy_id"]) == [ids[n] for n in index["name"]]
     a = summaries[assemble.STAGE]["images"]
     assert a["in"] == a["out"] + sum(a["quarantined"].values())
 

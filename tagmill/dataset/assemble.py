@@ -19,20 +19,23 @@ from tagmill.taxonomy.stats import tag_of
 _HASH_RANGE = 1 << 30
 
 
-def class_index(image_labels: DataFrame, paths: DataFrame | None = None) -> DataFrame:
-    """One class per distinct label: class_id (0..n-1 in label order, so ids are stable for equal
-    inputs), name, path (ancestor names from the top down, from the taxonomy's `paths`: name, path; empty
-    without one).
+def class_index(image_labels: DataFrame, taxonomy: DataFrame | None = None) -> DataFrame:
+    """One class per distinct label: class_id (0..n-1 in label order, so ids are stable for equal inputs: the
+    dense training index), name, path (ancestor names from the top down), taxonomy_id (the class_id of the
+    class of the same name in the taxonomy's tables, so the two join on it). path and taxonomy_id come from
+    `taxonomy` (name, path, taxonomy_id); without one, path is empty and taxonomy_id null.
 
     Needs `label`. Numbered with zipWithIndex over the sorted names: distributed, no single-partition window."""
     names = image_labels.select(F.col("label").alias("name")).distinct().orderBy("name")
     numbered = names.rdd.zipWithIndex().map(lambda pair: (pair[1], pair[0][0]))
     index = names.sparkSession.createDataFrame(numbered, "class_id long, name string")
     empty = F.array().cast("array<string>")
-    if paths is None:
-        return index.select(F.col("class_id").cast("int"), "name", empty.alias("path"))
-    return (index.join(paths.select("name", "path"), "name", "left")
-            .select(F.col("class_id").cast("int"), "name", F.coalesce("path", empty).alias("path")))
+    if taxonomy is None:
+        return index.select(F.col("class_id").cast("int"), "name", empty.alias("path"),
+                            F.lit(None).cast("int").alias("taxonomy_id"))
+    return (index.join(taxonomy.select("name", "path", "taxonomy_id"), "name", "left")
+            .select(F.col("class_id").cast("int"), "name", F.coalesce("path", empty).alias("path"),
+                    F.col("taxonomy_id").cast("int")))
 
 
 def map_to_classes(labels: DataFrame, tag_map: DataFrame, taxonomy: DataFrame, ancestors: bool) -> DataFrame:
@@ -225,10 +228,10 @@ def own_clusters(images: DataFrame) -> DataFrame:
 
 
 def class_support(samples: DataFrame, classes: DataFrame) -> DataFrame:
-    """The class index with its support per split: class_id, name, path, support_train, support_validation,
-    support_test (images carrying the class, repeats not counted)."""
+    """The class index with its support per split: class_id, name, path, taxonomy_id, support_train,
+    support_validation, support_test (images carrying the class, repeats not counted)."""
     counts = (samples.select("split", F.explode("class_ids").alias("class_id"))
               .groupBy("class_id").pivot("split", list(SPLITS)).count())
     return classes.join(counts, "class_id", "left").select(
-        "class_id", "name", "path",
+        "class_id", "name", "path", "taxonomy_id",
         *[F.coalesce(F.col(s), F.lit(0)).cast("long").alias(f"support_{s}") for s in SPLITS])

@@ -104,17 +104,18 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
                    word_vectors: dict[str, bytes] | None = None) -> DatasetManifest:
     """Move the staged shards into place, write the class index, then the manifest, last. Returns the manifest.
 
-    `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path,
-    support_<split>); `meta` adds dataset, tagmill_version, config_sha256 and image to the manifest;
-    `word_vectors`: file name -> bytes of the build's word vectors (tagmill.word_vector_files), written to
-    WORD_VECTORS/ and named in the manifest with their sha256, for the trainer's side information."""
+    `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path, taxonomy_id,
+    support_<split>), written as {"id": class_id, "name", "path", "taxonomy_id", "support"}; `meta` adds
+    dataset, tagmill_version, config_sha256 and image to the manifest; `word_vectors`: file name -> bytes of
+    the build's word vectors (tagmill.word_vector_files), written to WORD_VECTORS/ and named in the manifest
+    with their sha256, for the trainer's side information."""
     fs, path = filesystem(dataset)
     _delete_dir(fs, f"{path}/shards")
     fs.move(f"{path}/{STAGING}/shards", f"{path}/shards")
     _delete_dir(fs, f"{path}/{STAGING}")
     ordered = sorted(shards, key=lambda s: s["shard"])
     index = {"classes": [{"id": c["class_id"], "name": c["name"], "path": list(c["path"]),
-                          "support": {s: c[f"support_{s}"] for s in SPLITS}}
+                          "taxonomy_id": c["taxonomy_id"], "support": {s: c[f"support_{s}"] for s in SPLITS}}
                          for c in sorted(classes, key=lambda c: c["class_id"])]}
     _write_json(fs, f"{path}/{CLASS_INDEX}", index)
     _delete_dir(fs, f"{path}/{WORD_VECTORS}")

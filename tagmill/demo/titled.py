@@ -81,8 +81,9 @@ def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classe
                     word_vectors: WordVectors | None = None, shard_samples: int = 40) -> Path:
     """Publish sample records (dataset.shards' sample JSON: image_key, image_path, split, class_ids, labels,
     ...) of the train and validation splits with the project's own writer, as the build's shards stage does;
-    returns the manifest path. image_bytes: image_path -> JPEG bytes; classes: {class_id, name, path}, the
-    support per split is counted from the samples; word_vectors (None: none) go in through finish_publish."""
+    returns the manifest path. image_bytes: image_path -> JPEG bytes; classes: {class_id, name, path} (and
+    taxonomy_id, null when not given: these datasets have no taxonomy stage), the support per split is counted
+    from the samples; word_vectors (None: none) go in through finish_publish."""
     folder = Path(folder)
     start_publish(str(folder))
     staged, shards = folder / STAGING / "shards", []
@@ -91,9 +92,9 @@ def publish_samples(folder: str | Path, samples: list[dict], image_bytes, classe
         for r in write_shards(chosen, f"{split}-00000", lambda shard: open(staged / shard, "wb"), image_bytes,
                               ImageOptions(max_side=0), shard_samples, 1 << 30):
             shards.append({**r, "split": split, "shard": f"shards/{r['shard']}"})
-    index = [{**c, **{f"support_{split}": sum(1 for s in samples
-                                              if s["split"] == split and c["class_id"] in s["class_ids"])
-                      for split in SPLITS}} for c in classes]
+    index = [{"taxonomy_id": None, **c,
+              **{f"support_{split}": sum(1 for s in samples if s["split"] == split and c["class_id"] in s["class_ids"])
+                 for split in SPLITS}} for c in classes]
     finish_publish(str(folder), shards, index, {"dataset": name, "tagmill_version": "generated",
                                                 "config_sha256": "0" * 64, "image": {"max_side": 0}},
                    word_vector_files(word_vectors) if word_vectors is not None else None)

@@ -33,18 +33,19 @@ MAX_FOLD_ROUNDS = 2
 class's labels leaves every other class's training samples as they were, so one more round ends it)."""
 
 
-def _fold_weak_classes(stage: StageRun, labels: DataFrame, paths: DataFrame | None, clusters: DataFrame):
+def _fold_weak_classes(stage: StageRun, labels: DataFrame, taxonomy: DataFrame | None, clusters: DataFrame):
     """(labels, class index, samples, {folded class: the class it went into, None: dropped}) once no class has
-    fewer than dataset.min_train_samples training samples. The split depends on the products only, so folding
-    labels never moves a sample to another split."""
+    fewer than dataset.min_train_samples training samples. taxonomy: name, path, taxonomy_id of the taxonomy's
+    classes, None without one. The split depends on the products only, so folding labels never moves a sample
+    to another split."""
     cfg = stage.cfg
     images, repeats = stage.read("images", stages.MINE_LOGS), stage.read("repeats", stages.MINE_LOGS)
     folds: dict[str, str | None] = {}
     for round_ in range(MAX_FOLD_ROUNDS + 2):
-        classes = class_index(labels, paths).persist(StorageLevel.MEMORY_AND_DISK)
+        classes = class_index(labels, taxonomy).persist(StorageLevel.MEMORY_AND_DISK)
         samples = assemble_samples(labels, images, repeats, classes, clusters, cfg.dataset.split_ratios,
                                    cfg.run.seed)
-        weak = weak_classes(class_support(samples, classes), paths if round_ < MAX_FOLD_ROUNDS else None,
+        weak = weak_classes(class_support(samples, classes), taxonomy if round_ < MAX_FOLD_ROUNDS else None,
                             cfg.dataset.min_train_samples)
         if not weak:
             return labels, classes, samples, folds
@@ -68,7 +69,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                  "its own cluster", run_date)
         clusters = own_clusters(stage.read("images", stages.MINE_LOGS))
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-    paths, mapped = None, True
+    taxonomy, mapped = None, True
     if cfg.dataset.label_space == "query_clusters":
         stage.summary_of(stages.SIDE_INFO)
         labels = map_to_query_clusters(raw, stage.read("query_clusters", stages.SIDE_INFO))
@@ -76,11 +77,12 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         stage.summary_of(stages.TAXONOMY)  # refuses a date the taxonomy did not finish
         tax = stage.read("taxonomy", stages.TAXONOMY)
         labels = map_to_classes(raw, stage.read("tag_map", stages.TAXONOMY), tax, cfg.taxonomy.propagate_to_ancestors)
-        paths = tax.select("name", "path")
+        # the taxonomy's class_id travels as taxonomy_id: the dataset numbers its own classes densely
+        taxonomy = tax.select("name", "path", F.col("class_id").alias("taxonomy_id"))
     else:
         labels, mapped = raw, False
     labels, classes, samples, folds = _fold_weak_classes(stage, labels.persist(StorageLevel.MEMORY_AND_DISK),
-                                                         paths, clusters)
+                                                         taxonomy, clusters)
     mapped = mapped or bool(folds)
     classes = stage.write(classes, "class_index")
     stage.write(stage.spark.createDataFrame(sorted(folds.items()), "name string, into string"), "class_folds")

@@ -80,7 +80,8 @@ class Manifest:
     dataset: str
     num_classes: int
     classes: list[dict]
-    """classes.json's entries in id order: {"id", "name", "path", "support"}."""
+    """classes.json's entries in id order: {"id", "name", "path", "taxonomy_id", "support"}; "id" is the dense
+    index of the model's outputs, "taxonomy_id" the class's id in the taxonomy's tables (null without one)."""
     splits: dict
     shards: tuple[ShardInfo, ...]
     image: dict
