@@ -243,8 +243,18 @@ class ImagePassConfig(Section):
     classes.json beside a tagmill model."""
     teacher_id: str = ""
     """Name recorded with every tag; empty: the model file's name."""
+    target_precision: Annotated[float, Field(ge=0, lt=1), Says("{value} is not in [0, 1)", "use e.g. 0.9")] = 0.9
+    """Each teacher class gets the lowest threshold at which its tags are right this often, estimated on the
+    search-log labeled images the teacher never trained on (labeling.calibration); a class that cannot reach
+    it gets no tags. 0: no calibration, `threshold` or `thresholds_file` for every class."""
+    calibration_min_positives: _Positive = 5
+    """Right checks a class needs above its own threshold; with fewer it takes the threshold of all classes
+    pooled (unless its few checks already fall short of the target)."""
+    keep_unchecked_tags: bool = False
+    """Keep, at `threshold`, the tags of classes no search-log label names (an external teacher's vocabulary),
+    whose precision nothing can estimate."""
     threshold: Annotated[float, Field(gt=0, le=1), Says("{value} is not in (0, 1]", "use e.g. 0.5")] = 0.5
-    """A tag is kept when the teacher's score reaches this ..."""
+    """Without calibration, a tag is kept when the teacher's score reaches this ..."""
     thresholds_file: str = ""
     """... or the per-tag threshold in this CSV (MID or display name, threshold)."""
     top_k: _Positive = 10

@@ -10,17 +10,20 @@ import io as bytes_io
 import logging
 import time
 
+import pandas as pd
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tagmill import stages
 from tagmill.config import Config, ConfigError
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
+from tagmill.labeling.calibration import BINS, STATUSES, calibrate
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
 from tagmill.labeling.near_duplicates import cluster_items, code_candidates, image_clusters, verify_candidates
+from tagmill.labeling.seller_categories import category_labels
 
 STAGE = stages.IMAGE_PASS
 log = logging.getLogger("tagmill.image-pass")
@@ -93,6 +96,12 @@ def run(spark: SparkSession, cfg: Config) -> dict:
             .join(F.broadcast(labels), "label_index")
             .select("image_key", "mid", "name", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
                     F.lit(teacher.version).alias("teacher_version")))
+    unseen = _unseen(spark, out, teacher)
+    tags = tags.join(unseen, "image_key")
+    calibration = None
+    if ip.target_precision:
+        tags, thresholds, calibration = _calibrated(stage, tags, teacher)
+        stage.write(thresholds, "teacher_thresholds")
     stage.write(tags, "teacher_tags")
 
     failed = (hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
@@ -101,14 +110,66 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
     stage.write(quarantine.unionByName(failed), "images_quarantine")
 
-    summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds))
+    trained_on = out.count() - unseen.count() if teacher.trained_images is not None else 0
+    summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds, trained_on, calibration))
     log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
              run_date, summary["images"]["out"], summary["contents"]["forwarded"],
              summary["contents"]["images_per_second"], summary["dedup"]["verified_pairs"])
     return summary
 
 
-def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float) -> dict:
+def _unseen(spark: SparkSession, images: DataFrame, teacher) -> DataFrame:
+    """image_key of the images the teacher never trained on, nor any duplicate of one (its trained_images.txt;
+    every image for a teacher trained elsewhere): out of fold, since a model is overconfident on its own
+    training images. images: the image pass's images (image_key, cluster)."""
+    if teacher.trained_images is None:
+        return images.select("image_key")
+    trained = spark.read.text(str(teacher.trained_images)).select(F.col("value").alias("image_key"))
+    seen_clusters = images.join(trained, "image_key").select("cluster").distinct()
+    return images.join(seen_clusters, "cluster", "left_anti").select("image_key")
+
+
+def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame, DataFrame, dict]:
+    """(teacher tags, thresholds table, summary part): each class's tags over its calibrated threshold
+    (labeling.calibration), checked on the images with search-log labels (or seller categories) among `scores`'
+    (every forwarded tag down to calibration.FLOOR, of the images the teacher never trained on)."""
+    ip, spark = stage.cfg.image_pass, stage.spark
+    scores = scores.withColumn(
+        "bin", F.least(F.floor(F.col("score") * BINS).cast("int"), F.lit(BINS - 1)))
+    labels = stage.read("image_labels", stages.MINE_LOGS).select("image_key", F.col("label").alias("name"))
+    if stage.cfg.dataset.seller_categories:  # a seller's own category checks a tag as well as a search does
+        sellers = category_labels(stage.read("images", stages.MINE_LOGS), stage.cfg.text, ancestors=True)
+        labels = labels.unionByName(sellers.select("image_key", F.col("label").alias("name")))
+    labels = labels.distinct()
+    checked = (scores.join(labels.select("image_key").distinct(), "image_key")
+               .join(labels.withColumn("right", F.lit(1)), ["image_key", "name"], "left"))
+    histogram = (checked.groupBy("name", "bin").agg(F.count(F.lit(1)).alias("checked"),
+                                                    F.count("right").alias("right"))
+                 .toPandas())  # one row per class and score bin
+    names = [x.name for x in teacher.labels]
+    vocabulary = spark.createDataFrame([(n,) for n in sorted(set(names))], "name string")
+    checkable = {r["name"] for r in labels.select("name").distinct().join(vocabulary, "name").collect()}
+    table = calibrate(histogram, sorted(set(names)), checkable, ip.target_precision, ip.calibration_min_positives)
+    if ip.keep_unchecked_tags:
+        table.loc[table["status"] == "unchecked", "threshold"] = ip.threshold
+    kept = table[table["threshold"].notna()]
+    cut = spark.createDataFrame([(n, int(round(t * BINS))) for n, t in zip(kept["name"], kept["threshold"])],
+                                "name string, min_bin int")
+    tags = (scores.join(F.broadcast(cut), "name").where(F.col("bin") >= F.col("min_bin"))
+            .select("image_key", "mid", "name", "score", "teacher_id", "teacher_version"))
+    thresholds = spark.createDataFrame(
+        [tuple(None if pd.isna(v) else v for v in row) for row in table.itertuples(index=False)],
+        "name string, status string, threshold double, precision double, checked long, right long")
+    # estimated_precision: right of checked above each kept class's threshold, all kept classes together
+    summary = {"target_precision": ip.target_precision, "min_positives": ip.calibration_min_positives,
+               "classes": {s: int((table["status"] == s).sum()) for s in STATUSES},
+               "estimated_precision": round(int(kept["right"].sum()) / int(kept["checked"].sum()), 4)
+               if int(kept["checked"].sum()) else None}
+    return tags, thresholds, summary
+
+
+def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, trained_on: int,
+            calibration: dict | None) -> dict:
     """Counts read back from the written tables; they must add up."""
     cfg, table = stage.cfg, stage.read
 
@@ -140,6 +201,8 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float) ->
                      "forward_seconds": round(forward_seconds, 1),
                      "images_per_second": round(n_forwarded / forward_seconds, 1) if forward_seconds else 0.0},
         "tags": {"tags": int(tags["tags"]), "images_tagged": int(tags["images"])},
+        "images_the_teacher_trained_on": trained_on,  # and their duplicates: no teacher tags (out of fold)
+        "calibration": calibration,
         "cold_start": {"images": cold.count(), "tagged": cold_tagged},
         "codes": {"bits": ip.code_bits, "method": ip.code_method},
         "dedup": {"max_hamming": cfg.dedup.max_hamming, "candidate_pairs": sum(pairs.values()),

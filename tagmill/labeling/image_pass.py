@@ -28,6 +28,7 @@ from tagmill.config import ImagePassConfig
 from tagmill.labeling.codes import Projection, encode
 from tagmill.labeling.images import ImageProblem, content_hash, open_image, read_bytes
 from tagmill.labeling.layout import layout_descriptor
+from tagmill.labeling.calibration import FLOOR
 from tagmill.labeling.teacher import Teacher, bf16_supported, load_teacher, read_thresholds, select_tags
 from tagmill.labeling.verification import thumbnail
 from tagmill.trainer.transforms import eval_view
@@ -93,11 +94,16 @@ _WORKER_TEACHERS: dict[tuple, tuple[Teacher, np.ndarray]] = {}
 
 def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher, np.ndarray]:
     """(teacher, per-label thresholds), loaded once per process for a given config."""
-    key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.thresholds_file, cfg.threshold)
+    key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.thresholds_file, cfg.threshold,
+           cfg.target_precision)
     if key not in _WORKER_TEACHERS:
         teacher = load_teacher(cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size)
-        thresholds = (read_thresholds(cfg.thresholds_file, teacher.labels, cfg.threshold) if cfg.thresholds_file
-                      else np.full(len(teacher.labels), cfg.threshold, np.float32))
+        if cfg.target_precision:  # every score the calibration may want; the job applies each class's threshold
+            thresholds = np.full(len(teacher.labels), FLOOR, np.float32)
+        elif cfg.thresholds_file:
+            thresholds = read_thresholds(cfg.thresholds_file, teacher.labels, cfg.threshold)
+        else:
+            thresholds = np.full(len(teacher.labels), cfg.threshold, np.float32)
         _WORKER_TEACHERS[key] = teacher, thresholds
     return _WORKER_TEACHERS[key]
 

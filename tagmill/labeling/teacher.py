@@ -28,7 +28,8 @@ import torch
 
 from tagmill.checksums import file_sha256
 from tagmill.trainer.backbones import build_model
-from tagmill.trainer.train import CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS
+from tagmill.trainer.train import (CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS,
+                                   TRAINED_IMAGES)
 from tagmill.trainer.transforms import MEAN, STD
 
 log = logging.getLogger("tagmill.teacher")
@@ -175,6 +176,9 @@ class Teacher:
     scores: str
     """"sigmoid" (independent tags) or "softmax"."""
     model: torch.nn.Module = field(repr=False)
+    trained_images: Path | None = None
+    """The keys of the images the model trained on (a `tagmill train` folder's trained_images.txt); None for a
+    model trained elsewhere."""
     _warned: bool = field(default=False, init=False, repr=False)
 
     def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +265,8 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "", image_si
         teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=file_sha256(file)[:16],
         labels=labels, image_size=image_size or int(info.get("image_size", DEFAULT_IMAGE_SIZE)),
         mean=tuple(float(x) for x in info.get("mean", MEAN)), std=tuple(float(x) for x in info.get("std", STD)),
-        scores=scores, model=model.eval())
+        scores=scores, model=model.eval(),
+        trained_images=folder / TRAINED_IMAGES if folder is not None and (folder / TRAINED_IMAGES).is_file() else None)
     try:
         teacher.forward(torch.zeros(1, 3, teacher.image_size, teacher.image_size))
     except TeacherError as err:

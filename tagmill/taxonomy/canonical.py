@@ -15,10 +15,14 @@ no category. A tag t folds into a tag T when
      taxonomy.synsets) is the other ("衬衫" -> "shirt", spaces aside: "智能 手表" -> "smart watch"); a
      Chinese tag the table cannot translate is linked to the English tag its products were clicked under most
      (`partners`, from the search log);
-   - synonym: one is a lemma of the other's WordNet synset ("torch" of flashlight.n.01, "boiler" of kettle.n.01);
+   - synonym: one is a lemma of the other's WordNet synset ("torch" of flashlight.n.01, "boiler" of kettle.n.01,
+     "baby dummy" of comforter.n.04's "baby's_dummy"), or both name the same synset ("t shirt", "tee shirt");
+     a reason beyond spelling replaces a spelling link between the same two tags;
    - phrase: the words of one are among the other's, and the longer has no WordNet synset of its own, so it
      is the shorter with a modifier ("dress black" -> "dress", "barbecue" / "barbecue grill"); a phrase with a
-     synset of its own ("sofa bed") is a kind of thing, not a variant, and never folds;
+     synset of its own ("sofa bed") is a kind of thing, not a variant, and never folds; or a phrase without a
+     synset whose head noun has the other's sense among its own ("vinyl record" / "phonograph record",
+     "baby bottle" / "nursing bottle");
 2. *co-click evidence*: P(T | t) >= `min_conditional` over at least `min_shared` products: shoppers clicked
    the rarer form's products under the frequent form too (the search log's tuples); for a tag no search
    labeled (a teacher's or a seller's), the share of its images that carry T (taxonomy.cooccurrence);

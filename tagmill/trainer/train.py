@@ -27,6 +27,7 @@ import math
 import os
 import random
 import re
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,9 @@ log = logging.getLogger("tagmill.train")
 CHECKPOINT = "checkpoint.pt"
 EXPORT = "model.ts"
 EXPORT_INFO = "model.json"
+TRAINED_IMAGES = "trained_images.txt"
+"""The keys of the samples the model trained on, one per line: an image pass with this model as its teacher
+tags none of them (a model is overconfident on its own training images)."""
 EXPORT_LABELS = "labels.csv"
 """The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step",
@@ -276,6 +280,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
             return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
         export(model, manifest, out, cfg)
+        write_trained_images(manifest, out)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
 
 
@@ -442,3 +447,13 @@ def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConf
         writer.writerow(["LabelName", "DisplayName"])
         writer.writerows([f"tagmill:{c['id']}", c["name"]] for c in manifest.classes)
     return out / EXPORT
+
+
+def write_trained_images(manifest: Manifest, out: Path) -> Path:
+    """OUT/trained_images.txt: the sample keys of the dataset's train split, one per line, sorted."""
+    keys: set[str] = set()
+    for shard in manifest.shards_for("train"):
+        with tarfile.open(shard.path) as tar:
+            keys.update(name.rsplit(".", 1)[0] for name in tar.getnames())
+    (out / TRAINED_IMAGES).write_text("".join(f"{k}\n" for k in sorted(keys)), encoding="utf-8")
+    return out / TRAINED_IMAGES

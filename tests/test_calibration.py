@@ -1,0 +1,58 @@
+"""Per-class teacher thresholds calibrated to a target precision (labeling.calibration), on generated scores
+whose precision per score bin is known."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from tagmill.labeling.calibration import THRESHOLD_COLUMNS, calibrate
+
+
+def histogram(name: str, bins: dict[int, tuple[int, int]]) -> list[tuple]:
+    return [(name, b, checked, right) for b, (checked, right) in bins.items()]
+
+
+def frame(*rows: list[tuple]) -> pd.DataFrame:
+    return pd.DataFrame([r for part in rows for r in part], columns=["name", "bin", "checked", "right"])
+
+
+def test_the_lowest_threshold_that_reaches_the_target_is_picked():
+    # mug: right 9 of 10 from 0.85 up, 6 of 10 in 0.60-0.79, 1 of 10 below: at 0.85 precision 0.90; the
+    # threshold is the edge of the lowest bin holding a check (never lower: nothing was checked there)
+    mug = histogram("mug", {95: (5, 5), 85: (5, 4), 80: (0, 0), 70: (5, 3), 60: (5, 3), 30: (10, 1)})
+    table = calibrate(frame(mug), ["mug"], {"mug"}, target=0.9, min_positives=5)
+    assert list(table.columns) == list(THRESHOLD_COLUMNS)
+    row = table.iloc[0]
+    assert (row["status"], row["threshold"], row["checked"], row["right"]) == ("calibrated", 0.85, 10, 9)
+    assert row["precision"] == 0.9
+    # a lower target reaches further down: at 0.60, 15 right of 20
+    row = calibrate(frame(mug), ["mug"], {"mug"}, target=0.75, min_positives=5).iloc[0]
+    assert (row["threshold"], row["checked"], row["right"]) == (0.6, 20, 15)
+
+
+def test_a_class_that_cannot_reach_the_target_is_refused():
+    # birdcage tagged on speakers: right 3 of 20 whatever the threshold
+    cage = histogram("birdcage", {99: (4, 1), 90: (8, 1), 60: (8, 1)})
+    table = calibrate(frame(cage), ["birdcage"], {"birdcage"}, target=0.9, min_positives=2)
+    row = table.iloc[0]
+    assert row["status"] == "refused" and pd.isna(row["threshold"])
+    assert (row["checked"], row["right"]) == (20, 3)
+
+
+def test_a_class_with_few_checks_borrows_the_pooled_threshold_unless_they_fall_short():
+    mug = histogram("mug", {98: (50, 50), 50: (20, 8)})
+    rare = histogram("lamp", {97: (2, 2)})
+    wrong = histogram("vase", {99: (6, 1)})
+    # pooled: at 0.99, 1 right of 6; at 0.98, 51 of 56; at 0.97, 53 of 58 (0.91): the pooled threshold is 0.97
+    table = calibrate(frame(mug, rare, wrong), ["lamp", "mug", "vase", "kite"], {"lamp", "mug", "vase", "kite"},
+                      target=0.9, min_positives=5).set_index("name")
+    assert (table.loc["mug", "status"], table.loc["mug", "threshold"]) == ("calibrated", 0.98)
+    assert (table.loc["lamp", "status"], table.loc["lamp", "threshold"]) == ("pooled", 0.97)  # 2 right: too few
+    assert (table.loc["kite", "status"], table.loc["kite", "threshold"]) == ("pooled", 0.97)  # nothing checked
+    assert table.loc["vase", "status"] == "refused"  # 1 right of its 6 checks above the pooled threshold
+
+
+def test_a_class_no_search_label_names_is_unchecked():
+    table = calibrate(frame(histogram("mug", {95: (10, 10)})), ["mug", "Sofa bed"], {"mug"}, 0.9, 5)
+    assert dict(zip(table["name"], table["status"])) == {"mug": "calibrated", "Sofa bed": "unchecked"}
+    assert pd.isna(table.set_index("name").loc["Sofa bed", "threshold"])
