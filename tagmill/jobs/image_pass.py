@@ -146,10 +146,10 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
     histogram = (checked.groupBy("name", "bin").agg(F.count(F.lit(1)).alias("checked"),
                                                     F.count("right").alias("right"))
                  .toPandas())  # one row per class and score bin
-    names = [x.name for x in teacher.labels]
-    vocabulary = spark.createDataFrame([(n,) for n in sorted(set(names))], "name string")
+    names = sorted({x.name for x in teacher.labels})
+    vocabulary = spark.createDataFrame([(n,) for n in names], "name string")
     checkable = {r["name"] for r in labels.select("name").distinct().join(vocabulary, "name").collect()}
-    table = calibrate(histogram, sorted(set(names)), checkable, ip.target_precision, ip.calibration_min_positives)
+    table = calibrate(histogram, names, checkable, ip.target_precision, ip.calibration_min_positives)
     if ip.keep_unchecked_tags:
         table.loc[table["status"] == "unchecked", "threshold"] = ip.threshold
     kept = table[table["threshold"].notna()]

@@ -36,9 +36,10 @@ def calibrate(histogram: pd.DataFrame, names: list[str], checkable: set[str], ta
     histogram: name, bin, checked (checked predictions in the bin), right (of those, right);
     checkable: the names some search-log label names."""
     pooled = _lowest(_counts(histogram), target, min_positives)
+    by_name = dict(tuple(histogram.groupby("name"))) if len(histogram) else {}
     rows = []
     for name in names:
-        counts = _counts(histogram[histogram["name"] == name])
+        counts = _counts(by_name.get(name, histogram.iloc[0:0]))
         if name not in checkable:
             rows.append((name, "unchecked", None, None, 0, 0))
             continue
