@@ -88,7 +88,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.init_weights:
         args.set.append(f"train.init_weights={json.dumps(str(args.init_weights))}")
-    run_train(_config(args), args.manifest, args.out)
+    if args.folds:
+        from tagmill.jobs.train import run_train_folds
+
+        run_train_folds(_config(args), args.manifest, args.out, args.folds)
+    else:
+        run_train(_config(args), args.manifest, args.out)
     return 0
 
 
@@ -142,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="model folder (default: OUTPUTS_ROOT/models/DATE)")
     p.add_argument("--init-weights", type=Path,
                    help="published ResNet/ResNeXt state-dict file to start from (same as --set train.init_weights=...)")
+    p.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="train K fold teachers into OUT/fold-0..K-1 instead, each without one K-th of the train "
+                        "shards; OUT is then an out-of-fold teacher for `tagmill image-pass --teacher OUT`")
     _add_config_options(p, spark=False)
     p.add_argument("--date", help="run date YYYY-MM-DD of the dataset (overrides run.date)")
     p.set_defaults(func=cmd_train)

@@ -87,17 +87,16 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
     out = stage.write(image_clusters(readable, contents.select("item", "content_hash"), clusters), "images")
 
-    labels = spark.createDataFrame([(i, x.mid, x.name) for i, x in enumerate(teacher.labels)],
-                                   "label_index int, mid string, name string")  # the vocabulary, not the data
+    labels = spark.createDataFrame([(i, x.mid, x.name, x.fold) for i, x in enumerate(teacher.labels)],
+                                   "label_index int, mid string, name string, fold int")  # the vocabulary
     tags = (out.select("image_key", "content_hash")
             .join(contents.select("content_hash", F.arrays_zip("tag_ids", "tag_scores").alias("tags")), "content_hash")
             .select("image_key", F.explode("tags").alias("tag"))
             .select("image_key", F.col("tag.tag_ids").alias("label_index"), F.col("tag.tag_scores").alias("score"))
             .join(F.broadcast(labels), "label_index")
-            .select("image_key", "mid", "name", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
+            .select("image_key", "mid", "name", "fold", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
                     F.lit(teacher.version).alias("teacher_version")))
-    unseen = _unseen(spark, out, teacher)
-    tags = tags.join(unseen, "image_key")
+    tags, unseen = _out_of_fold(spark, tags, out, teacher)
     calibration = None
     if ip.target_precision:
         tags, thresholds, calibration = _calibrated(stage, tags, teacher)
@@ -110,7 +109,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
     stage.write(quarantine.unionByName(failed), "images_quarantine")
 
-    trained_on = out.count() - unseen.count() if teacher.trained_images is not None else 0
+    trained_on = unseen.where(F.col("folds") == 0).count()
     summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds, trained_on, calibration))
     log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
              run_date, summary["images"]["out"], summary["contents"]["forwarded"],
@@ -118,15 +117,28 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     return summary
 
 
-def _unseen(spark: SparkSession, images: DataFrame, teacher) -> DataFrame:
-    """image_key of the images the teacher never trained on, nor any duplicate of one (its trained_images.txt;
-    every image for a teacher trained elsewhere): out of fold, since a model is overconfident on its own
-    training images. images: the image pass's images (image_key, cluster)."""
-    if teacher.trained_images is None:
-        return images.select("image_key")
-    trained = spark.read.text(str(teacher.trained_images)).select(F.col("value").alias("image_key"))
-    seen_clusters = images.join(trained, "image_key").select("cluster").distinct()
-    return images.join(seen_clusters, "cluster", "left_anti").select("image_key")
+def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, DataFrame]:
+    """(tags, unseen): each image's tags from the folds that never trained on it nor on a duplicate of it (each
+    fold model's trained_images.txt; a model trained elsewhere saw nothing), its score the mean over those
+    folds (a class a fold did not keep counts 0): out of fold, since a model is overconfident on its own
+    training images. unseen: image_key, folds (how many folds never saw it; 0: no tags).
+
+    tags: image_key, mid, name, fold, score, teacher_id, teacher_version; images: image_key, cluster."""
+    clusters = images.select("image_key", "cluster")
+    seen = spark.createDataFrame([], "cluster string, fold int")
+    for fold, model in enumerate(teacher.folds):
+        if model.trained_images is not None:
+            trained = spark.read.text(str(model.trained_images)).select(F.col("value").alias("image_key"))
+            seen = seen.unionByName(trained.join(clusters, "image_key").select("cluster", F.lit(fold).alias("fold")))
+    seen = seen.distinct()
+    unseen = (clusters.join(seen.groupBy("cluster").count(), "cluster", "left")
+              .select("image_key", (F.lit(len(teacher.folds)) - F.coalesce("count", F.lit(0))).alias("folds")))
+    kept = (tags.join(clusters, "image_key").join(seen, ["cluster", "fold"], "left_anti")
+            .groupBy("image_key", "mid", "name", "teacher_id", "teacher_version").agg(F.sum("score").alias("total"))
+            .join(unseen, "image_key")
+            .select("image_key", "mid", "name", (F.col("total") / F.col("folds")).cast("float").alias("score"),
+                    "teacher_id", "teacher_version"))
+    return kept, unseen
 
 
 def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame, DataFrame, dict]:
@@ -195,8 +207,8 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     ip = cfg.image_pass
     summary = {
         "images": {"in": images_in, "out": int(images["out"]), "quarantined": quarantined},
-        "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.labels),
-                    "image_size": teacher.image_size, "bf16": ip.bf16, "threshold": ip.threshold, "top_k": ip.top_k},
+        "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.folds[0].labels),
+                    "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16, "threshold": ip.threshold, "top_k": ip.top_k},
         "contents": {"forwarded": n_forwarded, "decoded": int(forwarded["decoded"]),
                      "forward_seconds": round(forward_seconds, 1),
                      "images_per_second": round(n_forwarded / forward_seconds, 1) if forward_seconds else 0.0},

@@ -31,6 +31,17 @@ def run_train(cfg: Config, manifest: Path | None, out: Path | None):
     return result
 
 
+def run_train_folds(cfg: Config, manifest: Path | None, out: Path | None, k: int) -> list:
+    """Train k fold teachers (trainer.folds) into OUT/fold-F; OUT is then one out-of-fold teacher."""
+    from tagmill.trainer.folds import train_folds
+
+    out = out or default_model_dir(cfg)
+    results = train_folds(manifest or default_manifest(cfg), out, cfg.train, cfg.run.seed, k)
+    print(f"{k} fold teachers trained in {out}/fold-0..{k - 1}; pass {out} as image_pass.teacher: each image is "
+          "tagged only by the folds that never trained on it")
+    return results
+
+
 def run_predict(model_dir: Path, out: Path, images: Path | None, manifest: Path | None, split: str,
                 top_k: int) -> int:
     from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions

@@ -29,7 +29,7 @@ from tagmill.labeling.codes import Projection, encode
 from tagmill.labeling.images import ImageProblem, content_hash, open_image, read_bytes
 from tagmill.labeling.layout import layout_descriptor
 from tagmill.labeling.calibration import FLOOR
-from tagmill.labeling.teacher import Teacher, bf16_supported, load_teacher, read_thresholds, select_tags
+from tagmill.labeling.teacher import FoldTeachers, Teacher, bf16_supported, load_teacher, read_thresholds, select_tags
 from tagmill.labeling.verification import thumbnail
 from tagmill.trainer.transforms import eval_view
 
@@ -89,10 +89,10 @@ def hash_images(images: DataFrame, root: str, allowed: tuple[str, ...] = ()) -> 
 
 # ---- decode and forward --------------------------------------------------------------------------------
 
-_WORKER_TEACHERS: dict[tuple, tuple[Teacher, np.ndarray]] = {}
+_WORKER_TEACHERS: dict[tuple, tuple[Teacher | FoldTeachers, np.ndarray]] = {}
 
 
-def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher, np.ndarray]:
+def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher | FoldTeachers, np.ndarray]:
     """(teacher, per-label thresholds), loaded once per process for a given config."""
     key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.thresholds_file, cfg.threshold,
            cfg.target_precision)
@@ -117,8 +117,8 @@ def fit_threads() -> int:
     return cores
 
 
-def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher, thresholds: np.ndarray,
-                  cfg: ImagePassConfig, allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
+def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | FoldTeachers,
+                  thresholds: np.ndarray, cfg: ImagePassConfig, allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
     """FORWARD_SCHEMA rows for (content hash, image path) items: each image decoded once, the decodable
     ones forwarded together; a file that cannot be decoded gets its reason instead of a result."""
     n = len(items)
@@ -144,7 +144,7 @@ def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher, thr
     embeddings: list[np.ndarray | None] = [None] * n
     if done:
         scores, embedding = teacher.forward(torch.from_numpy(np.stack(views)), bf16=cfg.bf16)
-        for i, tags in zip(done, select_tags(scores, thresholds, cfg.top_k)):
+        for i, tags in zip(done, select_tags(scores, thresholds, cfg.top_k * len(teacher.folds))):
             tag_ids[i] = [t for t, _ in tags]
             tag_scores[i] = [s for _, s in tags]
         for i, row in zip(done, embedding):
@@ -188,7 +188,7 @@ def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig,
     return unique.select("content_hash", "image_path").mapInArrow(run, spark_schema(FORWARD_SCHEMA))
 
 
-def check_teacher(cfg: ImagePassConfig) -> Teacher:
+def check_teacher(cfg: ImagePassConfig) -> Teacher | FoldTeachers:
     """Load the teacher on the driver before any Spark work, so a bad file fails fast with its message;
     warns when bf16 is asked for on a CPU without native bf16."""
     teacher, _ = worker_teacher(cfg)

@@ -15,6 +15,7 @@ named in `trainer.train.CHECKPOINT_GLOBALS`; anything else is refused with a Tea
 from __future__ import annotations
 
 import codecs
+import hashlib
 import csv
 import json
 import logging
@@ -28,6 +29,7 @@ import torch
 
 from tagmill.checksums import file_sha256
 from tagmill.trainer.backbones import build_model
+from tagmill.trainer.folds import FOLD_PREFIX
 from tagmill.trainer.train import (CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS,
                                    TRAINED_IMAGES)
 from tagmill.trainer.transforms import MEAN, STD
@@ -54,6 +56,8 @@ class TeacherLabel:
     """Open Images MID such as "/m/0cmf2", or any id string ("tagmill:3" for a tagmill class)."""
     name: str
     """Display name."""
+    fold: int = 0
+    """Which fold model's output this is (FoldTeachers lists every class once per fold); 0 for one model."""
 
 
 # ---- vocabulary and thresholds -------------------------------------------------------------------------
@@ -181,6 +185,11 @@ class Teacher:
     model trained elsewhere."""
     _warned: bool = field(default=False, init=False, repr=False)
 
+    @property
+    def folds(self) -> list[Teacher]:
+        """One model is a single fold (FoldTeachers has several)."""
+        return [self]
+
     def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 (n, L), embedding float32 (n, D)) of a float batch (n, 3, H, W) normalized with
         mean/std. bf16 runs the model under bfloat16 autocast; scores are computed from float32 logits.
@@ -215,6 +224,32 @@ class Teacher:
         return logits, embedding
 
 
+@dataclass(eq=False)
+class FoldTeachers:
+    """k teachers of one vocabulary, each trained without one fold of the training images (trainer.folds), used as
+    one: `forward` gives every fold's scores side by side (n, k * L), `labels` lists every class once per fold
+    (TeacherLabel.fold), and the embedding is the first fold's. The image pass keeps, for each image, the
+    scores of the folds that never trained on it."""
+
+    teacher_id: str
+    version: str
+    """First 16 hex digits of the sha256 of the fold models' versions."""
+    folds: list[Teacher]
+
+    @property
+    def labels(self) -> list[TeacherLabel]:
+        return [TeacherLabel(x.mid, x.name, fold) for fold, t in enumerate(self.folds) for x in t.labels]
+
+    # the input is the same in every fold (load_teacher checks)
+    image_size = property(lambda self: self.folds[0].image_size)
+    mean = property(lambda self: self.folds[0].mean)
+    std = property(lambda self: self.folds[0].std)
+
+    def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [t.forward(batch, bf16) for t in self.folds]
+        return np.concatenate([scores for scores, _ in outputs], 1), outputs[0][1]
+
+
 def bf16_supported() -> bool:
     """Whether this CPU computes bfloat16 natively. Decided from torch's own CPU feature probe (cpuinfo):
     AVX512-BF16 or AMX on x86; on other CPUs (aarch64) the `bf16` flag of /proc/cpuinfo. Not from
@@ -230,17 +265,23 @@ def bf16_supported() -> bool:
     return "bf16" in flags
 
 
-def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "", image_size: int = 0) -> Teacher:
+def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
+                 image_size: int = 0) -> Teacher | FoldTeachers:
     """A Teacher in eval mode on CPU from
       1. a `tagmill train` output folder (model.ts, model.json; labels from `vocabulary`, else its labels.csv,
          else its classes.json as `tagmill:<id>`);
       2. a TorchScript file; labels from `vocabulary`, else from the tagmill folder it sits in;
       3. a `tagmill train` checkpoint (a dict with 'model' and 'arch'), rebuilt with build_model (pooling from
-         the model.json beside it, else 'max'); labels as for 2.
+         the model.json beside it, else 'max'); labels as for 2;
+      4. a folder of fold models (fold-0/, fold-1/, ... each as 1: `tagmill train --folds`), as one FoldTeachers.
     image_size: > 0 overrides model.json's (else 224). Raises TeacherError for anything else (a pickle, a
     torch.save of a whole module, another zip, a text file, a missing path) without unpickling it, and for a
     model whose logits do not match the vocabulary (checked with one forward pass of a blank image)."""
     source = Path(path)
+    folds = sorted(source.glob(f"{FOLD_PREFIX}*/{EXPORT}")) if source.is_dir() else []
+    if folds and not (source / EXPORT).is_file():
+        return _fold_teachers(source, [load_teacher(str(f.parent), vocabulary, image_size=image_size) for f in folds],
+                              teacher_id)
     if source.is_dir():
         folder, file = source, source / EXPORT
         if not file.is_file():
@@ -275,6 +316,17 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "", image_si
         raise TeacherError(f"{source}: the model fails on a (1, 3, {teacher.image_size}, {teacher.image_size}) "
                            f"image batch ({type(err).__name__}: {err}); is it an image classifier?") from err
     return teacher
+
+
+def _fold_teachers(source: Path, folds: list[Teacher], teacher_id: str) -> FoldTeachers:
+    first = folds[0]
+    for other in folds[1:]:
+        if (other.labels, other.image_size, other.mean, other.std, other.scores) != (
+                first.labels, first.image_size, first.mean, first.std, first.scores):
+            raise TeacherError(f"{source}: its fold models differ in classes or input; train them together "
+                               "(`tagmill train --folds K`)")
+    version = hashlib.sha256("".join(t.version for t in folds).encode()).hexdigest()[:16]
+    return FoldTeachers(teacher_id or source.name, version, folds)
 
 
 def _file_kind(path: Path) -> str:
