@@ -432,3 +432,15 @@ def test_report_data_is_plain_and_shared_with_the_report(outputs):
     assert data["decisions"]["drops"]["total"] == 3 and data["decisions"]["drops"]["table"].left == 1
     assert [domain["name"] for domain in data["tree"]] == ["electronics", "furniture"]
     assert data["decisions"]["drops"]["table"].rows[1][:2] == ["rare_images", "<script>"]  # escaped by the template
+
+
+def test_teacher_thresholds_show_refused_classes_first_with_their_checks():
+    from tagmill.taxonomy.report_data import teacher_thresholds_data
+
+    frame = pd.DataFrame([("mug", "calibrated", 0.85, 0.9, 10, 9), ("vase", "refused", None, 0.1, 20, 2),
+                          ("kite", "pooled", 0.7, 0.92, 0, 0), ("lamp", "refused", None, 0.3, 30, 9)],
+                         columns=["name", "status", "threshold", "precision", "checked", "right"])
+    shown = teacher_thresholds_data(frame, 10)
+    assert shown["per_status"] == [("calibrated", 1), ("pooled", 1), ("refused", 2)]
+    assert [row[0] for row in shown["table"].rows] == ["lamp", "vase", "kite", "mug"]
+    assert teacher_thresholds_data(None, 10) is None

@@ -90,6 +90,9 @@ def load_tables(outputs_root: str, run_date: str) -> tuple[dict[str, pd.DataFram
     clusters = stages.table_path(root, SIDE_INFO_STAGE, "query_clusters", day)
     if os.path.isdir(clusters):  # the side-info stage ran: its query clusters are shown with the taxonomy
         tables["query_clusters"] = pads.dataset(clusters, format="parquet").to_table().to_pandas()
+    thresholds = stages.table_path(root, stages.IMAGE_PASS, "teacher_thresholds", day)
+    if os.path.isdir(thresholds):  # the image pass calibrated its teacher: each class's threshold is shown
+        tables["teacher_thresholds"] = pads.dataset(thresholds, format="parquet").to_table().to_pandas()
     return tables, summary
 
 
@@ -402,6 +405,19 @@ def query_clusters_data(clusters: pd.DataFrame | None, max_rows: int) -> dict | 
             "table": table(frame, max_rows, numeric=("queries", "searches"))}
 
 
+def teacher_thresholds_data(thresholds: pd.DataFrame | None, max_rows: int) -> dict | None:
+    """The image pass's per-class teacher thresholds (labeling.calibration): classes per status and the table,
+    refused classes first. None when the teacher was not calibrated."""
+    if thresholds is None or thresholds.empty:
+        return None
+    first = {"refused": 0, "unchecked": 1, "pooled": 2, "calibrated": 3}
+    frame = (thresholds.assign(order=thresholds["status"].map(first))
+             .sort_values(["order", "checked", "name"], ascending=[True, False, True])
+             [["name", "status", "threshold", "precision", "checked", "right"]])
+    return {"per_status": [(str(k), int(v)) for k, v in sorted(thresholds["status"].value_counts().items())],
+            "table": table(frame, max_rows, numeric=("threshold", "precision", "checked", "right"))}
+
+
 def diff_data(diff: pd.DataFrame, summary: dict, max_rows: int, where: str) -> dict:
     """"previous": the previous run date (None: first run); "per_change": [(change, rows)]; "table"."""
     counts = diff["change"].value_counts()
@@ -453,6 +469,7 @@ def page_data(tables: dict[str, pd.DataFrame], summary: dict, max_rows: int = 20
         "tree": None if taxonomy.empty else tree_data(taxonomy),
         "diff": diff_data(get_table(tables, "diff"), summary, max_rows, where.format(table="diff")),
         "query_clusters": query_clusters_data(tables.get("query_clusters"), max_rows),
+        "teacher_thresholds": teacher_thresholds_data(tables.get("teacher_thresholds"), max_rows),
         "sources": sources_data(get_table(tables, "tag_stats_by_source")),
         "config": config_data(summary),
     }
