@@ -208,7 +208,8 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     summary = {
         "images": {"in": images_in, "out": int(images["out"]), "quarantined": quarantined},
         "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.folds[0].labels),
-                    "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16, "threshold": ip.threshold, "top_k": ip.top_k},
+                    "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16,
+                    "threshold": ip.threshold, "top_k": ip.top_k},
         "contents": {"forwarded": n_forwarded, "decoded": int(forwarded["decoded"]),
                      "forward_seconds": round(forward_seconds, 1),
                      "images_per_second": round(n_forwarded / forward_seconds, 1) if forward_seconds else 0.0},

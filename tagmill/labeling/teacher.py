@@ -15,8 +15,8 @@ named in `trainer.train.CHECKPOINT_GLOBALS`; anything else is refused with a Tea
 from __future__ import annotations
 
 import codecs
-import hashlib
 import csv
+import hashlib
 import json
 import logging
 import math
