@@ -147,6 +147,15 @@ class InputsConfig(Section):
     allowed_image_roots: Annotated[tuple[str, ...], _LIST] = ()
     """Further folders an image may resolve into once symlinks are followed (e.g. a storage mount the image
     folders link to). Any other image outside image_root is quarantined as bad_image_path."""
+    event_columns: dict[str, str] = {}
+    """The events' own column names for ours, applied when reading: e.g. {ts = "time", sid = "session_id"}
+    (their name = our name). Ours: session_id, time, query, action, product_id (mine-logs' required columns)."""
+    catalog_columns: dict[str, str] = {}
+    """The catalog's own column names for ours: e.g. {images = "image_paths", id = "product_id"}. Ours:
+    product_id, title, image_paths, optional category_path."""
+    max_quarantined_share: Annotated[float, Field(ge=0, le=1), Says("must be in [0, 1]", "use e.g. 0.5")] = 0.5
+    """A stage whose quarantined rows pass this share of its input fails before publishing, printing its top
+    reasons with a count and an example row each (1 turns the check off)."""
 
 
 class OutputsConfig(Section):
@@ -225,6 +234,9 @@ class DatasetConfig(Section):
     """Images are re-encoded as JPEG so their longer side is at most this; 0 keeps the original bytes."""
     jpeg_quality: Annotated[int, Field(ge=1, le=100), Says("must be in 1..100", "use e.g. 90")] = 90
     """JPEG quality of the images re-encoded into the shards (1-100)."""
+    drop_label_issues: bool = False
+    """Drop the search-log labels that the teacher's out-of-fold scores flag as likely wrong (cleanlab's
+    multi-label find_label_issues; table `label_issues` of assemble lists them either way)."""
     shard_max_samples: _Positive = 1000
     """A shard is rolled over after this many samples ..."""
     shard_max_bytes: _Positive = 64 * 1024 * 1024

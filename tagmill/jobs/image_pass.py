@@ -97,6 +97,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
             .select("image_key", "mid", "name", "fold", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
                     F.lit(teacher.version).alias("teacher_version")))
     tags, unseen = _out_of_fold(spark, tags, out, teacher)
+    tags = stage.write(tags, "teacher_scores")  # out of fold, before thresholds: assemble's label-issue check
     calibration = None
     if ip.target_precision:
         tags, thresholds, calibration = _calibrated(stage, tags, teacher)

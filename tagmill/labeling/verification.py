@@ -318,14 +318,15 @@ def _detail_correlation(a: _Picture, b: _Picture, valid: np.ndarray, xb: np.ndar
     return float((da * db).sum() / math.sqrt(max((da * da).sum() * (db * db).sum(), 1e-12))), int(quiet.sum())
 
 
-def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thumb_b: list[bytes],
+def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: list[bytes], thumb_b: list[bytes],
                  min_cosine: float, min_pixel_similarity: float, size: int) -> dict[str, np.ndarray]:
     """Score each candidate pair on finer evidence, then decide it.
 
-    emb_a, emb_b: (n, D) float embeddings of the pairs' two sides; thumb_a, thumb_b: their `thumbnail`s
-    (made with thumbnail size `size`, 16..256). Returns arrays of length n:
+    emb_a, emb_b: (n, D) float embeddings of the pairs' two sides, or both None without a teacher (the
+    pixels alone decide); thumb_a, thumb_b: their `thumbnail`s (made with thumbnail size `size`, 16..256).
+    Returns arrays of length n:
 
-    - cosine (float32): cosine similarity of the embeddings.
+    - cosine (float32): cosine similarity of the embeddings; NaN without embeddings.
     - pixel_similarity (float32): how well the thumbnails agree once aligned, 0..1; NaN where the cosine
       already failed (the pixel comparison, a few ms, is skipped) or a thumbnail is under 12 px on a side.
       The thumbnails are aligned by a similarity transform (zoom, rotation, shift) and a brightness fit:
@@ -342,8 +343,11 @@ def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thu
     - verified (bool): cosine >= min_cosine and pixel_similarity >= min_pixel_similarity.
     - reason (str): "verified", "embedding_differs" (checked first) or "pixels_differ".
     """
-    emb_a, emb_b = np.asarray(emb_a, np.float32), np.asarray(emb_b, np.float32)
     n = len(thumb_a)
+    no_embeddings = emb_a is None and emb_b is None  # no teacher: the pixels alone decide
+    if no_embeddings:
+        emb_a = emb_b = np.full((n, 1), np.nan, np.float32)
+    emb_a, emb_b = np.asarray(emb_a, np.float32), np.asarray(emb_b, np.float32)
     if emb_a.shape != emb_b.shape or emb_a.ndim != 2 or len(emb_a) != n or len(thumb_b) != n:
         raise ValueError(f"expected two (n, D) embedding matrices and two lists of n thumbnails, got shapes "
                          f"{emb_a.shape} and {emb_b.shape} and {n} and {len(thumb_b)} thumbnails")
@@ -353,14 +357,14 @@ def verify_pairs(emb_a: np.ndarray, emb_b: np.ndarray, thumb_a: list[bytes], thu
     cosine = ((emb_a * emb_b).sum(axis=1) / np.maximum(norms, 1e-12)).astype(np.float32)
     scores = np.full((4, n), np.nan, np.float32)
     pictures: dict[bytes, _Picture] = {}  # a leader is compared with many members: decode it once
-    for k in np.flatnonzero(cosine >= min_cosine):
+    embedding_ok = np.ones(n, bool) if no_embeddings else cosine >= min_cosine
+    for k in np.flatnonzero(embedding_ok):
         if min(thumb_a[k][1:3] + thumb_b[k][1:3]) + 1 < _MIN_SIDE:
             continue  # a sliver of a picture (a banner): nothing to align; its pixel similarity stays NaN
         pa = pictures.get(thumb_a[k]) or pictures.setdefault(thumb_a[k], _Picture.of(thumb_a[k]))
         pb = pictures.get(thumb_b[k]) or pictures.setdefault(thumb_b[k], _Picture.of(thumb_b[k]))
         scores[:, k] = _compare(pa, pb)
     similarity = scores[0]
-    embedding_ok = cosine >= min_cosine
     verified = embedding_ok & (np.nan_to_num(similarity, nan=-1.0) >= min_pixel_similarity)
     reason = np.where(verified, "verified", np.where(embedding_ok, "pixels_differ", "embedding_differs"))
     return {"cosine": cosine, "pixel_similarity": similarity, "zoom": scores[1], "degrees": scores[2],
