@@ -25,10 +25,10 @@ log = logging.getLogger("tagmill.build")
 
 
 def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
-    """Run the named stages (default: all, in order, the image pass only when a teacher is configured,
-    side-info and the taxonomy only when enabled);
+    """Run the named stages (default: all, in order, the image pass only when images are configured
+    (inputs.image_root; with or without a teacher), side-info and the taxonomy only when enabled);
     returns each stage's run summary."""
-    optional = {image_pass.STAGE: bool(cfg.image_pass.teacher), side_info.STAGE: cfg.side_info.enabled,
+    optional = {image_pass.STAGE: bool(cfg.inputs.image_root), side_info.STAGE: cfg.side_info.enabled,
                 taxonomy.STAGE: cfg.taxonomy.enabled}
     names = stages or [n for n in STAGES if optional.get(n, True)]
     unknown = [n for n in names if n not in STAGES]
