@@ -154,8 +154,9 @@ class InputsConfig(Section):
     """The catalog's own column names for ours: e.g. {images = "image_paths", id = "product_id"}. Ours:
     product_id, title, image_paths, optional category_path."""
     max_quarantined_share: Annotated[float, Field(ge=0, le=1), Says("must be in [0, 1]", "use e.g. 0.5")] = 0.5
-    """A stage whose quarantined rows pass this share of its input fails before publishing, printing its top
-    reasons with a count and an example row each (1 turns the check off)."""
+    """A stage whose quarantined rows pass this share of its input fails before publishing (exit status 6),
+    printing its top reasons with a count and an example row each; rows a rule leaves out by design (expired
+    or bot events) count neither way. 1 turns the check off."""
 
 
 class OutputsConfig(Section):
@@ -249,7 +250,8 @@ class ImagePassConfig(Section):
 
     teacher: str = ""
     """The teacher model: a TorchScript file, a `tagmill train` output folder, or a `tagmill train`
-    checkpoint.pt. Empty skips the image pass (assemble then splits by product alone)."""
+    checkpoint.pt. Empty: the image pass still reads, hashes, codes and deduplicates every image (pixels
+    alone verify a pair); no teacher tags, embeddings or cold-start tagging."""
     vocabulary: str = ""
     """The teacher's labels in the Open Images format (MID,DisplayName; header optional). Empty: the
     classes.json beside a tagmill model."""
@@ -305,16 +307,24 @@ class DedupConfig(Section):
     unless the set is small enough for an exact search up to max_hamming (~30,000 codes; 7 bits at 100,000,
     6 at 300,000). Exact search costs grow steeply with the radius: 5 keeps 10M 64-bit codes near 20 s on 2
     cores."""
-    shortlist: Annotated[int, Field(ge=1), Says("must be at least 1", "use e.g. 4")] = 5
-    """... each image's nearest few of them are verified (bounds the verifier's work per image; on the
-    planted set 5 found 0.97-0.99 of the duplicate pairs, 4 found 0.93-0.97)."""
+    shortlist: Annotated[int, Field(ge=1), Says("must be at least 1", "use e.g. 8")] = 8
+    """... each image's nearest few of them by the float layout descriptors' cosine are verified (bounds the
+    verifier's work per image; labeling.near_duplicates.code_candidates). Real-photo set
+    (benchmarks/near_duplicates_real.py, seed 5: Fashion-MNIST articles of one class are dozens of look-alikes
+    within a few bits), true pairs reaching verification ranked by cosine: 8 -> 0.82, 12 -> 0.84, 16 -> 0.84,
+    24 -> 0.85 (5.3, 7.6, 9.8, 13.7 pairs per image); ranked by Hamming distance (before): 5 -> 0.71, 8 ->
+    0.75. The descriptor bounds it: a true pair's partner is among the other's 8 nearest of all images by
+    cosine for 0.84 of them (photo regions 1.0, Fashion-MNIST articles 0.80; padded 0.64, captioned 0.71).
+    Planted set: 5 found 0.97-0.99 of the duplicate pairs, 4 found 0.93-0.97."""
     min_cosine: _Similarity = 0.85
     """A candidate pair is a duplicate only if the float embeddings agree this well ..."""
-    min_pixel_similarity: _Similarity = 0.85
-    """... and the aligned thumbnails agree this well (robust to crop, pad, rotation, re-encoding). True pairs
-    score either at least 0.9 or below 0.8 (planted set: 98.9 % at least 0.9; small test market: 1.0 or 0);
-    photos of one-shape look-alike listings on striped backgrounds, zoomed versions of each other, scored
-    0.81-0.83 on the small test market."""
+    min_pixel_similarity: _Similarity = 0.92
+    """... and the aligned thumbnails agree this well: the share of pixels whose luma agrees within 20 levels,
+    0 for a fine-detail veto (labeling.verification). Real-photo set (benchmarks/near_duplicates_real.py,
+    seed 5, 64 px thumbnails, pixels alone; true pairs and the look-alikes among each image's 12 nearest
+    candidates): 0.88 -> true pairs verified 0.952, 176 of 22,592 look-alikes passed; 0.90 -> 0.950 / 59;
+    0.92 -> 0.946 / 9 (per kind: padding 0.89, rotation 0.91, jpeg 0.94, the rest 0.96-0.98). Planted set (seed 7):
+    0.92 -> 0.972, 1 of 3,987 look-alikes."""
     split_guard: _Similarity = 1.0
     """Candidate pairs whose thumbnails agree this well stay in one split even when not verified as
     duplicates (only the split grouping grows); 1 turns it off. Look-alike candidates chain through it

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tagmill.config import DedupConfig
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
 from tagmill.labeling.candidates import SearchPlan, _table_pairs, candidate_pairs, search_plan
@@ -157,7 +158,8 @@ def planted():
     i, j = np.triu_indices(len(images), 1)
     i, j = i[leaf[i] == leaf[j]], j[leaf[i] == leaf[j]]
     ones = np.ones((len(i), 8), np.float32)
-    result = verify_pairs(ones, ones, [thumbs[k] for k in i], [thumbs[k] for k in j], -1.0, 0.8, 64)
+    result = verify_pairs(ones, ones, [thumbs[k] for k in i], [thumbs[k] for k in j], -1.0,
+                          DedupConfig().min_pixel_similarity, 64)
     return dupset, images, i, j, result
 
 

@@ -202,3 +202,40 @@ def test_the_teacher_tags_no_image_it_trained_on(spark, passed):
     assert tags.count() > 0 and tags.where(F.col("cluster").isin(sorted(seen))).count() == 0
     unseen = images.where(~F.col("cluster").isin(sorted(seen))).count()
     assert summaries[image_pass.STAGE]["images_the_teacher_trained_on"] == images.count() - unseen
+
+
+def test_without_a_teacher_the_image_pass_still_deduplicates(spark, passed, tmp_path):
+    """The same candidates and pixel scores as with the teacher; a pair is verified on its pixels alone, so
+    every pair the teacher run verified is verified here too, and its duplicate components only grow."""
+    cfg, summaries, truth = passed
+    root = tmp_path / "out"
+    for stage in (mine_logs.STAGE, side_info.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
+    bare = cfg.replace("outputs", root=str(root)).replace("image_pass", teacher="")
+    done = run_stages(bare, [image_pass.STAGE, taxonomy.STAGE, assemble.STAGE])
+    s = done[image_pass.STAGE]
+    assert s["teacher"] is None and "teacher tags" in s["skipped"]
+    assert s["images"] == summaries[image_pass.STAGE]["images"]  # every image read, counts that add up
+    assert _table(spark, bare, image_pass.STAGE, "teacher_tags").count() == 0
+
+    def pairs(c):
+        return {(r.item_a, r.item_b): r for r in _table(spark, c, image_pass.STAGE, "duplicate_pairs").collect()}
+    with_teacher, without = pairs(cfg), pairs(bare)
+    assert with_teacher.keys() == without.keys() and without  # the layout code needs no teacher
+    min_pixel = cfg.dedup.min_pixel_similarity
+    for key, bare_pair in without.items():
+        assert bare_pair.verified == (bare_pair.pixel_similarity >= min_pixel)  # NaN compares False
+        if with_teacher[key].reason != "embedding_differs":  # the teacher let the pixels decide: same decision
+            assert with_teacher[key].verified == bare_pair.verified
+            assert with_teacher[key].pixel_similarity == pytest.approx(bare_pair.pixel_similarity, nan_ok=True)
+    components = {}
+    for c in (cfg, bare):
+        components[c.image_pass.teacher] = {r.image_key: r.component for r in
+                                            _table(spark, c, image_pass.STAGE, "images").collect()}
+    taught, plain = components[cfg.image_pass.teacher], components[""]
+    groups = defaultdict(set)
+    for key, component in taught.items():
+        groups[component].add(plain[key])
+    assert all(len(g) == 1 for g in groups.values())  # each component with the teacher sits in one without
+    # assemble uses the image pass's clusters: one sample per cluster, not per image
+    assert done[assemble.STAGE]["image_pass"] and done[assemble.STAGE]["images"]["quarantined"]["merged_duplicate"]

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from tagmill.labeling.layout import GRID, layout_descriptor, shortlist, trim_box
+from tagmill.labeling.layout import GRID, layout_cosine, layout_descriptor, shortlist, trim_box
 
 
 def _picture(x: int, y: int, size: int = 96) -> Image.Image:
@@ -54,3 +54,14 @@ def test_shortlist_keeps_each_items_nearest_pairs_first():
     # (0,3): 0 full but 3 has none -> kept; (2,3): both have one -> dropped
     assert shortlist(i, j, similarity, 1).tolist() == [True, False, True, True, False]
     assert shortlist(i, j, similarity, 3).all()
+
+
+def test_layout_cosine_is_each_pairs_dot_product_in_any_chunking():
+    rng = np.random.default_rng(0)
+    layouts = rng.normal(size=(40, 3 * GRID * GRID)).astype(np.float32)
+    layouts /= np.linalg.norm(layouts, axis=1, keepdims=True)
+    i, j = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
+    expected = np.array([float(layouts[a] @ layouts[b]) for a, b in zip(i, j)])
+    np.testing.assert_allclose(layout_cosine(layouts, i, j, chunk=7), expected, atol=1e-5)
+    np.testing.assert_allclose(layout_cosine(layouts, i[:0], j[:0]), np.zeros(0))
+    assert layout_cosine(layouts, i, j).dtype == np.float32

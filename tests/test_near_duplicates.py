@@ -11,7 +11,7 @@ from tagmill.labeling.codes import encode, fit_projection, hamming
 from tagmill.labeling.candidates import candidate_pairs
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
-from tagmill.labeling.layout import layout_descriptor, shortlist
+from tagmill.labeling.layout import layout_cosine, layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.verification import thumbnail, verify_pairs
 
@@ -83,12 +83,14 @@ def test_planted_duplicates_are_found_among_look_alike_listings(seed):
     images = [open_image(data) for data in dupset.images]
     layouts = np.stack([layout_descriptor(im) for im in images])
     codes = encode(layouts, fit_projection(layouts, 64, "itq", 0))
-    i, j, distance = candidate_pairs(codes, DedupConfig().max_hamming)
-    keep = shortlist(i, j, -distance.astype(np.float32), DedupConfig().shortlist)
+    cfg = DedupConfig()
+    i, j, _ = candidate_pairs(codes, cfg.max_hamming)
+    keep = shortlist(i, j, layout_cosine(layouts, i, j), cfg.shortlist)  # as code_candidates ranks
     i, j = i[keep], j[keep]
     thumbs = [thumbnail(im, 64) for im in images]
     same = np.ones((len(images), 8), np.float32)
-    verdict = verify_pairs(same[i], same[j], [thumbs[k] for k in i], [thumbs[k] for k in j], 0.85, 0.8, 64)
+    verdict = verify_pairs(same[i], same[j], [thumbs[k] for k in i], [thumbs[k] for k in j], cfg.min_cosine,
+                           cfg.min_pixel_similarity, 64)
     verified = np.asarray(verdict["verified"], bool)
     area = [im.width * im.height for im in images]
     clusters, _ = cluster(len(images), i, j, verified, canonical_order(i, j, verified, area, dupset.names))

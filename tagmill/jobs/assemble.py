@@ -2,8 +2,8 @@
 
 Read, call dataset.assemble, write. Every labeled image becomes a sample, or is merged into its duplicate
 cluster's sample, or was unusable in the image pass; the job fails before writing its summary if those do
-not add up. Without a teacher configured (image_pass.teacher) the search log is the only source and each
-image is its own cluster.
+not add up. Without the image pass for the date, each image is its own cluster; without a teacher
+(image_pass.teacher) there are no teacher tags.
 """
 
 from __future__ import annotations
@@ -56,16 +56,27 @@ def _fold_weak_classes(stage: StageRun, labels: DataFrame, taxonomy: DataFrame |
     raise AssertionError("unreachable: the round after the drop finds no weak class")
 
 
+def _image_pass_finished(stage: StageRun) -> bool:
+    """Whether the image pass finished for the date (its duplicate clusters exist); with a teacher it must have."""
+    try:
+        stage.summary_of(stages.IMAGE_PASS)
+    except io.InputError:
+        if stage.cfg.image_pass.teacher:
+            raise
+        return False
+    return True
+
+
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run assemble for cfg.run's date; returns the run summary (also written as summary.json)."""
     stage = StageRun(spark, cfg, STAGE)
     run_date = stage.run_date
     raw = source_labels(stage)
-    with_image_pass = bool(cfg.image_pass.teacher)
+    with_image_pass = _image_pass_finished(stage)
     if with_image_pass:
         clusters = stage.read("images", stages.IMAGE_PASS)
     else:
-        log.info("assemble %s: no teacher configured (image_pass.teacher): search-log labels only, each image "
+        log.info("assemble %s: no image pass for this date (it runs when inputs.image_root is set): each image "
                  "its own cluster", run_date)
         clusters = own_clusters(stage.read("images", stages.MINE_LOGS))
     raw = raw.persist(StorageLevel.MEMORY_AND_DISK)

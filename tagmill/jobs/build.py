@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pyspark.sql import SparkSession
 
 from tagmill.config import Config
-from tagmill.jobs import assemble, image_pass, io, mine_logs, runs, shards, side_info, taxonomy
+from tagmill.jobs import assemble, image_pass, inputs, io, mine_logs, runs, shards, side_info, taxonomy
 from tagmill.jobs.spark import spark_session
 
 STAGES: dict[str, Callable[[SparkSession, Config], dict]] = {
@@ -46,7 +46,9 @@ def run_stages(cfg: Config, stages: list[str] | None = None) -> dict[str, dict]:
 
 
 def check_inputs(spark: SparkSession, cfg: Config, names: list[str]) -> None:
-    """Refuse a run whose configured inputs are missing before anything is locked or written."""
+    """Refuse a run whose configured inputs are missing, or whose events or catalog lack a column mine-logs
+    needs (once inputs.event_columns / inputs.catalog_columns map their names), before anything is locked
+    or written. Reads file listings and a sample of the files only (jobs.inputs)."""
     needed = {"inputs.events": cfg.inputs.events, "inputs.catalog": cfg.inputs.catalog} \
         if mine_logs.STAGE in names else {}
     if image_pass.STAGE in names or shards.STAGE in names:
@@ -56,3 +58,8 @@ def check_inputs(spark: SparkSession, cfg: Config, names: list[str]) -> None:
             raise io.InputError(f"no input configured for {key}: set it in the config")
         if not io.exists(spark, path):
             raise io.InputError(f"input not found: {path} (set {key} in the config)")
+    if mine_logs.STAGE in names:
+        for path, fmt, columns in (
+                (cfg.inputs.events, cfg.inputs.events_format, inputs.event_columns(cfg.inputs.event_columns)),
+                (cfg.inputs.catalog, cfg.inputs.catalog_format, inputs.catalog_columns(cfg.inputs.catalog_columns))):
+            io.check_columns(spark, io.list_input(spark, path, fmt, probe=False), fmt, columns)

@@ -75,9 +75,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def _run_stage(args: argparse.Namespace, stage: str) -> int:
-    from tagmill.jobs.build import run_stages
+    from tagmill.jobs.inputs import preflight
 
     cfg = _config(args)
+    if stage in ("build", "mine-logs"):
+        preflight(cfg.inputs)  # a missing input or column fails here, in about a second, before Spark starts
+    from tagmill.jobs.build import run_stages  # Spark, torch: seconds to import
+
     summaries = run_stages(cfg, [stage] if stage != "build" else None)
     print(json.dumps(summaries, indent=2))
     return 0
@@ -201,28 +205,47 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s",
                         datefmt="%H:%M:%S")
     logging.getLogger("tagmill").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    from tagmill.dataset.gate import GateFailed
-    from tagmill.jobs.io import CountMismatch, InputError
+    try:
+        return args.func(args)
+    except Exception as err:
+        known = _explained(err)
+        if known is None:
+            raise
+        status, text = known
+        print(text, file=sys.stderr)
+        return status
+
+
+def _explained(err: Exception) -> tuple[int, str] | None:
+    """The exit status and message of an error tagmill explains without a traceback, or None.
+
+    The error types are imported here, once one is raised, the light ones first: the modules of the others
+    import torch or great-expectations (seconds), which a command refused for its config or its inputs does not
+    wait for."""
+    from tagmill.jobs.inputs import InputError
+
+    if isinstance(err, (ConfigError, InputError, FileNotFoundError)):
+        return 2, f"tagmill: error: {err}"
+    from tagmill.jobs.io import CountMismatch, QuarantineLimit
     from tagmill.jobs.runs import RunLocked
+
+    if isinstance(err, CountMismatch):
+        return 4, f"tagmill: counts do not add up, nothing was published: {err}"
+    if isinstance(err, QuarantineLimit):
+        return 6, ("tagmill: too much of the input was quarantined, nothing was published (the last good run "
+                   f"stays).\n{err}")
+    if isinstance(err, RunLocked):
+        return 5, f"tagmill: error: {err}"
+    from tagmill.dataset.gate import GateFailed
     from tagmill.labeling.teacher import TeacherError
     from tagmill.trainer.reader import DatasetError
     from tagmill.trainer.train import CheckpointError
 
-    try:
-        return args.func(args)
-    except (ConfigError, InputError, DatasetError, TeacherError, CheckpointError, FileNotFoundError) as err:
-        print(f"tagmill: error: {err}", file=sys.stderr)
-        return 2
-    except GateFailed as err:
-        print(f"tagmill: validation gate failed, nothing was published.\n{err}", file=sys.stderr)
-        return 3
-    except CountMismatch as err:
-        print(f"tagmill: counts do not add up, nothing was published: {err}", file=sys.stderr)
-        return 4
-    except RunLocked as err:
-        print(f"tagmill: error: {err}", file=sys.stderr)
-        return 5
-
+    if isinstance(err, (DatasetError, TeacherError, CheckpointError)):
+        return 2, f"tagmill: error: {err}"
+    if isinstance(err, GateFailed):
+        return 3, f"tagmill: validation gate failed, nothing was published.\n{err}"
+    return None
 
 if __name__ == "__main__":
     sys.exit(main())

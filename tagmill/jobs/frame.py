@@ -3,7 +3,7 @@
 It withdraws the stage's run summary first (from then on the date is untrusted until the summary is back),
 reads and writes the date's tables, and writes the summary last: a header (stage, run date, tagmill
 version), what the job counted, and the seconds it took. A job's `run()` is then read, call the library,
-write, `finish`.
+write, `check_counts` (in = out + quarantined, and not too much quarantined), `finish`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,16 @@ class StageRun:
     def summary_of(self, stage: str) -> dict:
         """An earlier stage's run summary for the date; raises InputError when that stage has not finished."""
         return io.read_summary(self.spark, self.root, stage, self.run_date)
+
+    def check_counts(self, what: str, rows_in: int, rows_out: int, quarantined: dict[str, int], table: str,
+                     exempt: tuple[str, ...] = (), hint: str = "") -> None:
+        """Fail the stage before it publishes when its counts do not add up (io.CountMismatch) or more than
+        inputs.max_quarantined_share of `what` was quarantined (io.QuarantineLimit, with the top reasons
+        and an example row of each from this stage's quarantine `table`; reasons in `exempt` count neither
+        way)."""
+        io.check_counts(what, rows_in, rows_out, quarantined)
+        io.check_quarantined_share(f"{self.stage} {what}", rows_in, quarantined,
+                                   self.cfg.inputs.max_quarantined_share, self.read(table), exempt, hint)
 
     def seconds(self) -> float:
         return round(time.time() - self.started, 1)

@@ -2,6 +2,8 @@
 
 Read, call labeling/, write. Every image read by mine-logs' listing table ends in `images` or in
 `images_quarantine` with its reason, and the job fails before writing its summary if they do not add up.
+Without a teacher (image_pass.teacher empty) every image is still read, hashed, decoded, coded and
+deduplicated (the thumbnails alone verify a pair); teacher tags, embeddings and their code are skipped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tagmill import stages
-from tagmill.config import Config, ConfigError
+from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.labeling.calibration import BINS, STATUSES, calibrate
@@ -29,6 +31,10 @@ STAGE = stages.IMAGE_PASS
 log = logging.getLogger("tagmill.image-pass")
 
 
+TAG_SCHEMA = "image_key string, mid string, name string, score float, teacher_id string, teacher_version string"
+"""teacher_scores and teacher_tags: one row per (image, teacher class)."""
+
+
 def projection_path(root: str, run_date, code: str) -> str:
     """Where the run's projection of one code is kept (so later runs and the report can reuse it)."""
     return f"{stages.runs_path(root, STAGE, run_date)}/{code}_projection.npz"
@@ -37,10 +43,6 @@ def projection_path(root: str, run_date, code: str) -> str:
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run the image pass for cfg.run's date; returns the run summary (also written as summary.json)."""
     ip = cfg.image_pass
-    if not ip.teacher:
-        raise ConfigError("image_pass.teacher", "is empty",
-                          "pass the teacher model: --teacher PATH (a `tagmill train` output folder, a TorchScript "
-                          "file or a checkpoint.pt)")
     teacher = check_teacher(ip)  # a bad teacher file is refused before this date's outputs are touched
     stage = StageRun(spark, cfg, STAGE)
     root, run_date = stage.root, stage.run_date
@@ -54,8 +56,12 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     unique = (hashed.where(F.col("reason").isNull()).groupBy("content_hash")
               .agg(F.min("image_path").alias("image_path"))
               .repartition(partitions, "content_hash").sortWithinPartitions("content_hash"))
-    log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
-             teacher.teacher_id, teacher.version)
+    if teacher is None:
+        log.info("image-pass %s: no teacher (image_pass.teacher): decoding each unique image once for its "
+                 "layout code and thumbnail; no teacher tags, embeddings or cold-start tagging", run_date)
+    else:
+        log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
+                 teacher.teacher_id, teacher.version)
     forward_started = time.time()
     forwarded = stage.write(forward_images(unique, image_root, ip, allowed), "forwarded")
     forward_seconds = time.time() - forward_started
@@ -63,9 +69,11 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     decoded = (forwarded.where(F.col("reason").isNull()).drop("reason", "detail")
                .withColumn("item", F.xxhash64("content_hash")).persist(StorageLevel.MEMORY_AND_DISK))
 
-    # two codes: the embedding's (the compact code MSURU stores) and the layout's (near-duplicate candidates)
-    codes = decoded
-    for column, name in (("embedding", "code"), ("layout", "layout_code")):
+    # two codes: the embedding's (the compact code MSURU stores; needs a teacher) and the layout's (near-duplicate
+    # candidates)
+    coded = [("layout", "layout_code")] if teacher is None else [("embedding", "code"), ("layout", "layout_code")]
+    codes = decoded if teacher else decoded.withColumn("code", F.lit(None).cast("binary"))
+    for column, name in coded:
         projection = fit_projection(fit_sample(decoded, column, ip.code_fit_sample, cfg.run.seed), ip.code_bits,
                                     ip.code_method, cfg.run.seed)
         buffer = bytes_io.BytesIO()
@@ -78,7 +86,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
              cfg.dedup.max_hamming)
     candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup)
-    evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size)
+    evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size, embeddings=teacher is not None)
     for side in ("a", "b"):  # the content hashes, so an analyst can look the pair up
         evidence = evidence.join(contents.select(F.col("item").alias(f"item_{side}"),
                                                  F.col("content_hash").alias(f"content_hash_{side}")), f"item_{side}")
@@ -87,19 +95,13 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
     out = stage.write(image_clusters(readable, contents.select("item", "content_hash"), clusters), "images")
 
-    labels = spark.createDataFrame([(i, x.mid, x.name, x.fold) for i, x in enumerate(teacher.labels)],
-                                   "label_index int, mid string, name string, fold int")  # the vocabulary
-    tags = (out.select("image_key", "content_hash")
-            .join(contents.select("content_hash", F.arrays_zip("tag_ids", "tag_scores").alias("tags")), "content_hash")
-            .select("image_key", F.explode("tags").alias("tag"))
-            .select("image_key", F.col("tag.tag_ids").alias("label_index"), F.col("tag.tag_scores").alias("score"))
-            .join(F.broadcast(labels), "label_index")
-            .select("image_key", "mid", "name", "fold", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
-                    F.lit(teacher.version).alias("teacher_version")))
-    tags, unseen = _out_of_fold(spark, tags, out, teacher)
-    tags = stage.write(tags, "teacher_scores")  # out of fold, before thresholds: assemble's label-issue check
     calibration = None
-    if ip.target_precision:
+    if teacher is None:
+        tags, trained_on = spark.createDataFrame([], TAG_SCHEMA), 0
+    else:
+        tags, trained_on = _teacher_scores(spark, contents, out, teacher)
+    tags = stage.write(tags, "teacher_scores")  # out of fold, before thresholds: assemble's label-issue check
+    if ip.target_precision and teacher:
         tags, thresholds, calibration = _calibrated(stage, tags, teacher)
         stage.write(thresholds, "teacher_thresholds")
     stage.write(tags, "teacher_tags")
@@ -110,12 +112,28 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
     stage.write(quarantine.unionByName(failed), "images_quarantine")
 
-    trained_on = unseen.where(F.col("folds") == 0).count()
     summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds, trained_on, calibration))
     log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
              run_date, summary["images"]["out"], summary["contents"]["forwarded"],
              summary["contents"]["images_per_second"], summary["dedup"]["verified_pairs"])
     return summary
+
+
+def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, int]:
+    """(TAG_SCHEMA rows of every forwarded tag, out of fold; how many images no fold may tag).
+
+    contents: content_hash, tag_ids, tag_scores; images: image_key, content_hash, cluster."""
+    labels = spark.createDataFrame([(i, x.mid, x.name, x.fold) for i, x in enumerate(teacher.labels)],
+                                   "label_index int, mid string, name string, fold int")  # the vocabulary
+    tags = (images.select("image_key", "content_hash")
+            .join(contents.select("content_hash", F.arrays_zip("tag_ids", "tag_scores").alias("tags")), "content_hash")
+            .select("image_key", F.explode("tags").alias("tag"))
+            .select("image_key", F.col("tag.tag_ids").alias("label_index"), F.col("tag.tag_scores").alias("score"))
+            .join(F.broadcast(labels), "label_index")
+            .select("image_key", "mid", "name", "fold", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
+                    F.lit(teacher.version).alias("teacher_version")))
+    tags, unseen = _out_of_fold(spark, tags, images, teacher)
+    return tags, unseen.where(F.col("folds") == 0).count()
 
 
 def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, DataFrame]:
@@ -208,9 +226,12 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     ip = cfg.image_pass
     summary = {
         "images": {"in": images_in, "out": int(images["out"]), "quarantined": quarantined},
-        "teacher": {"id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.folds[0].labels),
-                    "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16,
-                    "threshold": ip.threshold, "top_k": ip.top_k},
+        "teacher": None if teacher is None else {
+            "id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.folds[0].labels),
+            "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16,
+            "threshold": ip.threshold, "top_k": ip.top_k},
+        "skipped": [] if teacher else ["teacher tags", "embeddings and their code", "cold-start tagging",
+                                       "the embedding check of near-duplicate pairs (pixels alone decide)"],
         "contents": {"forwarded": n_forwarded, "decoded": int(forwarded["decoded"]),
                      "forward_seconds": round(forward_seconds, 1),
                      "images_per_second": round(n_forwarded / forward_seconds, 1) if forward_seconds else 0.0},
@@ -226,5 +247,7 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
                   "exact_duplicate_images": int(images["exact"] or 0),
                   "near_duplicate_images": int(images["near"] or 0)},
     }
-    io.check_counts("images", images_in, summary["images"]["out"], quarantined)
+    stage.check_counts("images", images_in, summary["images"]["out"], quarantined, "images_quarantine",
+                       hint="missing_image on most rows usually means inputs.image_root is not the folder the "
+                            "catalog's image_paths are relative to.")
     return summary

@@ -1,4 +1,5 @@
-"""Reading inputs and writing outputs: the only module that touches storage.
+"""Reading inputs and writing outputs: the only module that touches storage (jobs.inputs aside, which reads
+the first lines of local input files before Spark starts).
 
 Paths go through Spark and Hadoop's FileSystem, so a local folder, HDFS or an object store configured in
 Spark all work the same. A stage's outputs live under ROOT/<stage>/<table>/run_date=D/; its run summary
@@ -11,30 +12,34 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import NamedTuple
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from tagmill.labeling.events import (CORRUPT, DATE_PARTITION, EVENT_FIELDS, EVENT_SCHEMA, LISTING_FIELDS,
-                                     LISTING_SCHEMA)
+from tagmill.jobs.inputs import (SAMPLE_LINES, InputColumns, InputError, catalog_columns, columns_of_lines,
+                                 event_columns, file_columns, local_path)
+from tagmill.labeling.events import CORRUPT, DATE_PARTITION, EVENT_FIELDS, LISTING_FIELDS
 from tagmill.stages import RUNS, stage_path, summary_path, table_path
 
 PARTITION_COLUMN = "date"
 """Events may be stored under date=YYYY-MM-DD/ folders; partitions after the run date are not read."""
 
 
-class InputError(ValueError):
-    """An input that cannot be read at all (as opposed to bad rows, which are quarantined)."""
+NO_RENAME: Mapping[str, str] = MappingProxyType({})
+"""An input whose columns already have our names."""
 
 
-def _reader(spark: SparkSession, fmt: str, schema):
+def _reader(spark: SparkSession, fmt: str, schema: T.StructType):
     reader = spark.read
     if fmt == "parquet":
         return reader.format("parquet")
-    reader = (reader.schema(schema).option("mode", "PERMISSIVE")
-              .option("columnNameOfCorruptRecord", CORRUPT))
+    reader = (reader.schema(T.StructType([*schema.fields, T.StructField(CORRUPT, T.StringType())]))
+              .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT))
     if fmt == "csv":
         return reader.format("csv").option("header", "true").option("multiLine", "false")
     return reader.format("json")
@@ -60,6 +65,8 @@ class InputFiles:
     they are read apart."""
     skipped: tuple[str, ...]
     """Files and folders whose names start with "." or "_" (Spark never reads them), bookkeeping aside."""
+    sample: tuple[str, ...] = ()
+    """The first and the last data file (in path order), whose columns are checked."""
 
     def summary(self) -> dict:
         return {"read": self.read, "skipped": list(self.skipped)}
@@ -70,8 +77,9 @@ class Input(NamedTuple):
     files: InputFiles
 
 
-def list_input(spark: SparkSession, path: str, fmt: str) -> InputFiles:
-    """Walk an input folder (or file) the way Spark will read it, and check every data file's first bytes.
+def list_input(spark: SparkSession, path: str, fmt: str, probe: bool = True) -> InputFiles:
+    """Walk an input folder (or file) the way Spark will read it and, with `probe`, check every data file's
+    first bytes (an open per file: the reader does it; a check that only needs the list leaves it out).
 
     Raises InputError naming the files when a text input (jsonl, csv) is compressed under a name that does
     not say so (gzip called .jsonl), is compressed in a form Spark cannot read (xz, zip), or says .gz
@@ -99,13 +107,15 @@ def list_input(spark: SparkSession, path: str, fmt: str) -> InputFiles:
     else:
         data.append((top, 0))
     partitioned = any(d > 0 for _, d in data)
-    if fmt in _TEXT_FORMATS:
+    if fmt in _TEXT_FORMATS and probe:
         problems = [p for p in (_compression_problem(fs, f) for f, _ in data) if p]
         if problems:
             raise InputError(f"{len(problems)} input file(s) under {path} cannot be read as {fmt}: "
                              + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""))
     beside = tuple(f.toString() for f, d in data if d == 0) if partitioned else ()
-    return InputFiles(read=len(data), beside_partitions=beside, skipped=tuple(skipped))
+    names = sorted(f.toString() for f, _ in data)
+    return InputFiles(read=len(data), beside_partitions=beside, skipped=tuple(skipped),
+                      sample=tuple(names[:1] + names[-1:]) if len(names) > 1 else tuple(names))
 
 
 def _compression_problem(fs, path) -> str | None:
@@ -130,11 +140,37 @@ def _compression_problem(fs, path) -> str | None:
     return None
 
 
-def _load(spark: SparkSession, path: str, fmt: str, schema) -> Input:
+def check_columns(spark: SparkSession, files: InputFiles, fmt: str, columns: InputColumns) -> list[str]:
+    """Raise InputError unless the sampled files of an input have the columns `columns` needs (see
+    jobs.inputs); returns the columns of the first file that could be sampled ([] if none)."""
+    first: list[str] = []
+    for file in files.sample:
+        local = local_path(file)
+        found = file_columns(local, fmt) if local is not None else _sampled_columns(spark, file, fmt)
+        if found:
+            columns.check(found, local or file)
+            first = first or found
+    return first
+
+
+def _sampled_columns(spark: SparkSession, file: str, fmt: str) -> list[str]:
+    """A file's columns read through Spark (a file system Python cannot open): a Parquet footer, or the
+    first lines of a text file."""
+    if fmt == "parquet":
+        return spark.read.parquet(file).columns
+    return columns_of_lines((r.value for r in spark.read.text(file).limit(SAMPLE_LINES).collect()), fmt)
+
+
+def _load(spark: SparkSession, path: str, fmt: str, columns: InputColumns) -> Input:
+    """Every file of the input read with our column names (renamed first), plus `source_file`."""
     files = list_input(spark, path, fmt)
+    found = check_columns(spark, files, fmt, columns)
+    # a CSV file's columns are taken by position: read them in the order of its header
+    schema = columns.reader_schema(found if fmt == "csv" and found else None)
 
     def load(where) -> DataFrame:
-        return _reader(spark, fmt, schema).load(where).withColumn("source_file", F.col("_metadata.file_path"))
+        rows = columns.apply(_reader(spark, fmt, schema).load(where))
+        return rows.withColumn("source_file", F.col("_metadata.file_path"))
 
     df = load(path)
     if files.beside_partitions:
@@ -142,11 +178,15 @@ def _load(spark: SparkSession, path: str, fmt: str, schema) -> Input:
     return Input(df, files)
 
 
-def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date) -> Input:
+def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date,
+                rename: Mapping[str, str] = NO_RENAME) -> Input:
     """Raw events (columns of EVENT_FIELDS, `_corrupt_record`, `source_file`, `date_partition`: the text of
     the file's date=... folder, null outside one), from partitions up to the run date when the input is
-    date-partitioned; a partition that is not a date is read (labeling.events quarantines its rows)."""
-    rows, files = _load(spark, path, fmt, EVENT_SCHEMA)
+    date-partitioned; a partition that is not a date is read (labeling.events quarantines its rows).
+
+    `rename` (inputs.event_columns) maps the input's column names to ours. Raises InputError when the
+    sampled files lack a required column once mapped, or a mapped name (jobs.inputs)."""
+    rows, files = _load(spark, path, fmt, event_columns(rename))
     partition = (F.col(PARTITION_COLUMN).cast("string") if PARTITION_COLUMN in rows.columns
                  else F.lit(None).cast("string"))
     day = F.try_to_date(partition, "yyyy-MM-dd")
@@ -155,9 +195,10 @@ def read_events(spark: SparkSession, path: str, fmt: str, run_date: dt.date) -> 
     return Input(rows.select(*keep, "source_file", DATE_PARTITION), files)
 
 
-def read_listings(spark: SparkSession, path: str, fmt: str) -> Input:
-    """Raw listings plus `row_order`, which grows with a row's place in the input (first copy wins)."""
-    rows, files = _load(spark, path, fmt, LISTING_SCHEMA)
+def read_listings(spark: SparkSession, path: str, fmt: str, rename: Mapping[str, str] = NO_RENAME) -> Input:
+    """Raw listings plus `row_order`, which grows with a row's place in the input (first copy wins).
+    `rename` (inputs.catalog_columns) maps the input's column names to ours, checked like read_events'."""
+    rows, files = _load(spark, path, fmt, catalog_columns(rename))
     keep = [c for c in (*LISTING_FIELDS, CORRUPT) if c in rows.columns]
     return Input(rows.select(*keep, "source_file", F.monotonically_increasing_id().alias("row_order")), files)
 
@@ -215,13 +256,6 @@ def fs_path(spark: SparkSession, path: str):
 
 
 _fs = fs_path
-
-
-def local_path(path: str) -> str | None:
-    """The local file-system path of a plain path or a file: URI, None for any other scheme."""
-    if path.startswith("file:"):
-        return "/" + path[len("file:"):].lstrip("/")
-    return None if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path) else path
 
 
 def create_new(spark: SparkSession, path: str, data: bytes) -> bool:
@@ -321,3 +355,43 @@ def check_counts(what: str, rows_in: int, rows_out: int, quarantined: dict[str, 
     if rows_in != rows_out + sum(quarantined.values()):
         raise CountMismatch(f"{what}: {rows_in} in != {rows_out} out + {sum(quarantined.values())} quarantined "
                             f"{quarantined}")
+
+
+class QuarantineLimit(RuntimeError):
+    """A stage quarantined more of its input than inputs.max_quarantined_share allows: the input is more
+    likely wrong (a column named otherwise, another format) than the rows bad, so nothing is published."""
+
+
+EXAMPLE_CHARS = 300
+"""An example row in a QuarantineLimit message is cut to this many characters."""
+
+
+def check_quarantined_share(what: str, rows_in: int, quarantined: dict[str, int], max_share: float,
+                            table: DataFrame, exempt: tuple[str, ...] = (), hint: str = "", top: int = 5) -> None:
+    """Raise QuarantineLimit when more than `max_share` of a stage's input rows were quarantined.
+
+    Rows quarantined for a reason in `exempt` (left out by a rule by design, e.g. expired events) count
+    neither way. The message names the `top` reasons with their counts and one example row each, taken from
+    `table` (the quarantine table, with a `reason` column; the smallest row of each reason, so the same one
+    every run), then `hint` (what such a share usually means for this input)."""
+    considered = rows_in - sum(n for r, n in quarantined.items() if r in exempt)
+    bad = {r: n for r, n in quarantined.items() if r not in exempt and n}
+    share = sum(bad.values()) / considered if considered > 0 else 0.0
+    if share <= max_share:
+        return
+    reasons = sorted(bad, key=lambda r: (-bad[r], r))[:top]
+    others = [c for c in table.columns if c != "reason"]
+    examples = {r["reason"]: r["example"].asDict() for r in
+                table.where(F.col("reason").isin(reasons)).groupBy("reason")
+                .agg(F.min(F.struct(*others)).alias("example")).collect()}
+    lines = [f"{what}: {sum(bad.values())} of {considered} rows ({share:.1%}) were quarantined, more than "
+             f"inputs.max_quarantined_share = {max_share:g}"
+             + (f" (rows left out by rule, {', '.join(exempt)}, not counted)" if exempt else "")
+             + ". Top reasons:"]
+    for reason in reasons:
+        example = json.dumps(examples.get(reason), default=str, ensure_ascii=False)
+        cut = example if len(example) <= EXAMPLE_CHARS else example[:EXAMPLE_CHARS] + " ..."
+        lines.append(f"  {reason}: {bad[reason]} rows, e.g. {cut}")
+    lines.append(f"{hint + ' ' if hint else ''}Fix the input, or raise inputs.max_quarantined_share "
+                 "(1 turns the check off).")
+    raise QuarantineLimit("\n".join(lines))

@@ -1,7 +1,9 @@
 """`tagmill mine-logs`: search-log events + listing catalog -> tuples, labels, repeat factors, quarantine.
 
-Read, call labeling/, write. The run summary is computed from what was written, and the job fails if
-rows in != rows used + rows quarantined.
+Read, call labeling/, write. The inputs are read (their columns mapped and checked) before any output is
+touched. The run summary is computed from what was written, and the job fails before publishing if rows in !=
+rows used + rows quarantined, or if more than inputs.max_quarantined_share of the events or of the listings
+was quarantined.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
-from tagmill.labeling.events import check_events, check_listings
+from tagmill.labeling.events import RULE_REASONS, check_events, check_listings
 from tagmill.labeling.mining import mine_logs
 from tagmill.labeling.resample import repeat_factors
 
@@ -26,9 +28,11 @@ log = logging.getLogger("tagmill.mine-logs")
 
 def run(spark: SparkSession, cfg: Config) -> dict:
     """Run mine-logs for cfg.run's date; returns the run summary (also written as summary.json)."""
-    stage = StageRun(spark, cfg, STAGE)
-    raw_events = io.read_events(spark, cfg.inputs.events, cfg.inputs.events_format, stage.run_date)
-    raw_listings = io.read_listings(spark, cfg.inputs.catalog, cfg.inputs.catalog_format)
+    cfg = cfg.replace("run", date=cfg.run.run_date().isoformat())  # one date, also when it is today's
+    inputs, run_date = cfg.inputs, cfg.run.run_date()
+    raw_events = io.read_events(spark, inputs.events, inputs.events_format, run_date, inputs.event_columns)
+    raw_listings = io.read_listings(spark, inputs.catalog, inputs.catalog_format, inputs.catalog_columns)
+    stage = StageRun(spark, cfg, STAGE)  # withdraws the summary: only once the inputs have passed their checks
     for what, files in (("events", raw_events.files), ("catalog", raw_listings.files)):
         if files.skipped:
             log.warning("mine-logs %s: %d %s file(s) not read (names starting with '.' or '_'): %s", stage.run_date,
@@ -73,8 +77,14 @@ def _counts(stage: StageRun, events_in: int, listings_in: int, threshold: float)
     events_q, listings_q = by_reason("events_quarantine"), by_reason("listings_quarantine")
     events_used = int(tuples["events"])
     listings_used = stage.read("images").select("product_id").distinct().count()
-    io.check_counts("events", events_in, events_used, events_q)
+    io.check_counts("events", events_in, events_used, events_q)  # both first: a mismatch is a bug, and says so
     io.check_counts("listings", listings_in, listings_used, listings_q)
+    stage.check_counts("events", events_in, events_used, events_q, "events_quarantine", RULE_REASONS,
+                       "missing_field on most rows usually means a column the events name otherwise: map it "
+                       "with inputs.event_columns.")
+    stage.check_counts("listings", listings_in, listings_used, listings_q, "listings_quarantine", (),
+                       "missing_field or no_images on most rows usually means a column the catalog names "
+                       "otherwise: map it with inputs.catalog_columns.")
     return {
         "events": {"in": events_in, "used": events_used, "quarantined": events_q},
         "listings": {"in": listings_in, "used": listings_used, "quarantined": listings_q},

@@ -99,7 +99,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     quarantined = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
     samples_in = assemble_summary["images"]["out"]
     sharded = sum(s["samples"] for s in shards)
-    io.check_counts("samples", samples_in, sharded, quarantined)
+    stage.check_counts("samples", samples_in, sharded, quarantined, "images_quarantine")
 
     meta = {"dataset": run_date.isoformat(), "tagmill_version": __version__, "config_sha256": config_sha256(cfg),
             "image": {"max_side": d.image_max_side, "format": "jpeg", "quality": d.jpeg_quality}}

@@ -2,7 +2,8 @@
 
 Local by default (`local[*]`); the master URL (spark://, yarn, k8s://) and any Spark setting come from the
 config or `--master`, so the same job runs unchanged on a cluster. An active session is reused and only a
-session created here is stopped.
+session created here is stopped. Spark's console progress bar is off; a session created here reports its
+long stages' progress as tagmill log lines instead (jobs/progress.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pyspark.sql import SparkSession
 
 from tagmill.config import SparkConfig
+from tagmill.jobs.progress import reporting_progress
 
 
 def session_settings(cfg: SparkConfig) -> dict[str, str]:
@@ -22,7 +24,8 @@ def session_settings(cfg: SparkConfig) -> dict[str, str]:
     local = cfg.master.startswith("local")
     cores = os.cpu_count() or 2
     settings = {
-        # No console progress bar, no UI open to the network.
+        # No console progress bar (it draws over the log; jobs/progress.py logs progress), no UI open to
+        # the network.
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
@@ -75,6 +78,7 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level.upper())
     try:
-        yield spark
+        with reporting_progress(spark):
+            yield spark
     finally:
         spark.stop()

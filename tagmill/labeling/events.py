@@ -19,6 +19,8 @@ from tagmill.config import MiningConfig
 EVENT_FIELDS = ("time", "session_id", "user_id", "query", "product_id", "position", "action")
 REQUIRED_EVENT_FIELDS = ("time", "session_id", "query", "product_id", "action")
 LISTING_FIELDS = ("product_id", "title", "image_paths", "category_path")
+REQUIRED_LISTING_FIELDS = ("product_id", "title", "image_paths")
+"""The columns an input must have (once its names are mapped to ours): a row may still leave one empty."""
 CORRUPT = "_corrupt_record"
 DATE_PARTITION = "date_partition"
 """The value of the date=... folder an event file sits in (text, null outside one), added by the reader."""
@@ -57,6 +59,9 @@ EVENT_REASONS = (
     "bot_session",        # the session breaks the bot rule
     "unknown_product",    # product id not in the catalog
 )
+RULE_REASONS = ("expired", "bot_session")
+"""Reasons of rows a rule leaves out by design (outside the retention window, a bot's session), not broken:
+they count neither way in the quarantine limit (inputs.max_quarantined_share)."""
 LISTING_REASONS = (
     "malformed_row", "invalid_utf8", "missing_field", "oversized_field", "no_images", "bad_image_path",
     "duplicate_product",

@@ -89,13 +89,15 @@ def hash_images(images: DataFrame, root: str, allowed: tuple[str, ...] = ()) -> 
 
 # ---- decode and forward --------------------------------------------------------------------------------
 
-_WORKER_TEACHERS: dict[tuple, tuple[Teacher | FoldTeachers, np.ndarray]] = {}
+_WORKER_TEACHERS: dict[tuple, tuple[Teacher | FoldTeachers | None, np.ndarray | None]] = {}
 
 
-def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher | FoldTeachers, np.ndarray]:
-    """(teacher, per-label thresholds), loaded once per process for a given config."""
+def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher | FoldTeachers | None, np.ndarray | None]:
+    """(teacher, per-label thresholds), loaded once per process for a given config; (None, None) without one."""
     key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.thresholds_file, cfg.threshold,
            cfg.target_precision)
+    if not cfg.teacher:
+        return None, None
     if key not in _WORKER_TEACHERS:
         teacher = load_teacher(cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size)
         if cfg.target_precision:  # every score the calibration may want; the job applies each class's threshold
@@ -117,10 +119,12 @@ def fit_threads() -> int:
     return cores
 
 
-def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | FoldTeachers,
-                  thresholds: np.ndarray, cfg: ImagePassConfig, allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
+def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | FoldTeachers | None,
+                  thresholds: np.ndarray | None, cfg: ImagePassConfig,
+                  allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
     """FORWARD_SCHEMA rows for (content hash, image path) items: each image decoded once, the decodable
-    ones forwarded together; a file that cannot be decoded gets its reason instead of a result."""
+    ones forwarded together; a file that cannot be decoded gets its reason instead of a result. Without a
+    teacher the tags and the embedding stay null (size, layout and thumbnail need none)."""
     n = len(items)
     width, height = [None] * n, [None] * n
     reason: list[str | None] = [None] * n
@@ -137,8 +141,9 @@ def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | Fo
         width[i], height[i] = image.size
         thumbs[i] = thumbnail(image, cfg.thumbnail_size)
         layouts[i] = layout_descriptor(image)
-        views.append(eval_view(image, teacher.image_size, teacher.mean, teacher.std))
-        done.append(i)
+        if teacher is not None:
+            views.append(eval_view(image, teacher.image_size, teacher.mean, teacher.std))
+            done.append(i)
     tag_ids: list[list[int] | None] = [None] * n
     tag_scores: list[list[float] | None] = [None] * n
     embeddings: list[np.ndarray | None] = [None] * n
@@ -188,11 +193,11 @@ def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig,
     return unique.select("content_hash", "image_path").mapInArrow(run, spark_schema(FORWARD_SCHEMA))
 
 
-def check_teacher(cfg: ImagePassConfig) -> Teacher | FoldTeachers:
+def check_teacher(cfg: ImagePassConfig) -> Teacher | FoldTeachers | None:
     """Load the teacher on the driver before any Spark work, so a bad file fails fast with its message;
-    warns when bf16 is asked for on a CPU without native bf16."""
+    warns when bf16 is asked for on a CPU without native bf16. None when no teacher is configured."""
     teacher, _ = worker_teacher(cfg)
-    if cfg.bf16 and not bf16_supported():
+    if teacher is not None and cfg.bf16 and not bf16_supported():
         log.warning("image_pass.bf16 is set but this CPU has no native bf16: autocast will emulate it slowly")
     return teacher
 

@@ -7,8 +7,8 @@ same-category look-alikes had embedding cosines of 0.97-0.9999, as high as the t
 layout of the picture (blurred 12 x 12 grids of luma and of both chroma channels after solid padding is
 trimmed, each minus its mean) does differ between two listings, and survives re-encoding, resizing,
 brightness changes and small crops and turns. Its compact code (labeling.codes) gives the Hamming
-candidates; the shortlist keeps each image's few most similar candidates, and labeling.verification verifies those
-on pixels.
+candidates; the shortlist keeps each image's few candidates of most similar float layout (`layout_cosine`),
+and labeling.verification verifies those on pixels.
 
 Measured on the planted set (tagmill/demo/dupset.py, 969 images, 825 true pairs), a true pair's image among
 the other's 4 nearest by float cosine: luma grid alone 755; with chroma 801 (a yellow shape on light blue has
@@ -76,3 +76,14 @@ def shortlist(i: np.ndarray, j: np.ndarray, similarity: np.ndarray, per_item: in
             count[a] = count.get(a, 0) + 1
             count[b] = count.get(b, 0) + 1
     return kept
+
+
+def layout_cosine(layouts: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """float32 cosine of the layout descriptors (unit rows of `layouts`, (n, d)) of each pair (i[k], j[k]): what
+    `shortlist` ranks by. Computed `chunk` pairs at a time, so a crowded code neighbourhood's millions of
+    pairs need no (pairs, d) matrix."""
+    out = np.empty(len(i), np.float32)
+    for start in range(0, len(i), chunk):
+        a, b = i[start:start + chunk], j[start:start + chunk]
+        out[start:start + chunk] = np.einsum("kd,kd->k", layouts[a], layouts[b])
+    return out
