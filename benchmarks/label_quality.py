@@ -23,7 +23,7 @@ from pathlib import Path
 from tagmill.config import load_config
 from tagmill.demo.scoreboard import format_scoreboard, read_truth, score_build
 from tagmill.jobs.build import run_stages
-from tagmill.jobs.demo import DEMO_OVERRIDES, model_top1, write_demo_market
+from tagmill.jobs.demo import DEMO_OVERRIDES, model_scores, write_demo_market
 from tagmill.jobs.train import run_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def run_market(name: str, out: Path, train: bool) -> dict:
     if train:
         model_dir = out / "model"
         run_train(cfg, None, model_dir)
-        model = model_top1(cfg, truth, model_dir)
+        model = model_scores(cfg, truth, model_dir)
     print(format_scoreboard(f"{name} market, search-log labels only, built in {built:.0f} s", build, model))
     print(targets(build))
     return {"build": build, "model": model}

@@ -18,7 +18,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
+from sklearn.metrics import average_precision_score
 
 from tagmill import stages
 from tagmill.labeling.text import normalize_query
@@ -108,16 +110,59 @@ def score_build(outputs_root: str | Path, run_date, truth: Truth) -> dict:
 
 
 def score_predictions(predictions: str | Path, outputs_root: str | Path, run_date, truth: Truth) -> dict:
-    """Top-1 of a model's predictions (tagmill predict's Parquet over a split) against the true categories:
-    right when the top class names the product's category or one of its ancestors."""
-    rows = pq.read_table(str(predictions), columns=["key", "top_names"]).to_pylist()
+    """A model's predictions (tagmill predict's Parquet over a split) against the true categories.
+
+    top1_vs_truth: right when the top class names the product's category or one of its ancestors.
+    map_vs_truth: the mean over classes of the average precision (scikit-learn's) of ranking the images by
+    the class's score, an image relevant when the class names its product's category or an ancestor; over
+    the classes that name a category with at least one relevant image (a class missing from an image's
+    predictions scores 0 there, so predict every class for an exact figure)."""
+    rows = pq.read_table(str(predictions), columns=["key", "top_names", "top_scores"]).to_pylist()
     product = {r["image_key"]: r["product_id"] for r in pq.read_table(
         stages.table_path(str(outputs_root), stages.ASSEMBLE, "samples", run_date),
         columns=["image_key", "product_id"]).to_pylist()}
     scored = [r for r in rows if r["top_names"]]
-    right = sum(truth.named.get(r["top_names"][0]) in truth.lineage.get(
-        truth.leaf_of_product.get(product.get(r["key"], ""), ""), ()) for r in scored)
-    return {"images": len(scored), "top1_vs_truth": round(right / len(scored), 4) if scored else None}
+    lineages = [truth.lineage.get(truth.leaf_of_product.get(product.get(r["key"], ""), ""), ()) for r in scored]
+    right = sum(truth.named.get(r["top_names"][0]) in lineage for r, lineage in zip(scored, lineages))
+    precisions = []
+    for name in sorted({n for r in scored for n in r["top_names"] if truth.named.get(n)}):
+        relevant = np.array([truth.named[name] in lineage for lineage in lineages])
+        if relevant.any():
+            score = np.array([dict(zip(r["top_names"], r["top_scores"])).get(name, 0.0) for r in scored])
+            precisions.append(average_precision_score(relevant, score))
+    return {"images": len(scored), "top1_vs_truth": round(right / len(scored), 4) if scored else None,
+            "map_vs_truth": round(float(np.mean(precisions)), 4) if precisions else None}
+
+
+def score_label_issues(outputs_root: str | Path, run_date, truth: Truth) -> dict | None:
+    """The search-log labels the image pass flagged as likely wrong (labeling.label_issues), against the
+    truth: how many flagged labels are wrong, next to how many of all the checked labels (those of the images
+    the teacher scored out of fold) are wrong. None when the image pass checked nothing."""
+    root = str(outputs_root)
+    path = stages.table_path(root, stages.IMAGE_PASS, "label_issues", run_date)
+    if not Path(path).is_dir():
+        return None
+    checked_images = {r["image_key"] for r in pq.read_table(
+        stages.table_path(root, stages.IMAGE_PASS, "teacher_scores", run_date), columns=["image_key"]).to_pylist()}
+    flagged = {(r["image_key"], r["label"]) for r in pq.read_table(path, columns=["image_key", "label"]).to_pylist()}
+    labels = pq.read_table(stages.table_path(root, stages.MINE_LOGS, "image_labels", run_date),
+                           columns=["image_key", "label", "product_id"]).to_pylist()
+    wrong = {(r["image_key"], r["label"]) for r in labels if r["image_key"] in checked_images
+             and truth.named.get(r["label"]) not in truth.lineage.get(truth.leaf_of_product.get(r["product_id"]), ())}
+    checked = {(r["image_key"], r["label"]) for r in labels if r["image_key"] in checked_images}
+    return {"checked_labels": len(checked), "wrong_checked_labels": len(wrong), "flagged": len(flagged),
+            "flagged_wrong": len(flagged & wrong)}
+
+
+def format_label_issues(issues: dict | None) -> str:
+    """One scoreboard line on the label-issue check."""
+    if not issues:
+        return "  likely-wrong search-log labels: not checked (no teacher scores out of fold)"
+    flagged, checked = issues["flagged"], issues["checked_labels"]
+    return (f"  likely-wrong search-log labels (cleanlab on out-of-fold teacher scores): {flagged} flagged of "
+            f"{checked} checked, {_fmt(issues['flagged_wrong'] / flagged if flagged else None)} of them wrong "
+            f"against the truth (wrong among all checked: "
+            f"{_fmt(issues['wrong_checked_labels'] / checked if checked else None)})")
 
 
 def format_scoreboard(name: str, build: dict, model: dict | None = None) -> str:
@@ -140,8 +185,8 @@ def format_scoreboard(name: str, build: dict, model: dict | None = None) -> str:
             lines.append(f"    {source}: {_fmt(entry['precision'])} of {entry['labels']} labels"
                          + (f" ({tiers})" if tiers else ""))
     if model is not None:
-        lines.append(f"  model top-1 on the test split against the truth: {_fmt(model['top1_vs_truth'])} "
-                     f"({model['images']} images)")
+        lines.append(f"  model on the test split against the truth: top-1 {_fmt(model['top1_vs_truth'])}, "
+                     f"mAP {_fmt(model['map_vs_truth'])} ({model['images']} images)")
     return "\n".join(lines)
 
 

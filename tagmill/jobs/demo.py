@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from tagmill import stages
 from tagmill.config import Config, load_config, to_dict, to_toml
 from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
-from tagmill.demo.scoreboard import Truth, format_scoreboard, read_truth, score_build, score_predictions
+from tagmill.demo.scoreboard import (Truth, format_label_issues, format_scoreboard, read_truth, score_build,
+                                     score_label_issues, score_predictions)
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.train import default_model_dir, print_metrics, run_train
@@ -115,26 +116,28 @@ def run_demo(out: Path, overrides: dict) -> int:
 
 
 def truth_scoreboard(cfg: Config, market: Path, models: dict[str, Path]) -> str:
-    """The build's label space and labels, and each model's top-1 on the dataset's test split, scored against
-    the market's truth (tagmill.demo.scoreboard); the validation metrics above score against the dataset's
-    own labels, which cannot show that the labels are wrong."""
+    """The build's label space and labels, the label-issue check, and each model's top-1 and mAP on the
+    dataset's test split, scored against the market's truth (tagmill.demo.scoreboard); the validation metrics
+    above score against the dataset's own labels, which cannot show that the labels are wrong."""
     truth = read_truth(market, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir)
-    lines = [format_scoreboard("demo market", score_build(cfg.outputs.root, cfg.run.run_date(), truth))]
+    lines = [format_scoreboard("demo market", score_build(cfg.outputs.root, cfg.run.run_date(), truth)),
+             format_label_issues(score_label_issues(cfg.outputs.root, cfg.run.run_date(), truth))]
     for name, model_dir in models.items():
         if (Path(model_dir) / "model.ts").is_file():
-            scored = model_top1(cfg, truth, Path(model_dir))
-            lines.append(f"  {name}: top-1 on the test split against the truth {scored['top1_vs_truth']:.3f} "
-                         f"({scored['images']} images)")
+            scored = model_scores(cfg, truth, Path(model_dir))
+            lines.append(f"  {name}: on the test split against the truth, top-1 {scored['top1_vs_truth']:.3f}, "
+                         f"mAP {scored['map_vs_truth']:.3f} ({scored['images']} images)")
     return "\n".join(lines)
 
 
-def model_top1(cfg: Config, truth: Truth, model_dir: Path) -> dict:
-    """A trained model's top-1 on the test split of cfg's dataset against the truth (its predictions are
-    written beside the model as test_predictions.parquet)."""
+def model_scores(cfg: Config, truth: Truth, model_dir: Path) -> dict:
+    """A trained model's top-1 and mAP on the test split of cfg's dataset against the truth (its predictions
+    of every class are written beside the model as test_predictions.parquet)."""
     run_date = cfg.run.run_date()
     manifest = Path(stages.dataset_path(cfg.outputs.root, run_date)) / "manifest.json"
     predictions = model_dir / "test_predictions.parquet"
-    write_predictions(predict(model_dir, images_in_dataset(manifest, "test"), top_k=1), predictions)
+    every_class = len(json.loads((model_dir / "classes.json").read_text(encoding="utf-8"))["classes"])
+    write_predictions(predict(model_dir, images_in_dataset(manifest, "test"), top_k=every_class), predictions)
     return score_predictions(predictions, cfg.outputs.root, run_date, truth)
 
 

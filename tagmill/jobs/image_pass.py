@@ -21,9 +21,10 @@ from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
-from tagmill.labeling.calibration import BINS, STATUSES, calibrate
+from tagmill.labeling.calibration import BINS, FLOOR, STATUSES, calibrate
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
+from tagmill.labeling.label_issues import ISSUE_SCHEMA, label_issues
 from tagmill.labeling.near_duplicates import cluster_items, code_candidates, image_clusters, verify_candidates
 from tagmill.labeling.seller_categories import category_labels
 
@@ -95,16 +96,18 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     readable = hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
     out = stage.write(image_clusters(readable, contents.select("item", "content_hash"), clusters), "images")
 
-    calibration = None
+    calibration, issues = None, spark.createDataFrame([], ISSUE_SCHEMA)
     if teacher is None:
         tags, trained_on = spark.createDataFrame([], TAG_SCHEMA), 0
     else:
         tags, trained_on = _teacher_scores(spark, contents, out, teacher)
-    tags = stage.write(tags, "teacher_scores")  # out of fold, before thresholds: assemble's label-issue check
+    tags = stage.write(tags, "teacher_scores")  # out of fold, every score down to calibration.FLOOR
     if ip.target_precision and teacher:
+        issues = _label_issues(stage, tags)
         tags, thresholds, calibration = _calibrated(stage, tags, teacher)
         stage.write(thresholds, "teacher_thresholds")
     stage.write(tags, "teacher_tags")
+    stage.write(issues, "label_issues")
 
     failed = (hashed.where(F.col("reason").isNull()).select("image_key", "image_path", "content_hash")
               .join(forwarded.where(F.col("reason").isNotNull()).select("content_hash", "reason", "detail"),
@@ -158,6 +161,15 @@ def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teache
             .select("image_key", "mid", "name", (F.col("total") / F.col("folds")).cast("float").alias("score"),
                     "teacher_id", "teacher_version"))
     return kept, unseen
+
+
+def _label_issues(stage: StageRun, scores: DataFrame) -> DataFrame:
+    """label_issues rows (labeling.label_issues): the search-log labels of the images the teacher never
+    trained on that its out-of-fold scores (down to calibration.FLOOR) flag as likely wrong."""
+    checked = scores.select("image_key").distinct()
+    labels = stage.read("image_labels", stages.MINE_LOGS).select("image_key", "label").join(checked, "image_key")
+    return label_issues(labels, scores.select("image_key", F.col("name").alias("label"), "score"), checked.count(),
+                        FLOOR)
 
 
 def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame, DataFrame, dict]:
@@ -219,6 +231,8 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     pairs = {r["reason"]: r["count"] for r in table("duplicate_pairs").groupBy("reason").count().collect()}
     tags = table("teacher_tags").agg(F.count(F.lit(1)).alias("tags"),
                                      F.countDistinct("image_key").alias("images")).first()
+    issues = table("label_issues").agg(F.count(F.lit(1)).alias("flagged"),
+                                       F.countDistinct("label").alias("classes")).first()
     labeled = table("image_labels", stages.MINE_LOGS).select("image_key")
     cold = table("images").select("image_key").subtract(labeled.distinct())
     cold_tagged = cold.join(table("teacher_tags").select("image_key").distinct(), "image_key").count()
@@ -238,6 +252,9 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
         "tags": {"tags": int(tags["tags"]), "images_tagged": int(tags["images"])},
         "images_the_teacher_trained_on": trained_on,  # and their duplicates: no teacher tags (out of fold)
         "calibration": calibration,
+        # search-log labels the teacher's out-of-fold scores flag as likely wrong (dataset.drop_label_issues)
+        "label_issues": {"flagged": int(issues["flagged"]), "classes": int(issues["classes"]),
+                         "checked_images": table("teacher_scores").select("image_key").distinct().count()},
         "cold_start": {"images": cold.count(), "tagged": cold_tagged},
         "codes": {"bits": ip.code_bits, "method": ip.code_method},
         "dedup": {"max_hamming": cfg.dedup.max_hamming, "candidate_pairs": sum(pairs.values()),

@@ -11,11 +11,17 @@ from tagmill.labeling.seller_categories import category_labels
 
 
 def source_labels(stage: StageRun) -> DataFrame:
-    """LABEL_COLUMNS rows of every source for the run date: the search log's, the sellers' categories when
+    """LABEL_COLUMNS rows of every source for the run date: the search log's (less the labels the image pass
+    flagged as likely wrong, with dataset.drop_label_issues), the sellers' categories when
     dataset.seller_categories is on, and the teacher's tags when a teacher is configured (refusing a date the
     image pass did not finish)."""
     cfg = stage.cfg
-    labels = search_log_labels(stage.read("image_labels", stages.MINE_LOGS))
+    mined = stage.read("image_labels", stages.MINE_LOGS)
+    if cfg.dataset.drop_label_issues and cfg.image_pass.teacher:  # what the teacher flagged as likely wrong
+        stage.summary_of(stages.IMAGE_PASS)
+        mined = mined.join(stage.read("label_issues", stages.IMAGE_PASS).select("image_key", "label"),
+                           ["image_key", "label"], "left_anti")
+    labels = search_log_labels(mined)
     if cfg.dataset.seller_categories:
         categories = category_labels(stage.read("images", stages.MINE_LOGS), cfg.text,
                                      cfg.taxonomy.propagate_to_ancestors)
