@@ -129,7 +129,7 @@ def report(title: str, images: list, group: list[int], relation: list[str], embe
 
 
 def _print_row(name: str, row: dict) -> None:
-    print(f"  {name:<44}" + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+    print(f"  {name:<44} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
 
 
 def scale_rows(layouts: np.ndarray, sizes: list[int], seed: int) -> None:

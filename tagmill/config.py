@@ -588,7 +588,8 @@ def to_toml(config: Config, documented: bool = False) -> str:
 
 
 def _comment(text: str | None) -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), 110, initial_indent="# ", subsequent_indent="# ") if text else []
+    return textwrap.wrap(" ".join(text.split()), 110, initial_indent="# ", subsequent_indent="# ",
+                         break_on_hyphens=False) if text else []
 
 
 def _plain(value):

@@ -2,7 +2,9 @@
 (tagmill.dataset.publish) and every reader parses (tagmill.trainer.reader). No Spark, no torch.
 
 A dataset folder holds `manifest.json` (written last: a folder without it is not a dataset), the class index
-`classes.json`, `shards/<split>-<bucket>-<seq>.tar` and, when the build made them, `word_vectors/`.
+`classes.json`, `shards/<split>-<bucket>-<seq>.tar`, the dataset card `README.md` (Hugging Face YAML header),
+one `wids` shard index per split with shards (`<split>.wids.json`) and, when the build made them,
+`word_vectors/`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ MANIFEST = "manifest.json"
 CLASS_INDEX = "classes.json"
 WORD_VECTORS = "word_vectors"
 """Folder of the build's word vectors inside a dataset (tagmill.word_vector_files.FILES)."""
+CARD = "README.md"
+"""The dataset card: a Hugging Face YAML header (configs, splits, class names) and a page for people."""
+WIDS_INDEX = "{split}.wids.json"
+"""A split's shard index in the `wids` format (wids-shard-index-v1), shard URLs relative to the dataset folder."""
 
 
 class _Entry(BaseModel):
@@ -62,6 +68,12 @@ class DatasetManifest(_Entry):
     splits: dict[str, SplitTotals] = Field(default_factory=dict)
     shards: list[ShardEntry] = Field(default_factory=list)
     word_vectors: WordVectorsEntry | None = None
+    card: str | None = None
+    """The dataset card's file (CARD), relative to the dataset folder; None in datasets made before it."""
+    wids_index: dict[str, str] | None = None
+    """Split -> its wids shard index file (WIDS_INDEX), for each split with shards."""
+    cls_entries: bool | None = None
+    """True when every single-class sample has a `<key>.cls` member (its class id as ASCII digits)."""
 
     def to_json(self) -> bytes:
         """The manifest file's bytes: keys sorted, so equal manifests are equal bytes."""

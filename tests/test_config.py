@@ -63,6 +63,11 @@ def test_command_line_overrides():
     assert (cfg.mining.min_label_images, cfg.spark.master) == (4, "spark://127.0.0.1:7077")
 
 
+def _comment_text(toml: str) -> str:
+    """The # comments of `toml` as one text, lines joined by a space (the wrapping never breaks a word)."""
+    return " ".join(line[2:] for line in toml.splitlines() if line.startswith("# "))
+
+
 def test_config_show_documents_every_key_and_reads_back(capsys):
     from tagmill.jobs.cli import cmd_config_show
 
@@ -70,7 +75,7 @@ def test_config_show_documents_every_key_and_reads_back(capsys):
     text = capsys.readouterr().out
     cfg = config_from_dict(tomllib.loads(text))
     assert cfg == load_config(None, {"mining": {"min_label_images": 4}})
-    comments = " ".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+    comments = _comment_text(text)
     for section, info in Config.model_fields.items():
         model = info.annotation
         for doc in [model.__doc__, *(field.description for field in model.model_fields.values())]:
@@ -127,3 +132,74 @@ def test_types_are_kept_and_sections_are_frozen_and_validated():
     with pytest.raises(ConfigError, match="mining.min_label_images"):
         cfg.replace("mining", min_label_images=0)
     assert cfg.replace("mining", min_label_images=4).mining.min_label_images == 4
+
+
+def _attribute_docstrings(source: str) -> dict[tuple[str, str], str]:
+    """(class, attribute) -> the docstring written under the attribute in `source` (read with ast)."""
+    import ast
+
+    docs = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef):
+            for first, second in zip(node.body, node.body[1:]):
+                if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
+                        and isinstance(second, ast.Expr) and isinstance(second.value, ast.Constant)
+                        and isinstance(second.value.value, str)):
+                    docs[(node.name, first.target.id)] = second.value.value
+    return docs
+
+
+def test_config_show_prints_the_docstrings_of_config_py(capsys):
+    import inspect
+
+    import tagmill.config
+    from tagmill.jobs.cli import main
+
+    docs = _attribute_docstrings(inspect.getsource(tagmill.config))
+    assert main(["config", "show"]) == 0
+    text = capsys.readouterr().out
+    comments = _comment_text(text)
+    assert " ".join(docs[("MiningConfig", "retention_days")].split()) in comments
+    assert "retention_days = 90" in text
+    sections = {info.annotation.__name__ for info in Config.model_fields.values()}
+    shown = [doc for (cls, _), doc in docs.items() if cls in sections]
+    assert len(shown) > 100 and all(" ".join(doc.split()) in comments for doc in shown)
+
+
+def _written_tables(module) -> set[str]:
+    """The table names a stage job passes to `stage.write` / `write` / `write_rows` (string arguments, and the
+    names of a `for name in (...)` loop around such a call)."""
+    import ast
+    import inspect
+
+    tables = set()
+    tree = ast.parse(inspect.getsource(module))
+
+    def is_write(call) -> bool:
+        if not isinstance(call, ast.Call):
+            return False
+        f = call.func
+        return (isinstance(f, ast.Name) and f.id in ("write", "write_rows") or isinstance(f, ast.Attribute)
+                and f.attr == "write" and isinstance(f.value, ast.Name) and f.value.id == "stage")
+
+    for node in ast.walk(tree):
+        if is_write(node) and len(node.args) == 2 and isinstance(node.args[1], ast.Constant):
+            tables.add(node.args[1].value)
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple) and any(
+                is_write(n) for n in ast.walk(node)):
+            tables |= {e.value for e in node.iter.elts if isinstance(e, ast.Constant)}
+    return tables
+
+
+@pytest.mark.parametrize("stage", ["mine-logs", "image-pass", "side-info", "taxonomy", "assemble", "shards"])
+def test_a_stage_s_help_names_what_it_reads_and_every_table_it_writes(stage, capsys):
+    import importlib
+
+    module = importlib.import_module(f"tagmill.jobs.{stage.replace('-', '_')}")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([stage, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "reads:" in text and f"ROOT/{stage}/<table>/run_date=D/" in text
+    tables = _written_tables(module)
+    assert tables and all(f" {t}," in text or f" {t} " in text for t in tables), (tables, text)
+    assert f"ROOT/{stage}/_runs/run_date=D/summary.json" in text

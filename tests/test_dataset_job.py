@@ -149,6 +149,8 @@ def test_rerun_with_other_partitioning_gives_identical_bytes(spark, built):
     cfg, _ = built
     dataset = Path(shards.dataset_path(cfg))
     before = _files(dataset)
+    history = Path(shards.gate_history_path(cfg))
+    runs_before = history.read_text().splitlines()
     old = spark.conf.get("spark.sql.shuffle.partitions")
     spark.conf.set("spark.sql.shuffle.partitions", "5")
     try:
@@ -156,6 +158,45 @@ def test_rerun_with_other_partitioning_gives_identical_bytes(spark, built):
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", old)
     assert _files(dataset) == before
+    # the gate history of the outputs root gains exactly this run, and the committed page shows it
+    runs_after = history.read_text().splitlines()
+    assert runs_after[:-1] == runs_before
+    entry = json.loads(runs_after[-1])
+    assert entry["run_date"] == cfg.run.run_date().isoformat() and entry["success"] is True
+    page = Path(shards.gate_page_path(cfg)).read_text(encoding="utf-8")
+    assert entry["started"] in page and f"{len(runs_after)} gate runs" in page
+
+
+def test_published_dataset_has_a_card_wids_indexes_and_the_samples_table_label_schema(spark, built):
+    import yaml
+
+    from tagmill.dataset.shards import LABEL_FIELDS
+
+    cfg, _ = built
+    dataset = Path(shards.dataset_path(cfg))
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    classes = json.loads((dataset / "classes.json").read_text())["classes"]
+    header = yaml.safe_load((dataset / manifest["card"]).read_text(encoding="utf-8").split("---\n")[1])
+    features = {f["name"]: f for f in header["dataset_info"]["features"]}
+    meta = {f["name"]: f for f in features["json"]["struct"]}
+    names = meta["class_ids"]["list"]["class_label"]["names"]
+    assert [names[str(i)] for i in range(len(names))] == [c["name"] for c in classes]
+    assert ("cls" in features) == manifest["cls_entries"] == shards.CLS_ENTRIES
+    for split, file in manifest["wids_index"].items():
+        index = json.loads((dataset / file).read_text())
+        assert index["shardlist"] == [{"url": s["path"], "nsamples": s["samples"]} for s in manifest["shards"]
+                                      if s["split"] == split]
+        assert sum(s["nsamples"] for s in index["shardlist"]) == manifest["splits"][split]["samples"] > 0
+    assert set(manifest["wids_index"]) == {s for s, t in manifest["splits"].items() if t["shards"]}
+    # one label schema: the shard JSON's labels have the samples table's label struct fields, same values
+    table = io.read_table(spark, cfg.outputs.root, assemble.STAGE, "samples", cfg.run.run_date())
+    struct = table.schema["labels"].dataType.elementType
+    assert [(f.name, f.dataType.simpleString()) for f in struct.fields] == [
+        (name, {"long": "bigint"}.get(kind, kind)) for name, kind in LABEL_FIELDS]
+    published = {s["key"]: s["labels"] for s in _samples(dataset, manifest)}
+    rows = {r["image_key"]: [x.asDict() for x in r["labels"]]
+            for r in table.where(F.col("image_key").isin(sorted(published)[:20])).collect()}
+    assert rows and all(published[key] == labels for key, labels in rows.items())
 
 
 def test_interrupted_publish_keeps_the_published_dataset_and_next_run_publishes(spark, built, monkeypatch):

@@ -301,3 +301,45 @@ def test_malformed_suites_are_refused(spark, clean_suites, tmp_path):
         run_gate([tuples, tuples], str(tmp_path))
     with pytest.raises(ValueError, match=r"index columns \['image_key'\]"):
         run_gate([TableSuite(tuples.name, tuples.frame, tuples.expectations, ("image_key",))], str(tmp_path))
+
+
+def _external_urls(html: str) -> list[str]:
+    import re
+
+    return re.findall(r"""(?:src|href)\s*=\s*["']?\s*((?:https?:)?//[^"'\s>]*)""", html, flags=re.I)
+
+
+def test_gate_page_is_offline_and_shows_every_expectation_and_the_failures(clean_gate, faulty_gate, tmp_path):
+    from tagmill.dataset.gate_page import append_history, history_entry, read_history, render_gate_page
+
+    history = str(tmp_path / "gate" / "history.jsonl")
+    result = faulty_gate("samples")
+    for n, (gate, run_date) in enumerate([(clean_gate, "2026-11-19"), (result, "2026-11-20")]):
+        append_history(history, history_entry(gate, run_date, f"2026-11-21T10:00:0{n}+00:00"))
+    entries = read_history(history)
+    assert [(e["run_date"], e["success"], e["failed"]) for e in entries] == [
+        ("2026-11-19", True, 0), ("2026-11-20", False, len(result.failures))]
+    assert len(entries[0]["results"]) == clean_gate.expectations and all(r["success"] for r in entries[0]["results"])
+    assert sum(not r["success"] for r in entries[1]["results"]) == len(result.failures)
+    html = render_gate_page(result, entries[-1], entries, "../gx/index.html", history)
+    assert _external_urls(html) == [] and "http://" not in html and "https://" not in html
+    assert "<script" not in html and 'href="../gx/index.html"' in html
+    for failure in result.failures:
+        assert failure["expectation"]["description"] in html
+    for key in (_key(2), _key(3), _key(5), _key(7), _key(8)):  # the sampled bad rows
+        assert key in html
+    assert html.count("FAIL") >= len(result.failures) and "2026-11-19" in html and history in html
+    # GE's own Data Docs, by contrast, load their styles from CDNs (why the page exists)
+    assert _external_urls(open(result.docs_index, encoding="utf-8").read())
+
+
+def test_gate_history_gains_one_entry_per_run_and_skips_a_torn_line(clean_gate, tmp_path):
+    from tagmill.dataset.gate_page import append_history, history_entry, read_history
+
+    history = str(tmp_path / "history.jsonl")
+    assert read_history(history) == []
+    append_history(history, history_entry(clean_gate, "2026-11-20", "2026-11-20T01:00:00+00:00"))
+    with open(history, "a", encoding="utf-8") as f:
+        f.write('{"started": "2026-11-20T01:30')  # a run killed mid-line
+    append_history(history, history_entry(clean_gate, "2026-11-20", "2026-11-20T02:00:00+00:00"))
+    assert [e["started"] for e in read_history(history)] == ["2026-11-20T01:00:00+00:00", "2026-11-20T02:00:00+00:00"]

@@ -239,3 +239,34 @@ def test_without_a_teacher_the_image_pass_still_deduplicates(spark, passed, tmp_
     assert all(len(g) == 1 for g in groups.values())  # each component with the teacher sits in one without
     # assemble uses the image pass's clusters: one sample per cluster, not per image
     assert done[assemble.STAGE]["image_pass"] and done[assemble.STAGE]["images"]["quarantined"]["merged_duplicate"]
+
+
+def test_likely_wrong_labels_are_flagged_out_of_fold_and_dropped_only_on_request(spark, passed, tmp_path):
+    cfg, _, _ = passed
+    root = tmp_path / "out"
+    for stage in (mine_logs.STAGE, side_info.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
+    # the same model as if trained elsewhere (no trained_images.txt): every labeled image is out of fold, so
+    # each class has enough labels to judge
+    external = tmp_path / "external-teacher"
+    shutil.copytree(cfg.image_pass.teacher, external)
+    (external / "trained_images.txt").unlink()
+    checked = cfg.replace("outputs", root=str(root)).replace("image_pass", target_precision=0.9,
+                                                             teacher=str(external))
+    s = run_stages(checked, [image_pass.STAGE])[image_pass.STAGE]
+    issues = _table(spark, checked, image_pass.STAGE, "label_issues")
+    scored = _table(spark, checked, image_pass.STAGE, "teacher_scores").select("image_key").distinct()
+    mined = _table(spark, checked, mine_logs.STAGE, "image_labels")
+    assert s["label_issues"]["flagged"] == issues.count() > 0
+    assert s["label_issues"]["checked_images"] == scored.count()
+    # each flag is a search-log label of an image the teacher never trained on (it has out-of-fold scores)
+    assert issues.join(mined, ["image_key", "label"], "left_anti").count() == 0
+    assert issues.join(scored, "image_key", "left_anti").count() == 0
+
+    def search_log_labels(c):
+        run_stages(c, [taxonomy.STAGE, assemble.STAGE])
+        samples = _table(spark, c, assemble.STAGE, "samples")
+        return samples.select(F.explode("labels").alias("l")).where(F.col("l.source") == "search_log").count()
+    kept = search_log_labels(checked)
+    dropped = search_log_labels(checked.replace("dataset", drop_label_issues=True))
+    assert dropped < kept  # the flagged labels left the dataset, and only with drop_label_issues

@@ -444,3 +444,41 @@ def test_teacher_thresholds_show_refused_classes_first_with_their_checks():
     assert shown["per_status"] == [("calibrated", 1), ("pooled", 1), ("refused", 2)]
     assert [row[0] for row in shown["table"].rows] == ["lamp", "vase", "kite", "mug"]
     assert teacher_thresholds_data(None, 10) is None
+
+
+def test_page_and_plots_name_cjk_font_fallbacks(outputs):
+    import matplotlib
+
+    from tagmill.taxonomy.report import CJK_FONTS, plot_fonts
+
+    tables, summary = load_tables(str(outputs), RUN_DATE)
+    page = render_report(tables, summary)
+    css = page[page.index("<style>"):page.index("</style>")]
+    family = css[css.index("font-family:") + len("font-family:"):].split(";")[0]
+    names = [f.strip().strip('"') for f in family.split(",")]
+    assert names[-1] == "sans-serif" and all(f in names[:-1] for f in ("Noto Sans CJK SC", "WenQuanYi Micro Hei",
+                                                                          "Source Han Sans SC"))
+    assert "&#34;" not in family and "&quot;" not in family
+    before = list(matplotlib.rcParams["font.sans-serif"])
+    with plot_fonts():
+        chosen = list(matplotlib.rcParams["font.sans-serif"])
+        assert matplotlib.rcParams["font.family"] == ["sans-serif"]
+    assert chosen[:len(before)] == before and set(chosen[len(before):]) <= set(CJK_FONTS)
+    assert list(matplotlib.rcParams["font.sans-serif"]) == before
+
+
+def test_first_run_diff_is_one_line(tmp_path):
+    tables = synthetic_tables()
+    tables["diff"] = [("added", f"class {i}", None, "a new class") for i in range(300)]
+    write_outputs(tmp_path, tables)
+    loaded, summary = load_tables(str(tmp_path), RUN_DATE)
+
+    page = render_report(loaded, {**summary, "previous_run_date": None})
+
+    section = page[page.index('<section id="diff">'):]
+    section = section[:section.index("</section>") + len("</section>")]
+    text = [line for line in " ".join(parse(section).text).split("\n") if line.strip()]
+    assert [line.strip() for line in text[1:]] == [
+        "No previous run to compare with: this is the first taxonomy run (300 classes, all new; the rows are in "
+        f"the diff table, taxonomy/diff/run_date={RUN_DATE}/ under the outputs root)."], text
+    assert "<table" not in section and "class 7" not in section

@@ -31,7 +31,7 @@ FILES = {"good.jpg": _jpeg(), "big.jpg": _jpeg((600, 300)), "empty.jpg": b"", "j
          "truncated.jpg": _jpeg((200, 200), (1, 2, 3))[:300]}
 
 
-def _write(samples, max_samples=3, max_bytes=1 << 30, opts=ImageOptions(max_side=64, quality=85)):
+def _write(samples, max_samples=3, max_bytes=1 << 30, opts=ImageOptions(max_side=64, quality=85), cls_entries=True):
     files: dict[str, io.BytesIO] = {}
 
     class Keep(io.BytesIO):
@@ -48,7 +48,8 @@ def _write(samples, max_samples=3, max_bytes=1 << 30, opts=ImageOptions(max_side
             raise FileNotFoundError(path)
         return FILES[path]
 
-    results = list(write_shards(samples, "train-00000", open_output, read_image, opts, max_samples, max_bytes))
+    results = list(write_shards(samples, "train-00000", open_output, read_image, opts, max_samples, max_bytes,
+                                cls_entries))
     return results, files
 
 
@@ -69,9 +70,8 @@ def test_shards_follow_the_webdataset_layout_and_roll_by_count():
         image = Image.open(io.BytesIO(tar.extractfile(members[0]).read()))
     assert meta == {"key": f"{0:020x}", "product_id": "p0", "split": "train", "class_ids": [1, 4], "title": "title 0",
                     "repeats": 1, "labels": [{"class_id": c, "name": f"c{c}", "confidence": 0.5, "source": "search_log",
-                                              "tier": "contact", "evidence": {"clicks": 3, "contacts": 2,
-                                                                              "in_conversations": 0, "sessions": 4}}
-                                             for c in (1, 4)]}
+                                              "tier": "contact", "clicks": 3, "contacts": 2, "in_conversations": 0,
+                                              "sessions": 4, "teacher": None} for c in (1, 4)]}
     assert image.size == (64, 32)  # 600x300 shrunk to a longer side of 64
 
 
@@ -102,3 +102,25 @@ def test_rewriting_gives_identical_bytes():
 def test_original_jpeg_bytes_are_kept_only_when_asked(max_side):
     encoded = encode_image(FILES["good.jpg"], ImageOptions(max_side=max_side, quality=85))
     assert (encoded == FILES["good.jpg"]) == (max_side == 0)
+
+
+def test_cls_members_follow_the_json_of_single_class_samples_only():
+    samples = [_sample(i, "good.jpg") for i in range(4)]
+    samples[1] = {**samples[1], "class_ids": [7], "labels": samples[1]["labels"][:1]}
+    results, files = _write(samples, max_samples=10)
+    with tarfile.open(fileobj=io.BytesIO(files[results[0]["shard"]])) as tar:
+        names = [m.name for m in tar.getmembers()]
+    assert names == [f"{i:020x}.{ext}" for i in range(4) for ext in (("jpg", "json", "cls") if i == 1
+                                                                      else ("jpg", "json"))]
+    with tarfile.open(fileobj=io.BytesIO(files[results[0]["shard"]])) as tar:
+        assert tar.extractfile(f"{1:020x}.cls").read() == b"7"
+    assert [m for m in _write(samples, max_samples=10, cls_entries=False)[1]] == list(files)  # same shard names
+    assert not any(n.endswith(".cls") for n in _names(_write(samples, max_samples=10, cls_entries=False)[1]))
+
+
+def _names(files: dict) -> list[str]:
+    out = []
+    for data in files.values():
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            out += [m.name for m in tar.getmembers()]
+    return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -75,6 +76,9 @@ class GateResult:
     docs_index: path of the Data Docs index.html, built whether the gate passed or not.
     seconds: wall time of the whole run (GX import and Data Docs included).
     spark_jobs: Spark jobs the run triggered (persisting the frames included).
+    results: one dict per expectation, passed or failed, in suite order: suite, expectation ({"type",
+        "kwargs", "description"}), success, unexpected_count and observed (as in failures, made JSON-safe);
+        what the gate page and the gate history show.
     """
 
     success: bool
@@ -84,6 +88,7 @@ class GateResult:
     spark_jobs: int
     suites: int
     expectations: int
+    results: tuple[dict, ...] = ()
 
 
 class GateFailed(RuntimeError):
@@ -106,12 +111,15 @@ def run_gate(suites: Sequence[TableSuite], docs_dir: str) -> GateResult:
     context = _fresh_context(gx, os.path.abspath(docs_dir))
     run_id = _run_id()
     failures: list[dict] = []
+    results: list[dict] = []
     spark_jobs = 0
     if suites:
         spark_context = suites[0].frame.sparkSession.sparkContext
         with _job_group(spark_context) as group:
             for suite in suites:
-                failures += _validate(gx, context, suite, run_id)
+                failed, checked = _validate(gx, context, suite, run_id)
+                failures += failed
+                results += checked
             spark_jobs = len(spark_context.statusTracker().getJobIdsForGroup(group))
     sites = context.build_data_docs()
     docs_index = _file_path(sites["local_site"])
@@ -123,6 +131,7 @@ def run_gate(suites: Sequence[TableSuite], docs_dir: str) -> GateResult:
         spark_jobs=spark_jobs,
         suites=len(suites),
         expectations=sum(len(s.expectations) for s in suites),
+        results=tuple(results),
     )
     log.info("gate: %d suites, %d expectations, %d failed, %d Spark jobs, %.1f s; Data Docs: %s",
              result.suites, result.expectations, len(failures), spark_jobs, result.seconds, docs_index)
@@ -206,8 +215,9 @@ def _run_id():
     return RunIdentifier(run_name=_RUN_NAME, run_time=dt.datetime.now(dt.timezone.utc))
 
 
-def _validate(gx, context, suite: TableSuite, run_id) -> list[dict]:
-    """Validate one table (counts first, samples for the failed expectations only); returns its failures."""
+def _validate(gx, context, suite: TableSuite, run_id) -> tuple[list[dict], list[dict]]:
+    """Validate one table (counts first, samples for the failed expectations only); returns its failures and
+    the outcome of each of its expectations."""
     asset = context.data_sources.get(_DATASOURCE).add_dataframe_asset(suite.name)
     batch_definition = asset.add_batch_definition_whole_dataframe("whole")
     gx_suite = context.suites.add(
@@ -230,7 +240,14 @@ def _validate(gx, context, suite: TableSuite, run_id) -> list[dict]:
                 if "unexpected_count" in detail:  # else keep pass one's counts
                     r.result = _renderable(detail)
             _store_again(context, suite.name, run_id, result)
-    return [_failure(suite.name, r) for r in failed]
+    outcomes = [{**{k: v for k, v in _failure(suite.name, r).items() if k != "sample_rows"},
+                 "success": bool(r.success)} for r in result.results]
+    return [_failure(suite.name, r) for r in failed], [_json_safe(o) for o in outcomes]
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` as plain JSON data (GX's observed values may be numpy numbers, dates, ...)."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _with_samples(index_columns: tuple[str, ...]) -> dict:

@@ -21,10 +21,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from tagmill.config import SPLITS
+from tagmill.dataset.card import dataset_card, wids_index
 from tagmill.dataset.shards import ImageOptions, write_shards
 from tagmill.labeling.images import read_bytes
-from tagmill.manifest import (CLASS_INDEX, FORMAT, MANIFEST, WORD_VECTORS, DatasetManifest, ShardEntry, SplitTotals,
-                              WordVectorsEntry)
+from tagmill.manifest import (CARD, CLASS_INDEX, FORMAT, MANIFEST, WIDS_INDEX, WORD_VECTORS, DatasetManifest,
+                              ShardEntry, SplitTotals, WordVectorsEntry)
 
 STAGING = "_staging"
 
@@ -65,9 +66,10 @@ def plan_shards(samples: DataFrame, split_sizes: dict[str, int], max_samples: in
 
 
 def shard_writer(staging: str, image_root: str, allowed_roots: tuple[str, ...], opts: ImageOptions,
-                 max_samples: int, max_bytes: int):
+                 max_samples: int, max_bytes: int, cls_entries: bool = False):
     """The function each executor runs over its sorted partition (for `mapInArrow`): writes the shards of
-    every bucket it holds into `staging`/shards/ and yields RESULT_SCHEMA record batches. Images are read
+    every bucket it holds into `staging`/shards/ (with `<key>.cls` members when `cls_entries`, see
+    dataset.shards.write_shards) and yields RESULT_SCHEMA record batches. Images are read
     like the image pass reads them (labeling.images.read_bytes: symlinks followed and checked to stay under
     `image_root` or `allowed_roots`), so a path it would refuse never reaches a shard."""
 
@@ -83,7 +85,7 @@ def shard_writer(staging: str, image_root: str, allowed_roots: tuple[str, ...], 
         rows = (row for batch in batches for row in batch.to_pylist())
         for (split, bucket), group in itertools.groupby(rows, key=lambda r: (r["split"], r["bucket"])):
             results = write_shards(group, f"{split}-{bucket:05d}", open_output, read_image, opts,
-                                   max_samples, max_bytes)
+                                   max_samples, max_bytes, cls_entries)
             while chunk := list(itertools.islice(results, 256)):
                 yield pa.RecordBatch.from_pylist(
                     [{**r, "split": split, "shard": f"shards/{r['shard']}" if "shard" in r else None}
@@ -101,14 +103,16 @@ def start_publish(dataset: str) -> None:
 
 
 def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict,
-                   word_vectors: dict[str, bytes] | None = None) -> DatasetManifest:
-    """Move the staged shards into place, write the class index, then the manifest, last. Returns the manifest.
+                   word_vectors: dict[str, bytes] | None = None, cls_entries: bool = False) -> DatasetManifest:
+    """Move the staged shards into place, write the class index, the dataset card (README.md) and one wids
+    index per split with shards, then the manifest, last. Returns the manifest.
 
     `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path, taxonomy_id,
     support_<split>), written as {"id": class_id, "name", "path", "taxonomy_id", "support"}; `meta` adds
     dataset, tagmill_version, config_sha256 and image to the manifest; `word_vectors`: file name -> bytes of
     the build's word vectors (tagmill.word_vector_files), written to WORD_VECTORS/ and named in the manifest
-    with their sha256, for the trainer's side information."""
+    with their sha256, for the trainer's side information; `cls_entries`: the shards were written with
+    `<key>.cls` members (the card then declares the `cls` feature)."""
     fs, path = filesystem(dataset)
     _delete_dir(fs, f"{path}/shards")
     fs.move(f"{path}/{STAGING}/shards", f"{path}/shards")
@@ -130,12 +134,20 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
                   "repeats": sum(x["repeats"] for x in ordered if x["split"] == s),
                   "shards": sum(1 for x in ordered if x["split"] == s),
                   "bytes": sum(x["bytes"] for x in ordered if x["split"] == s)} for s in SPLITS}
+    with_shards = [s for s in SPLITS if splits[s]["shards"]]
     manifest = DatasetManifest(
         format=FORMAT, **meta, num_classes=len(classes), class_index=CLASS_INDEX,
         word_vectors=WordVectorsEntry(path=WORD_VECTORS, sha256=vectors) if vectors else None,
         splits={s: SplitTotals(**totals) for s, totals in splits.items()},
         shards=[ShardEntry(path=s["shard"], **{k: s[k] for k in ("split", "samples", "repeats", "bytes",
-                                                                       "sha256")}) for s in ordered])
+                                                                       "sha256")}) for s in ordered],
+        card=CARD, wids_index={s: WIDS_INDEX.format(split=s) for s in with_shards}, cls_entries=cls_entries)
+    for split in SPLITS:  # an index left by an earlier run of a split that has no shards now goes
+        _delete_file(fs, f"{path}/{WIDS_INDEX.format(split=split)}")
+    for split in with_shards:
+        _write_json(fs, f"{path}/{WIDS_INDEX.format(split=split)}", wids_index(manifest, split))
+    with fs.open_output_stream(f"{path}/{CARD}") as f:
+        f.write(dataset_card(manifest, index["classes"]).encode("utf-8"))
     write_manifest(fs, path, manifest)
     return manifest
 

@@ -1,4 +1,5 @@
-"""Shard writing: samples -> WebDataset tars (`<key>.jpg` + `<key>.json`), byte-identical on a re-run.
+"""Shard writing: samples -> WebDataset tars (`<key>.jpg` + `<key>.json`, and `<key>.cls` when asked),
+byte-identical on a re-run.
 
 The writer only rolls shards by sample count and bytes and reports each finished shard (the
 webdataset ShardWriter habit); where shards go, and when they become visible, is the publisher's job.
@@ -20,9 +21,17 @@ from PIL import Image
 
 from tagmill.labeling.images import DEFAULT_MAX_PIXELS, IMAGE_REASONS, ImageProblem, open_image
 
-__all__ = ["IMAGE_REASONS", "ImageOptions", "ImageProblem", "encode_image", "sample_json", "write_shards"]
+__all__ = ["IMAGE_REASONS", "LABEL_FIELDS", "ImageOptions", "ImageProblem", "class_entry", "encode_image",
+           "sample_json", "write_shards"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+
+LABEL_FIELDS = (("class_id", "int"), ("name", "string"), ("confidence", "double"), ("source", "string"),
+                ("tier", "string"), ("clicks", "long"), ("contacts", "long"), ("in_conversations", "long"),
+                ("sessions", "long"), ("teacher", "string"))
+"""One label, in the shard JSON's `labels` exactly as in the samples table's `labels` structs (assemble):
+these fields, in this order, with these Spark types; a field the label's source lacks is null (`tier` and
+`teacher` are never both set)."""
 
 
 @dataclass(frozen=True)
@@ -55,25 +64,31 @@ def encode_image(data: bytes, opts: ImageOptions) -> bytes:
 def sample_json(sample: dict) -> bytes:
     """The `<key>.json` member: labels and metadata of one sample (keys sorted, so bytes are stable).
 
-    A search-log label carries its tier and evidence counts; a teacher tag carries `teacher` (id@version).
-    `title_ids`, when the build made word vectors: the title's token ids (1 = unknown word; no padding), so
-    the trainer needs no tokenizer."""
-    labels = []
-    for x in sample["labels"]:
-        label = {"class_id": int(x["class_id"]), "name": x["name"], "confidence": float(x["confidence"]),
-                 "source": x["source"]}
-        if x.get("teacher"):
-            label["teacher"] = x["teacher"]
-        else:
-            label["tier"] = x["tier"]
-            label["evidence"] = {k: int(x[k]) for k in ("clicks", "contacts", "in_conversations", "sessions")}
-        labels.append(label)
+    `labels`: one object per label with every LABEL_FIELDS key, as the samples table holds it (a search-log
+    label has its tier and evidence counts and a null teacher; a teacher tag its `teacher` (id@version) and a
+    null tier). `title_ids`, when the build made word vectors: the title's token ids (1 = unknown word; no
+    padding), so the trainer needs no tokenizer."""
+    labels = [{name: _label_value(x.get(name), kind) for name, kind in LABEL_FIELDS} for x in sample["labels"]]
     meta = {"key": sample["image_key"], "product_id": sample["product_id"], "split": sample["split"],
             "class_ids": [int(c) for c in sample["class_ids"]], "labels": labels,
             "title": sample["title"], "repeats": int(sample["repeats"])}
     if sample.get("title_ids") is not None:  # ids into the dataset's word_vectors/ (SICoT side information)
         meta["title_ids"] = [int(t) for t in sample["title_ids"]]
     return json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
+def _label_value(value, kind: str):
+    if value is None:
+        return None
+    return int(value) if kind in ("int", "long") else float(value) if kind == "double" else str(value)
+
+
+def class_entry(sample: dict) -> bytes | None:
+    """The `<key>.cls` member (WebDataset's convention: the class id as ASCII digits) of a sample with exactly
+    one class id, its dense `class_id`; None for a sample with none or several (multi-label: read
+    `class_ids` in the JSON)."""
+    ids = sample["class_ids"]
+    return str(int(ids[0])).encode("ascii") if len(ids) == 1 else None
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
@@ -102,13 +117,14 @@ class _HashingWriter(io.RawIOBase):
 
 def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[str], BinaryIO],
                  read_image: Callable[[str], bytes], opts: ImageOptions,
-                 max_samples: int, max_bytes: int) -> Iterator[dict]:
+                 max_samples: int, max_bytes: int, cls_entries: bool = False) -> Iterator[dict]:
     """Write samples, in the order given, into shards `<prefix>-000.tar`, `<prefix>-001.tar`, ...
 
     Each sample is a dict with the assemble columns (image_key, image_path, ...). `read_image(path)` returns
     the file's bytes (FileNotFoundError for a missing file); `open_output(name)` a writable binary stream.
     A shard rolls over before a sample that would take it past `max_samples` samples or `max_bytes` bytes
-    (a single larger sample still gets a shard of its own).
+    (a single larger sample still gets a shard of its own). Each sample is `<key>.jpg` then `<key>.json`;
+    with `cls_entries`, a single-class sample adds `<key>.cls` (class_entry) after them.
 
     Yields one dict per finished shard {"kind": "shard", "shard", "samples", "repeats", "bytes", "sha256"}
     and one per unusable image {"kind": "quarantine", "image_key", "image_path", "reason", "detail"}.
@@ -131,7 +147,8 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
             yield _quarantined(sample, err.reason, str(err))
             continue
         meta = sample_json(sample)
-        size = _tar_size(len(jpg)) + _tar_size(len(meta))
+        cls = class_entry(sample) if cls_entries else None
+        size = _tar_size(len(jpg)) + _tar_size(len(meta)) + (_tar_size(len(cls)) if cls is not None else 0)
         if tar is not None and (count >= max_samples or size_so_far + size > max_bytes):
             yield close()
             seq, tar = seq + 1, None
@@ -144,6 +161,8 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
         key = sample["image_key"]
         tar.addfile(_member(f"{key}.jpg", len(jpg)), io.BytesIO(jpg))
         tar.addfile(_member(f"{key}.json", len(meta)), io.BytesIO(meta))
+        if cls is not None:
+            tar.addfile(_member(f"{key}.cls", len(cls)), io.BytesIO(cls))
         count += 1
         repeats += int(sample["repeats"])
         size_so_far += size

@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -23,6 +24,68 @@ STAGE_HELP = {
     "assemble": "labels of every source -> class index + one sample per duplicate cluster, leak-free split",
     "shards": "validation gate, then shards + manifest (published last)",
 }
+STAGE_IO = {
+    "mine-logs": (
+        ["inputs.events (format inputs.events_format; the run date's date=D/ folder and mining.retention_days "
+         "before it)", "inputs.catalog (format inputs.catalog_format)"],
+        ["tuples", "query_forms", "labels", "images", "dropped_labels", "events_quarantine", "listings_quarantine",
+         "image_labels", "repeats"], []),
+    "image-pass": (
+        ["ROOT/mine-logs/{images,image_labels}/run_date=D/", "the image files under inputs.image_root (or "
+         "inputs.allowed_image_roots)", "the teacher model image_pass.teacher (tags only when set)"],
+        ["hashed", "forwarded", "contents", "duplicate_pairs", "clusters", "images", "teacher_scores",
+         "teacher_thresholds", "teacher_tags", "label_issues", "images_quarantine"], []),
+    "side-info": (
+        ["ROOT/mine-logs/{images,query_forms}/run_date=D/", "side_info.query_embeddings (when set)"],
+        ["title_tokens", "query_clusters"],
+        ["ROOT/side-info/word_vectors/run_date=D/ (vocabulary.txt, vectors.npy, word_vectors.json)"]),
+    "taxonomy": (
+        ["ROOT/mine-logs/{image_labels,images,labels,tuples}/run_date=D/",
+         "ROOT/image-pass/{teacher_tags,images,label_issues}/run_date=D/ (with a teacher)",
+         "ROOT/taxonomy/taxonomy/ of the previous finished run (for the diff)", "text.wordnet_dir"],
+        ["tag_stats", "tag_stats_by_source", "cooccurrence", "decisions", "tag_map", "taxonomy", "diff"],
+        ["`tagmill report taxonomy` renders them as ROOT/taxonomy/_reports/run_date=D/taxonomy.html"]),
+    "assemble": (
+        ["ROOT/mine-logs/{image_labels,images,repeats}/run_date=D/",
+         "ROOT/image-pass/{images,teacher_tags,label_issues}/run_date=D/ (with a teacher)",
+         "ROOT/taxonomy/{taxonomy,tag_map}/run_date=D/ (taxonomy.enabled)",
+         "ROOT/side-info/{title_tokens,query_clusters}/run_date=D/ (side_info.enabled)"],
+        ["class_index", "class_folds", "samples", "classes"], []),
+    "shards": (
+        ["ROOT/assemble/{samples,classes}/run_date=D/", "ROOT/mine-logs/{tuples,image_labels}/run_date=D/ (the gate)",
+         "ROOT/image-pass/{teacher_tags,images}/run_date=D/ (the gate, with a teacher)",
+         "ROOT/side-info/word_vectors/run_date=D/ (side_info.enabled)", "the image files of the samples"],
+        ["written", "images_quarantine"],
+        ["ROOT/datasets/D/: manifest.json (last), classes.json, README.md (dataset card), <split>.wids.json, "
+         "shards/<split>-<bucket>-<seq>.tar, word_vectors/",
+         "ROOT/shards/_runs/run_date=D/gate.json and gate.html (the gate's outcome, offline page)",
+         "ROOT/gate/run_date=D/ (great-expectations project and Data Docs), ROOT/gate/history.jsonl (every gate "
+         "run, appended)"]),
+}
+"""Stage -> (what it reads, the tables it writes, other files it writes), shown by its --help."""
+
+
+def stage_description(stage: str) -> str:
+    """The --help description of a stage: what it does, what it reads and what it writes where."""
+    if stage == "build":
+        return "\n\n".join(_wrap(text) for text in (
+            f"{STAGE_HELP['build']}: {', '.join(STAGE_IO)}, each reading what the ones before it wrote (see each "
+            "stage's --help). Everything is written under an attempt folder (ROOT/_attempts/run_date=D/ID/) and "
+            "moved into ROOT when every stage has finished.",
+            "ROOT is outputs.root and D the run date (run.date or --date)."))
+    reads, tables, files = STAGE_IO[stage]
+    lines = [f"{STAGE_HELP[stage]}.", "", "reads:", *[f"  {r}" for r in reads], "",
+             "writes (ROOT = outputs.root, D = the run date; a run writes into an attempt folder and moves it "
+             "into ROOT when it has finished):",
+             f"  tables ROOT/{stage}/<table>/run_date=D/ (Parquet): {', '.join(tables)}",
+             *[f"  {f}" for f in files],
+             f"  the run summary ROOT/{stage}/_runs/run_date=D/summary.json, last"]
+    return "\n".join(_wrap(line) for line in lines)
+
+
+def _wrap(line: str, width: int = 100) -> str:
+    indent = " " * (len(line) - len(line.lstrip()))
+    return textwrap.fill(line, width, subsequent_indent=indent + "  ", break_on_hyphens=False) if line else line
 
 
 def _add_config_options(parser: argparse.ArgumentParser, spark: bool = True) -> None:
@@ -136,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for stage, text in STAGE_HELP.items():
-        p = sub.add_parser(stage, help=text)
+        p = sub.add_parser(stage, help=text, description=stage_description(stage),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_config_options(p)
         if stage in ("build", "image-pass"):
             p.add_argument("--teacher", type=Path,
@@ -192,7 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="configuration helpers")
     config_sub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_sub.add_parser("show", help="print the effective config as TOML (defaults + file + --set), "
-                                              "each key's documentation above it as a comment")
+                                              "each key's documentation above it as a comment",
+                                 description="Print the effective config (defaults + --config file + --set) as "
+                                             "TOML; above each section and key, its documentation (the "
+                                             "docstrings in tagmill/config.py) as # comments. The output is a "
+                                             "valid config file.")
     _add_config_options(show)
     show.set_defaults(func=cmd_config_show)
     return parser

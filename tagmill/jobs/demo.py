@@ -203,11 +203,18 @@ def _describe(summary: dict) -> str:
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(images["quarantined"].items())) or "none"
         lines.append(f"  images: {images['in']} in = {images['out']} usable + "
                      f"{sum(images['quarantined'].values())} quarantined ({reasons})")
-        lines.append(f"  teacher {teacher['id']}@{teacher['version']}: {contents['forwarded']} unique images "
-                     f"forwarded once each ({contents['images_per_second']} images/s); "
-                     f"{summary['tags']['tags']} tags on {summary['tags']['images_tagged']} images")
-        lines.append(f"  cold start: {cold['images']} images of listings no search labeled, {cold['tagged']} "
-                     "of them tagged by the teacher")
+        if teacher is None:
+            lines.append(f"  no teacher: {contents['forwarded']} unique images decoded once each "
+                         f"({contents['images_per_second']} images/s); skipped: {', '.join(summary['skipped'])}")
+        else:
+            issues = summary["label_issues"]
+            lines.append(f"  teacher {teacher['id']}@{teacher['version']}: {contents['forwarded']} unique images "
+                         f"forwarded once each ({contents['images_per_second']} images/s); "
+                         f"{summary['tags']['tags']} tags on {summary['tags']['images_tagged']} images")
+            lines.append(f"  cold start: {cold['images']} images of listings no search labeled, {cold['tagged']} "
+                         "of them tagged by the teacher")
+            lines.append(f"  likely-wrong search-log labels: {issues['flagged']} flagged in {issues['classes']} "
+                         f"classes on {issues['checked_images']} images scored out of fold")
         lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits, "
                      f"{dedup['verified_pairs']} verified; {dedup['exact_duplicate_images']} exact and "
                      f"{dedup['near_duplicate_images']} near duplicates merged; {dedup['kept_images']} images kept")

@@ -17,6 +17,7 @@ safe. The data names other code imports (load_tables, COLUMNS, TABLES, rule_thre
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io as bytes_io
 import os
@@ -38,14 +39,39 @@ __all__ = [  # the page's functions, and the data names re-exported from report_
     "DEFAULT_TITLE", "render_report", "write_report", "long_tail_figure", "heatmap_figure", "png_base64",
     "STAGE", "SIDE_INFO_STAGE", "COLUMNS", "TABLES", "RULES", "MERGE_RULES", "DROP_RULES", "CHILD_RULES",
     "CONFIG_KEYS", "TOP_CLASSES", "load_tables", "empty_table", "rule_thresholds", "class_cooccurrence",
+    "CJK_FONTS", "FONT_FAMILY", "plot_fonts",
 ]
 
 DEFAULT_TITLE = "tagmill taxonomy report"
 TEMPLATE = "taxonomy.html.j2"
 """The page template, in the templates folder of the tagmill.taxonomy package."""
+CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei", "PingFang SC",
+             "Noto Sans SC")
+"""Fonts with Chinese glyphs, tried in order after the Latin ones, in the page's CSS and in the plots
+(matplotlib falls back glyph by glyph through its font list), so Chinese tags are not boxes where one of
+them is installed (Debian: fonts-noto-cjk or fonts-wqy-microhei)."""
+LATIN_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Noto Sans")
+FONT_FAMILY = ", ".join([*(f if f.startswith(("system-ui", "-")) else f'"{f}"' for f in LATIN_FONTS),
+                         *(f'"{f}"' for f in CJK_FONTS), "sans-serif"])
+"""The page's CSS font-family: the Latin fonts, then the CJK fallbacks, then the generic sans-serif (a constant
+of this module, the one other value the template does not escape)."""
 
 
 # ---------------------------------------------------------------------------------------------------- plots
+
+@contextlib.contextmanager
+def plot_fonts():
+    """matplotlib settings for the report's plots: sans-serif with CJK_FONTS after the default fonts (those
+    installed take part; the others are skipped without a warning). Restores the caller's settings after."""
+    import matplotlib
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    fallbacks = [f for f in CJK_FONTS if f in installed]
+    families = [*matplotlib.rcParams["font.sans-serif"], *fallbacks]
+    with matplotlib.rc_context({"font.family": "sans-serif", "font.sans-serif": families}):
+        yield
+
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure  # Figure + its Agg canvas: no pyplot, no global backend switch
@@ -142,9 +168,11 @@ def render_report(tables: dict[str, pd.DataFrame], summary: dict, title: str = D
     data = page_data(tables, summary, max_rows)
     long_tail = data["long_tail"]
     heatmap = data["heatmap"]
-    images = {"long_tail": None if long_tail is None else _png_uri(png_base64(long_tail_figure(**long_tail))),
-              "heatmap": None if heatmap is None else _png_uri(png_base64(heatmap_figure(heatmap["matrix"])))}
-    return _environment().get_template(TEMPLATE).render(title=title, version=__version__, images=images, **data)
+    with plot_fonts():  # text is laid out when drawn: the figures are built and saved inside
+        images = {"long_tail": None if long_tail is None else _png_uri(png_base64(long_tail_figure(**long_tail))),
+                  "heatmap": None if heatmap is None else _png_uri(png_base64(heatmap_figure(heatmap["matrix"])))}
+    return _environment().get_template(TEMPLATE).render(title=title, version=__version__, images=images,
+                                                        font_family=Markup(FONT_FAMILY), **data)
 
 
 def write_report(outputs_root: str, run_date: str, out_path: str | None = None) -> str:

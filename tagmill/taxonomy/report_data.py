@@ -93,6 +93,9 @@ def load_tables(outputs_root: str, run_date: str) -> tuple[dict[str, pd.DataFram
     thresholds = stages.table_path(root, stages.IMAGE_PASS, "teacher_thresholds", day)
     if os.path.isdir(thresholds):  # the image pass calibrated its teacher: each class's threshold is shown
         tables["teacher_thresholds"] = pads.dataset(thresholds, format="parquet").to_table().to_pandas()
+    issues = stages.table_path(root, stages.IMAGE_PASS, "label_issues", day)
+    if os.path.isdir(issues):  # search-log labels the teacher's out-of-fold scores flag as likely wrong
+        tables["label_issues"] = pads.dataset(issues, format="parquet").to_table().to_pandas()
     return tables, summary
 
 
@@ -418,6 +421,18 @@ def teacher_thresholds_data(thresholds: pd.DataFrame | None, max_rows: int) -> d
             "table": table(frame, max_rows, numeric=("threshold", "precision", "checked", "right"))}
 
 
+def label_issues_data(issues: pd.DataFrame | None, max_rows: int) -> dict | None:
+    """The search-log labels flagged as likely wrong (labeling.label_issues): per class (checked, flagged)
+    and the flagged labels, least confident first. None when the image pass checked no label."""
+    if issues is None:
+        return None
+    per_class = (issues.groupby("label").agg(checked=("class_labels", "first"), flagged=("class_issues", "first"))
+                 .reset_index().sort_values(["flagged", "label"], ascending=[False, True]))
+    flagged = issues.sort_values(["score", "label", "image_key"])[["label", "image_key", "score"]]
+    return {"flagged": len(issues), "classes": table(per_class, max_rows, numeric=("checked", "flagged")),
+            "table": table(flagged, max_rows, numeric=("score",))}
+
+
 def diff_data(diff: pd.DataFrame, summary: dict, max_rows: int, where: str) -> dict:
     """"previous": the previous run date (None: first run); "per_change": [(change, rows)]; "table"."""
     counts = diff["change"].value_counts()
@@ -470,6 +485,7 @@ def page_data(tables: dict[str, pd.DataFrame], summary: dict, max_rows: int = 20
         "diff": diff_data(get_table(tables, "diff"), summary, max_rows, where.format(table="diff")),
         "query_clusters": query_clusters_data(tables.get("query_clusters"), max_rows),
         "teacher_thresholds": teacher_thresholds_data(tables.get("teacher_thresholds"), max_rows),
+        "label_issues": label_issues_data(tables.get("label_issues"), max_rows),
         "sources": sources_data(get_table(tables, "tag_stats_by_source")),
         "config": config_data(summary),
     }

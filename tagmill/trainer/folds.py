@@ -51,7 +51,8 @@ def fold_manifests(manifest_path: str | Path, k: int, out: Path) -> list[Path]:
         vectors = manifest.word_vectors
         fold_manifest = manifest.model_copy(update={
             "shards": shards, "splits": splits, "class_index": moved(manifest.class_index),
-            "word_vectors": vectors.model_copy(update={"path": moved(vectors.path)}) if vectors else None})
+            "word_vectors": vectors.model_copy(update={"path": moved(vectors.path)}) if vectors else None,
+            "card": None, "wids_index": None})  # the dataset's card and indexes describe the whole dataset
         (folder / MANIFEST).write_bytes(fold_manifest.to_json())
         written.append(folder / MANIFEST)
     return written

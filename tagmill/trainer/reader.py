@@ -396,7 +396,7 @@ def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_class
     """The items at positions lo..hi-1 of one shard (a sample with repeats r fills r positions). Members
     before `lo` are skipped by seeking; their JSON is read only when repeats are needed to count positions."""
     path = str(shard.path)
-    pos, samples = 0, 0
+    pos, samples, key = 0, 0, None
     try:
         tar = tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as err:
@@ -404,7 +404,7 @@ def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_class
                              f"with `tagmill shards`") from None
     with tar:
         while pos < hi:
-            pair = _next_pair(tar, path)
+            pair = _next_pair(tar, path, key)
             if pair is None:
                 raise ShardReadError(f"{path}: ends after {samples} samples ({pos} stream positions), the manifest "
                                      f"says {shard.samples} samples ({_stream_size(shard, use_repeats)}); run "
@@ -421,9 +421,15 @@ def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_class
             pos += copies
 
 
-def _next_pair(tar: tarfile.TarFile, path: str) -> tuple[str, tarfile.TarInfo, tarfile.TarInfo] | None:
-    """(key, `<key>.jpg` member, `<key>.json` member), or None at the end of the tar."""
+def _next_pair(tar: tarfile.TarFile, path: str,
+               previous: str | None = None) -> tuple[str, tarfile.TarInfo, tarfile.TarInfo] | None:
+    """(key, `<key>.jpg` member, `<key>.json` member), or None at the end of the tar. Further members of the
+    previous sample (its `.cls`, or any other extension: WebDataset keeps a sample's files together) are
+    skipped."""
     jpg = _next_member(tar, path, None)
+    while jpg is not None and previous is not None and jpg.name.startswith(f"{previous}.") \
+            and not jpg.name.endswith(".jpg"):
+        jpg = _next_member(tar, path, jpg.name)
     if jpg is None:
         return None
     if not (jpg.isfile() and jpg.name.endswith(".jpg")):
