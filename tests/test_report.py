@@ -482,3 +482,15 @@ def test_first_run_diff_is_one_line(tmp_path):
         "No previous run to compare with: this is the first taxonomy run (300 classes, all new; the rows are in "
         f"the diff table, taxonomy/diff/run_date={RUN_DATE}/ under the outputs root)."], text
     assert "<table" not in section and "class 7" not in section
+
+
+def test_label_issues_are_shown_per_class_and_least_confident_first():
+    from tagmill.taxonomy.report_data import label_issues_data
+
+    frame = pd.DataFrame({"image_key": ["i1", "i2", "i3"], "label": ["sofa", "lamp", "sofa"],
+                          "score": [0.30, 0.02, 0.05], "class_labels": [40, 12, 40], "class_issues": [2, 1, 2]})
+    shown = label_issues_data(frame, 10)
+    assert shown["flagged"] == 3
+    assert shown["classes"].rows == [["sofa", 40, 2], ["lamp", 12, 1]]
+    assert [row[:2] for row in shown["table"].rows] == [["lamp", "i2"], ["sofa", "i3"], ["sofa", "i1"]]
+    assert label_issues_data(None, 10) is None
