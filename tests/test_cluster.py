@@ -91,3 +91,29 @@ def test_cluster_run_equals_local_run(spark, small_market, mined_market, standal
         cluster = io.read_table(spark, str(tmp_path), mine_logs.STAGE, table, cfg.run.run_date())
         assert local.count() > 0 or table == "dropped_labels", table
         assert sorted(map(repr, local.collect())) == sorted(map(repr, cluster.collect())), table
+
+
+def test_spark_submit_with_the_packed_zip_equals_the_local_run(spark, small_market, mined_market, standalone_cluster,
+                                                              tmp_path):
+    """The README's spark-submit recipe: tagmill packed as a zip for --py-files, the driver file from scripts/;
+    the driver and the executors import tagmill from the zip (it comes first on their path)."""
+    from pyspark.find_spark_home import _find_spark_home
+
+    repo = Path(__file__).resolve().parents[1]
+    config_file, _ = small_market
+    cfg, _ = mined_market
+    url, env = standalone_cluster
+    package = tmp_path / "dist" / "tagmill.zip"
+    subprocess.run([sys.executable, str(repo / "scripts" / "spark_package.py"), str(package)], check=True)
+    out = tmp_path / "out"
+    cmd = [str(Path(_find_spark_home()) / "bin" / "spark-submit"), "--master", url, "--py-files", str(package),
+           str(repo / "scripts" / "spark_submit_main.py"), "-q", "mine-logs", "--config", str(config_file),
+           "--master", url, "--set", f'outputs.root="{out}"']
+    result = subprocess.run(cmd, env=env | {"PYSPARK_DRIVER_PYTHON": sys.executable}, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert f"from {package}" in result.stdout  # the driver's tagmill is the zip's (its stderr goes to stdout)
+    for table in TABLES:
+        local = io.read_table(spark, cfg.outputs.root, mine_logs.STAGE, table, cfg.run.run_date())
+        submitted = io.read_table(spark, str(out), mine_logs.STAGE, table, cfg.run.run_date())
+        assert sorted(map(repr, local.collect())) == sorted(map(repr, submitted.collect())), table
