@@ -11,7 +11,7 @@ from tagmill.labeling.codes import encode, fit_projection, hamming
 from tagmill.labeling.candidates import candidate_pairs
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
-from tagmill.labeling.layout import layout_cosine, layout_descriptor, shortlist
+from tagmill.labeling.layout import compact_layouts, layout_cosine, layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.verification import thumbnail, verify_pairs
 
@@ -85,7 +85,7 @@ def test_planted_duplicates_are_found_among_look_alike_listings(seed):
     codes = encode(layouts, fit_projection(layouts, 64, "itq", 0))
     cfg = DedupConfig()
     i, j, _ = candidate_pairs(codes, cfg.max_hamming)
-    keep = shortlist(i, j, layout_cosine(layouts, i, j), cfg.shortlist)  # as code_candidates ranks
+    keep = shortlist(i, j, layout_cosine(compact_layouts(layouts), i, j), cfg.shortlist)  # as code_candidates
     i, j = i[keep], j[keep]
     thumbs = [thumbnail(im, 64) for im in images]
     same = np.ones((len(images), 8), np.float32)

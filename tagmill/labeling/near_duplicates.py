@@ -3,9 +3,9 @@
 The numeric work lives in `labeling.candidates` (candidates by Hamming distance with faiss),
 `labeling.verification` (verification on embeddings and aligned thumbnails) and `labeling.clusters`
 (clusters that grow only through verified pairs); these are their Spark adapters. Two steps see all items
-at once, in one task: the candidate search (8 bytes of code, 8 of id and the 1.7 KB float layout descriptor
-per unique image, so ~17 GB for 10M images; see `code_candidates`) and the clustering of verified pairs (a
-few per duplicate). Everything else is distributed.
+at once, in one task: the candidate search (8 bytes of code, 8 of id and the 216-byte int8 layout descriptor
+per unique image, so ~2.3 GB for 10M images besides the candidate pairs; see `code_candidates`) and the
+clustering of verified pairs (a few per duplicate). Everything else is distributed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tagmill.config import DedupConfig
 from tagmill.labeling.candidates import candidate_pairs
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.image_pass import embedding_matrix, fixed_binary, spark_schema
-from tagmill.labeling.layout import layout_cosine, shortlist
+from tagmill.labeling.layout import compact_layouts, layout_cosine, shortlist
 from tagmill.labeling.verification import verify_pairs
 
 CANDIDATE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32())])
@@ -38,28 +38,36 @@ CLUSTER_SCHEMA = pa.schema([("item", pa.int64()), ("cluster_item", pa.int64()), 
 def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> DataFrame:
     """contents: item, layout_code, layout -> item_a < item_b, hamming: pairs of layout codes within
     cfg.max_hamming bits (all of them up to cfg.exact_hamming), of which each image keeps its cfg.shortlist
-    nearest by the cosine of the float layout descriptors (labeling.layout.shortlist), so verification stays
+    nearest by the cosine of the layout descriptors (labeling.layout.shortlist), so verification stays
     bounded.
 
     Why the cosine and not the Hamming distance: look-alikes (a shop's articles of one kind, shot alike) tie
-    with the true copies at 0-2 bits and crowd them out of a shortlist ranked by bits; the float descriptor
-    still tells them apart. Real-photo set (benchmarks/near_duplicates_real.py, seed 5, shortlist 8): true
-    pairs reaching verification 0.75 ranked by bits, 0.83 by cosine. The price is memory in this one task:
-    the float descriptor (432 float32, 1.7 KB) beside the 8-byte code and id of each image, so ~17 GB for
-    10M images; a few million fit one executor."""
+    with the true copies at 0-2 bits and crowd them out of a shortlist ranked by bits; the descriptor still
+    tells them apart. Real-photo set (benchmarks/near_duplicates_real.py, seed 5, shortlist 8): true pairs
+    reaching verification 0.81 ranked by bits, 0.88 by cosine.
+
+    Memory, in this one task: the input is read batch by batch and each image keeps its id (8 bytes), code
+    (code_bytes) and its descriptor as int8 (labeling.layout.compact_layouts: 216 bytes; the ranking is
+    unchanged to 0.001 of true pairs), ~232 bytes, so ~2.3 GB for 10M images; then the candidate pairs
+    (i, j, distance: 24 bytes each, ~60 per image within 12 bits at 1M random-like codes) and the shortlist's
+    sort of them."""
 
     selected = contents.select("item", "layout_code", "layout")
-    schema = to_arrow_schema(selected.schema)
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        table = whole_partition(batches, schema)
-        if table.num_rows < 2:
+        items, codes, layouts = [], [], []
+        for batch in batches:  # kept compact batch by batch: the float column is never held whole
+            if batch.num_rows == 0:
+                continue
+            items.append(batch.column("item").to_numpy())
+            codes.append(fixed_binary(batch.column("layout_code"), code_bytes))
+            layouts.append(compact_layouts(embedding_matrix(batch.column("layout"))))
+        if sum(len(x) for x in items) < 2:
             return
-        items = table.column("item").to_numpy()
-        i, j, distance = candidate_pairs(fixed_binary(table.column("layout_code"), code_bytes), cfg.max_hamming,
-                                         cfg.exact_hamming)
-        keep = shortlist(i, j, layout_cosine(embedding_matrix(table.column("layout")), i, j), cfg.shortlist)
-        a, b = items[i[keep]], items[j[keep]]
+        ids, compact = np.concatenate(items), np.concatenate(layouts)
+        i, j, distance = candidate_pairs(np.concatenate(codes), cfg.max_hamming, cfg.exact_hamming)
+        keep = shortlist(i, j, layout_cosine(compact, i, j), cfg.shortlist)
+        a, b = ids[i[keep]], ids[j[keep]]
         yield pa.RecordBatch.from_arrays([pa.array(np.minimum(a, b)), pa.array(np.maximum(a, b)),
                                           pa.array(distance[keep].astype(np.int32))], schema=CANDIDATE_SCHEMA)
 
