@@ -37,7 +37,7 @@ from tagmill.labeling.codes import encode, fit_projection
 from tagmill.labeling.candidates import candidate_pairs
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
-from tagmill.labeling.layout import layout_descriptor, shortlist
+from tagmill.labeling.layout import compact_layouts, layout_cosine, layout_descriptor, shortlist
 from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.teacher import bf16_supported
 from tagmill.labeling.verification import thumbnail, verify_pairs
@@ -153,8 +153,8 @@ def planted_set_scores(seed: int = 7) -> dict[str, dict]:
     embeddings = embeddings.numpy()
     thumbs = [thumbnail(im, size) for im in images]
     started = time.perf_counter()
-    i, j, distance = candidate_pairs(codes, cfg.max_hamming)
-    keep = shortlist(i, j, -distance.astype(np.float32), cfg.shortlist)
+    i, j, _ = candidate_pairs(codes, cfg.max_hamming)
+    keep = shortlist(i, j, layout_cosine(compact_layouts(layouts), i, j), cfg.shortlist)  # as code_candidates
     i, j = i[keep], j[keep]
     verdict = verify_pairs(embeddings[i], embeddings[j], [thumbs[k] for k in i], [thumbs[k] for k in j],
                            cfg.min_cosine, cfg.min_pixel_similarity, size)

@@ -4,8 +4,8 @@ A classifier's embedding is built to be the same for every picture of a category
 re-upload from another listing photographed alike: measured on the demo marketplace with a teacher trained
 there, 64-bit ITQ codes of the embedding put 1.1 million pairs of 7,028 images within 10 bits, and
 same-category look-alikes had embedding cosines of 0.97-0.9999, as high as the true duplicates'. The
-layout of the picture (after solid padding is trimmed, a blurred 12 x 12 grid of luma and 6 x 6 grids of
-both chroma channels, each minus its mean) does differ between two listings, and survives re-encoding,
+layout of the picture (after solid padding is trimmed, blurred 12 x 12 grids of luma and both chroma
+channels, each minus its mean) does differ between two listings, and survives re-encoding,
 resizing, brightness changes and small crops and turns. Its compact code (labeling.codes) gives the Hamming
 candidates; the shortlist keeps each image's few candidates of most similar layout (`layout_cosine`, on the
 int8 `compact_layouts` in the candidate step), and labeling.verification verifies those on pixels.
@@ -15,8 +15,10 @@ the other's 4 nearest by float cosine: luma grid alone 755; with chroma 801 (a y
 almost no luma contrast); with chroma and neutral-only trimming 825. On the real-photo set
 (benchmarks/near_duplicates_real.py, seed 5, shortlist 8), true pairs reaching verification: 0.82 with the
 strict trimming of before (white padding on a black background stopped at the JPEG ringing between them:
-padded copies 0.67), 0.88 with the ringing-tolerant trimming of `trim_box` (padded 0.87); a 6 x 6 chroma grid
-instead of 12 x 12 changed it by under 0.01 and halves the descriptor.
+padded copies 0.67), 0.89 with the ringing-tolerant trimming of `trim_box` (padded 0.87). A 6 x 6 chroma grid
+(CHROMA_GRID = 6, half the descriptor) gave 0.88 there but lost a padded pair of the small planted set of
+tests/test_near_duplicates.py (seed 11: recall 0.94 < 0.95); grids of 8-16 and blurs of 1-3 px all gave
+0.88-0.89: the descriptor, not its resolution, is the limit (crops and turns 0.81-0.87).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from PIL import Image, ImageFilter
 
 GRID = 12
 """Side of the luma grid ..."""
-CHROMA_GRID = 6
-"""... and of each chroma grid (as JPEG subsamples chroma): GRID ** 2 + 2 * CHROMA_GRID ** 2 = 216 values."""
+CHROMA_GRID = 12
+"""... and of each chroma grid: GRID ** 2 + 2 * CHROMA_GRID ** 2 = 432 values."""
 _WORK = 64
 _PAD_STD = 1.2
 """A border row or column whose luminance varies less than this (0-255) may be padding ..."""
@@ -102,7 +104,7 @@ def layout_descriptor(image: Image.Image) -> np.ndarray:
 
 def compact_layouts(layouts: np.ndarray) -> np.ndarray:
     """(n, d) int8: each row of float layouts scaled so its largest value is +-127 and rounded; what the
-    candidate step keeps per image (216 bytes) to rank by `layout_cosine`. Real-photo and planted sets:
+    candidate step keeps per image (432 bytes) to rank by `layout_cosine`. Real-photo and planted sets:
     the shortlist's true pairs are the same as with the float rows to 0.001."""
     layouts = np.asarray(layouts, np.float32)
     peak = np.abs(layouts).max(axis=1, keepdims=True) if layouts.size else np.ones((len(layouts), 1), np.float32)
@@ -138,9 +140,9 @@ def layout_cosine(layouts: np.ndarray, i: np.ndarray, j: np.ndarray, chunk: int 
     (i[k], j[k]): what `shortlist` ranks by. Computed `chunk` pairs at a time, so a crowded code
     neighbourhood's millions of pairs need no (pairs, d) matrix. An all-zero row has cosine 0."""
     out = np.empty(len(i), np.float32)
+    norms = np.maximum(np.sqrt(np.einsum("nd,nd->n", layouts, layouts, dtype=np.float32)), 1e-12)
     for start in range(0, len(i), chunk):
-        a = layouts[i[start:start + chunk]].astype(np.float32)
-        b = layouts[j[start:start + chunk]].astype(np.float32)
-        norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-        out[start:start + chunk] = np.einsum("kd,kd->k", a, b) / np.maximum(norms, 1e-12)
+        a, b = i[start:start + chunk], j[start:start + chunk]
+        dot = np.einsum("kd,kd->k", layouts[a], layouts[b], dtype=np.float32)
+        out[start:start + chunk] = dot / (norms[a] * norms[b])
     return out

@@ -3,8 +3,8 @@
 The numeric work lives in `labeling.candidates` (candidates by Hamming distance with faiss),
 `labeling.verification` (verification on embeddings and aligned thumbnails) and `labeling.clusters`
 (clusters that grow only through verified pairs); these are their Spark adapters. Two steps see all items
-at once, in one task: the candidate search (8 bytes of code, 8 of id and the 216-byte int8 layout descriptor
-per unique image, so ~2.3 GB for 10M images besides the candidate pairs; see `code_candidates`) and the
+at once, in one task: the candidate search (8 bytes of code, 8 of id and the 432-byte int8 layout descriptor
+per unique image, so ~4.5 GB for 10M images besides the candidate pairs; see `code_candidates`) and the
 clustering of verified pairs (a few per duplicate). Everything else is distributed.
 """
 
@@ -44,11 +44,12 @@ def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> D
     Why the cosine and not the Hamming distance: look-alikes (a shop's articles of one kind, shot alike) tie
     with the true copies at 0-2 bits and crowd them out of a shortlist ranked by bits; the descriptor still
     tells them apart. Real-photo set (benchmarks/near_duplicates_real.py, seed 5, shortlist 8): true pairs
-    reaching verification 0.81 ranked by bits, 0.88 by cosine.
+    reaching verification 0.81 ranked by bits, 0.89 by cosine.
 
     Memory, in this one task: the input is read batch by batch and each image keeps its id (8 bytes), code
-    (code_bytes) and its descriptor as int8 (labeling.layout.compact_layouts: 216 bytes; the ranking is
-    unchanged to 0.001 of true pairs), ~232 bytes, so ~2.3 GB for 10M images; then the candidate pairs
+    (code_bytes) and its descriptor as int8 (labeling.layout.compact_layouts: 432 bytes; the ranking is
+    unchanged to 0.001 of true pairs), ~450 bytes, so ~4.5 GB for 10M images (1.7 KB of float32 before;
+    the ~256 bytes aimed at need a 6 x 6 chroma grid, see labeling.layout); then the candidate pairs
     (i, j, distance: 24 bytes each, ~60 per image within 12 bits at 1M random-like codes) and the shortlist's
     sort of them."""
 
