@@ -59,9 +59,20 @@ def _samples(dataset: Path, manifest: dict) -> list[dict]:
     out = []
     for shard in manifest["shards"]:
         with tarfile.open(dataset / shard["path"]) as tar:
-            names = [m.name for m in tar.getmembers()]
-            assert names[0::2] == [n[:-4] + "jpg" for n in names[1::2]], shard["path"]
-            out += [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+            members = {m.name: m for m in tar.getmembers()}
+            names, shard_samples = list(members), []
+            for name in names:
+                if name.endswith(".json"):  # each sample: <key>.jpg, <key>.json, and <key>.cls with one class
+                    key, sample = name[:-5], json.loads(tar.extractfile(members[name]).read())
+                    expected = [f"{key}.jpg", name] + ([f"{key}.cls"] if len(sample["class_ids"]) == 1 else [])
+                    at = names.index(f"{key}.jpg")
+                    assert names[at:at + len(expected)] == expected, shard["path"]
+                    if len(sample["class_ids"]) == 1:
+                        assert tar.extractfile(members[f"{key}.cls"]).read() == str(sample["class_ids"][0]).encode()
+                    shard_samples.append(sample)
+            # nothing else in the shard
+            assert len(names) == sum(2 + (len(x["class_ids"]) == 1) for x in shard_samples), shard["path"]
+            out += shard_samples
     return out
 
 
