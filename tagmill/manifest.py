@@ -3,7 +3,8 @@
 
 A dataset folder holds `manifest.json` (written last: a folder without it is not a dataset), the class index
 `classes.json`, `shards/<split>-<bucket>-<seq>.tar`, the dataset card `README.md` (Hugging Face YAML header),
-one `wids` shard index per split with shards (`<split>.wids.json`) and, when the build made them,
+one `wids` shard index per split with shards (`<split>.wids.json`), one stats file per shard
+(`stats/<split>-<bucket>-<seq>.json`) and, when the build made them,
 `word_vectors/`.
 """
 
@@ -20,6 +21,8 @@ WORD_VECTORS = "word_vectors"
 """Folder of the build's word vectors inside a dataset (tagmill.word_vector_files.FILES)."""
 CARD = "README.md"
 """The dataset card: a Hugging Face YAML header (configs, splits, class names) and a page for people."""
+SHARD_STATS_DIR = "stats"
+"""Folder of the per-shard stats files (tagmill.dataset.publish.shard_stats)."""
 WIDS_INDEX = "{split}.wids.json"
 """A split's shard index in the `wids` format (wids-shard-index-v1), shard URLs relative to the dataset folder."""
 
@@ -38,6 +41,9 @@ class ShardEntry(_Entry):
     """Sum of the samples' repeat factors: the shard's length in an epoch when repeats are used."""
     bytes: int
     sha256: str
+    stats: str | None = None
+    """The shard's stats file (samples handed to it, written, quarantined per reason, classes, labels per
+    source), relative to the dataset folder; None in datasets made before it."""
 
 
 class SplitTotals(_Entry):

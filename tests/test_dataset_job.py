@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,16 @@ def test_counts_add_up_and_planted_bad_images_are_quarantined(spark, built):
         spark, cfg.outputs.root, shards.STAGE, "images_quarantine", cfg.run.run_date()).collect()}
     assert quarantined == {p: reason for p, reason in planted.items() if p in labeled}
     assert quarantined, "the small market should plant at least one bad labeled image"
+    # each shard's stats file (img2dataset's habit): handed = written + quarantined, and all shards add up
+    dataset = Path(shards.dataset_path(cfg))
+    entries = json.loads((dataset / "manifest.json").read_text())["shards"]
+    stats = [json.loads((dataset / s["stats"]).read_text()) for s in entries]
+    assert [(s["shard"], s["successes"], s["sha256"]) for s in stats] == [(e["path"], e["samples"], e["sha256"])
+                                                                        for e in entries]
+    assert all(s["count"] == s["successes"] + sum(s["quarantined"].values()) for s in stats)
+    assert sum(s["count"] for s in stats) == samples["in"]
+    assert Counter(r for s in stats for r, n in s["quarantined"].items() for _ in range(n)) == Counter(
+        quarantined.values())
 
 
 def test_no_published_class_lacks_training_samples(built):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import math
 
 import numpy as np
@@ -241,8 +242,9 @@ def test_shard_writer(spark, tmp_path, rows):
     assert expected[0]["sha256"] == hashlib.sha256(shard.getvalue()).hexdigest()
     row = {"kind": "shard", "shard": "shards/train-00000-000.tar", "split": "train", "samples": 1, "repeats": 2,
            "bytes": len(shard.getvalue()), "sha256": expected[0]["sha256"], "image_key": None, "image_path": None,
-           "reason": None, "detail": None}
-    assert written == [row][:rows]
+           "reason": None, "detail": None, "classes": 1, "labels": json.dumps(expected[0]["labels"], sort_keys=True),
+           "quarantined": "{}"}
+    assert [{k: v for k, v in r.items() if k != "milliseconds"} for r in written] == [row][:rows]
     assert sorted(p.name for p in (staging / "shards").iterdir()) == ["train-00000-000.tar"][:rows]
 
 

@@ -93,6 +93,20 @@ def test_bad_images_are_quarantined_with_their_reason_and_nothing_is_lost():
     assert sum(r["samples"] for r in shards) + len(quarantined) == len(paths)
 
 
+def test_each_shard_counts_the_samples_it_was_handed():
+    # [good, missing, good] [good, junk, good]: each unusable image belongs to the shard open when it came
+    paths = ["good.jpg", "missing.jpg", "good.jpg", "good.jpg", "junk.jpg", "good.jpg"]
+    samples = [_sample(i, p) for i, p in enumerate(paths)]
+    samples[2] = {**samples[2], "class_ids": [9], "labels": samples[2]["labels"][:1] + [
+        {**samples[2]["labels"][0], "class_id": 9, "source": "teacher", "tier": None, "teacher": "t@1"}]}
+    results, _ = _write(samples, max_samples=2)
+    shards = [r for r in results if r["kind"] == "shard"]
+    assert [(r["samples"], r["quarantined"], r["classes"], r["labels"]) for r in shards] == [
+        (2, {"missing_image": 1}, 3, {"search_log": 3, "teacher": 1}),
+        (2, {"undecodable_image": 1}, 2, {"search_log": 4})]
+    assert all(isinstance(r["milliseconds"], int) and r["milliseconds"] >= 0 for r in shards)
+
+
 def test_rewriting_gives_identical_bytes():
     samples = [_sample(i, "big.jpg") for i in range(5)]
     assert _write(samples)[1] == _write(samples)[1]

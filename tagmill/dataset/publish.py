@@ -24,16 +24,20 @@ from tagmill.config import SPLITS
 from tagmill.dataset.card import dataset_card, wids_index
 from tagmill.dataset.shards import ImageOptions, write_shards
 from tagmill.labeling.images import read_bytes
-from tagmill.manifest import (CARD, CLASS_INDEX, FORMAT, MANIFEST, WIDS_INDEX, WORD_VECTORS, DatasetManifest,
-                              ShardEntry, SplitTotals, WordVectorsEntry)
+from tagmill.manifest import (CARD, CLASS_INDEX, FORMAT, MANIFEST, SHARD_STATS_DIR, WIDS_INDEX, WORD_VECTORS,
+                              DatasetManifest, ShardEntry, SplitTotals, WordVectorsEntry)
 
 STAGING = "_staging"
+_JSON_COLUMNS = ("labels", "quarantined")
 
 _RESULT_FIELDS = (("kind", "string"), ("shard", "string"), ("split", "string"), ("samples", "bigint"),
                   ("repeats", "bigint"), ("bytes", "bigint"), ("sha256", "string"), ("image_key", "string"),
-                  ("image_path", "string"), ("reason", "string"), ("detail", "string"))
+                  ("image_path", "string"), ("reason", "string"), ("detail", "string"), ("classes", "bigint"),
+                  ("labels", "string"), ("quarantined", "string"), ("milliseconds", "bigint"))
 RESULT_SCHEMA = ", ".join(f"{name} {kind}" for name, kind in _RESULT_FIELDS)
-"""One row per written shard (kind "shard") or per sample whose image was unusable (kind "quarantine")."""
+"""One row per written shard (kind "shard") or per sample whose image was unusable (kind "quarantine"). A
+shard row's `labels` and `quarantined` are JSON objects (source -> labels, reason -> images; see
+dataset.shards.write_shards)."""
 _RESULT_ARROW = pa.schema([(name, pa.string() if kind == "string" else pa.int64()) for name, kind in _RESULT_FIELDS])
 
 
@@ -88,7 +92,8 @@ def shard_writer(staging: str, image_root: str, allowed_roots: tuple[str, ...], 
                                    max_samples, max_bytes, cls_entries)
             while chunk := list(itertools.islice(results, 256)):
                 yield pa.RecordBatch.from_pylist(
-                    [{**r, "split": split, "shard": f"shards/{r['shard']}" if "shard" in r else None}
+                    [{**r, "split": split, "shard": f"shards/{r['shard']}" if "shard" in r else None,
+                      **{c: json.dumps(r[c], sort_keys=True) for c in _JSON_COLUMNS if c in r}}
                      for r in chunk], schema=_RESULT_ARROW)
 
     return run
@@ -104,10 +109,11 @@ def start_publish(dataset: str) -> None:
 
 def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: dict,
                    word_vectors: dict[str, bytes] | None = None, cls_entries: bool = False) -> DatasetManifest:
-    """Move the staged shards into place, write the class index, the dataset card (README.md) and one wids
-    index per split with shards, then the manifest, last. Returns the manifest.
+    """Move the staged shards into place, write the class index, one stats file per shard (shard_stats), the
+    dataset card (README.md) and one wids index per split with shards, then the manifest, last. Returns the
+    manifest.
 
-    `shards` are the "shard" result rows; `classes` the class index rows (class_id, name, path, taxonomy_id,
+    `shards` are the "shard" result rows (with classes, labels and quarantined: their stats); `classes` the class index rows (class_id, name, path, taxonomy_id,
     support_<split>), written as {"id": class_id, "name", "path", "taxonomy_id", "support"}; `meta` adds
     dataset, tagmill_version, config_sha256 and image to the manifest; `word_vectors`: file name -> bytes of
     the build's word vectors (tagmill.word_vector_files), written to WORD_VECTORS/ and named in the manifest
@@ -122,6 +128,10 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
                           "taxonomy_id": c["taxonomy_id"], "support": {s: c[f"support_{s}"] for s in SPLITS}}
                          for c in sorted(classes, key=lambda c: c["class_id"])]}
     _write_json(fs, f"{path}/{CLASS_INDEX}", index)
+    _delete_dir(fs, f"{path}/{SHARD_STATS_DIR}")
+    fs.create_dir(f"{path}/{SHARD_STATS_DIR}")
+    for shard in ordered:
+        _write_json(fs, f"{path}/{shard_stats_path(shard['shard'])}", shard_stats(shard))
     _delete_dir(fs, f"{path}/{WORD_VECTORS}")
     vectors = {}
     if word_vectors:
@@ -139,8 +149,8 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
         format=FORMAT, **meta, num_classes=len(classes), class_index=CLASS_INDEX,
         word_vectors=WordVectorsEntry(path=WORD_VECTORS, sha256=vectors) if vectors else None,
         splits={s: SplitTotals(**totals) for s, totals in splits.items()},
-        shards=[ShardEntry(path=s["shard"], **{k: s[k] for k in ("split", "samples", "repeats", "bytes",
-                                                                       "sha256")}) for s in ordered],
+        shards=[ShardEntry(path=s["shard"], stats=shard_stats_path(s["shard"]),
+                           **{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")}) for s in ordered],
         card=CARD, wids_index={s: WIDS_INDEX.format(split=s) for s in with_shards}, cls_entries=cls_entries)
     for split in SPLITS:  # an index left by an earlier run of a split that has no shards now goes
         _delete_file(fs, f"{path}/{WIDS_INDEX.format(split=split)}")
@@ -150,6 +160,26 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
         f.write(dataset_card(manifest, index["classes"]).encode("utf-8"))
     write_manifest(fs, path, manifest)
     return manifest
+
+
+def shard_stats(shard: dict) -> dict:
+    """A shard's stats file, after img2dataset's `<shard>_stats.json`: `count` samples handed to the shard,
+    `successes` written, `quarantined` per reason (they add up), repeats, bytes, sha256, distinct `classes` and
+    `labels` per source. No timings, so a re-run gives the same bytes (the stage's `written` table has them)."""
+    quarantined = _json_object(shard.get("quarantined"))
+    return {"shard": shard["shard"], "split": shard["split"], "count": shard["samples"] + sum(quarantined.values()),
+            "successes": shard["samples"], "quarantined": quarantined, "repeats": shard["repeats"],
+            "bytes": shard["bytes"], "sha256": shard["sha256"], "classes": shard.get("classes"),
+            "labels": _json_object(shard.get("labels"))}
+
+
+def shard_stats_path(shard: str) -> str:
+    """stats/<split>-<bucket>-<seq>.json for shards/<split>-<bucket>-<seq>.tar."""
+    return f"{SHARD_STATS_DIR}/{os.path.basename(shard).removesuffix('.tar')}.json"
+
+
+def _json_object(value) -> dict:
+    return json.loads(value) if isinstance(value, str) else dict(value or {})
 
 
 def write_manifest(fs: pafs.FileSystem, path: str, manifest: DatasetManifest) -> None:

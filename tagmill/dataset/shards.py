@@ -13,6 +13,8 @@ import hashlib
 import io
 import json
 import tarfile
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -126,24 +128,37 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
     (a single larger sample still gets a shard of its own). Each sample is `<key>.jpg` then `<key>.json`;
     with `cls_entries`, a single-class sample adds `<key>.cls` (class_entry) after them.
 
-    Yields one dict per finished shard {"kind": "shard", "shard", "samples", "repeats", "bytes", "sha256"}
-    and one per unusable image {"kind": "quarantine", "image_key", "image_path", "reason", "detail"}.
+    Yields one dict per finished shard {"kind": "shard", "shard", "samples", "repeats", "bytes", "sha256",
+    "classes", "labels", "quarantined", "milliseconds"} and one per unusable image {"kind": "quarantine",
+    "image_key", "image_path", "reason", "detail"}. A shard's `classes` counts its distinct class ids, `labels`
+    its labels per source, `quarantined` the unusable images per reason met since the previous shard closed (so
+    a shard's samples plus its quarantined are the samples it was handed, img2dataset's per-shard count), and
+    `milliseconds` the time from its first sample to its close.
     """
     seq, tar, sink, stream, count, repeats, size_so_far, name = 0, None, None, None, 0, 0, 0, ""
+    classes, sources, quarantined, started = set(), Counter(), Counter(), 0.0
 
     def close():
         tar.close()
         stream.close()
-        return {"kind": "shard", "shard": name, "samples": count, "repeats": repeats,
-                "bytes": sink.bytes, "sha256": sink.sha256.hexdigest()}
+        row = {"kind": "shard", "shard": name, "samples": count, "repeats": repeats, "bytes": sink.bytes,
+               "sha256": sink.sha256.hexdigest(), "classes": len(classes), "labels": dict(sorted(sources.items())),
+               "quarantined": dict(sorted(quarantined.items())),
+               "milliseconds": round((time.perf_counter() - started) * 1000)}
+        classes.clear()
+        sources.clear()
+        quarantined.clear()
+        return row
 
     for sample in samples:
         try:
             jpg = encode_image(read_image(sample["image_path"]), opts)
         except FileNotFoundError as err:
+            quarantined["missing_image"] += 1
             yield _quarantined(sample, "missing_image", str(err))
             continue
         except ImageProblem as err:
+            quarantined[err.reason] += 1
             yield _quarantined(sample, err.reason, str(err))
             continue
         meta = sample_json(sample)
@@ -158,6 +173,7 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
             sink = _HashingWriter(stream)
             tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.USTAR_FORMAT)
             count = repeats = size_so_far = 0
+            started = time.perf_counter()
         key = sample["image_key"]
         tar.addfile(_member(f"{key}.jpg", len(jpg)), io.BytesIO(jpg))
         tar.addfile(_member(f"{key}.json", len(meta)), io.BytesIO(meta))
@@ -165,6 +181,8 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
             tar.addfile(_member(f"{key}.cls", len(cls)), io.BytesIO(cls))
         count += 1
         repeats += int(sample["repeats"])
+        classes.update(int(c) for c in sample["class_ids"])
+        sources.update(str(x.get("source")) for x in sample["labels"])
         size_so_far += size
     if tar is not None:
         yield close()

@@ -19,6 +19,7 @@ from tagmill.demo.scoreboard import (Truth, format_label_issues, format_scoreboa
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.train import default_model_dir, print_metrics, run_train
+from tagmill.taxonomy.notebook import NOTEBOOK, execute_notebook
 from tagmill.taxonomy.report import write_report
 from tagmill.trainer.predict import images_in_dataset, predict, write_predictions
 from tagmill.trainer.train import epoch_report
@@ -94,6 +95,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     print(_planted_duplicates(cfg, market))
     report = write_report(cfg.outputs.root, cfg.run.run_date().isoformat())
     print(f"\ntaxonomy report for analysts: {report}  (tagmill report taxonomy --config {config_file})")
+    print(_executed_notebook(cfg, Path(report).with_suffix(".ipynb")))
     print(f"\nconfig used: {config_file}  (tagmill build --config {config_file} reruns every stage)")
 
     print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU, "
@@ -113,6 +115,17 @@ def run_demo(out: Path, overrides: dict) -> int:
     print("\n" + truth_scoreboard(cfg, market, {"teacher (search-log labels only)": teacher_dir,
                                                 "final model (rebuilt dataset)": default_model_dir(cfg)}))
     return 0
+
+
+def _executed_notebook(cfg: Config, dest: Path) -> str:
+    """Run the analysis notebook on this build and say where the executed copy is (or why there is none)."""
+    if not NOTEBOOK.is_file():
+        return f"analysis notebook: not executed ({NOTEBOOK} is in a source checkout only)"
+    try:
+        execute_notebook(cfg.outputs.root, cfg.run.run_date().isoformat(), dest)
+    except Exception as err:  # noqa: BLE001 - the notebook is a by-product; the demo's data is already built
+        return f"analysis notebook: execution failed ({type(err).__name__}: {str(err)[:300]})"
+    return f"analysis notebook, executed on this build: {dest}  (source: {NOTEBOOK})"
 
 
 def truth_scoreboard(cfg: Config, market: Path, models: dict[str, Path]) -> str:

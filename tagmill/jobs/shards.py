@@ -7,7 +7,8 @@
    nothing, leaves the Data Docs report and exits non-zero;
 3. executors write the shards into the staging folder; a sample whose image is unusable is quarantined;
 4. counts are checked (samples in = samples in shards + quarantined), the shards move into place, the
-   class index, the dataset card (README.md) and the wids indexes are written, and the manifest, last.
+   class index, one stats file per shard (stats/), the dataset card (README.md) and the wids indexes are
+   written, and the manifest, last.
 """
 
 from __future__ import annotations
@@ -122,7 +123,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                                                                       "detail")
     stage.write(quarantine, "images_quarantine")
     shards = [r.asDict() for r in written.where(F.col("kind") == "shard")
-              .select("shard", "split", "samples", "repeats", "bytes", "sha256").collect()]  # one row per shard
+              .select("shard", "split", "samples", "repeats", "bytes", "sha256", "classes", "labels", "quarantined",
+                      "milliseconds").collect()]  # one row per shard
     quarantined = {r["reason"]: r["count"] for r in quarantine.groupBy("reason").count().collect()}
     samples_in = assemble_summary["images"]["out"]
     sharded = sum(s["samples"] for s in shards)
@@ -140,6 +142,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "samples": {"in": samples_in, "out": sharded, "quarantined": quarantined},
         "splits": {split: totals.model_dump() for split, totals in manifest.splits.items()},
         "shards": len(shards),
+        "shard_seconds": {"total": round(sum(s["milliseconds"] for s in shards) / 1000, 1),
+                          "slowest": round(max((s["milliseconds"] for s in shards), default=0) / 1000, 1)},
         "classes": manifest.num_classes,
         "dataset": dataset,
         "manifest": f"{dataset}/manifest.json",
