@@ -33,7 +33,7 @@ import numpy as np
 from tagmill.config import DedupConfig, ImagePassConfig
 from tagmill.demo.dupset import planted_duplicate_set
 from tagmill.demo.realphotos import real_duplicate_set, realdata_folder
-from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.candidates import candidate_pairs, layout_candidates
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.codes import encode, fit_projection
 from tagmill.labeling.images import open_image
@@ -47,18 +47,21 @@ DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "realdata
 def dedup_pipeline(images: list, embeddings: np.ndarray | None, seed: int, rank: str = "cosine") -> dict:
     """tagmill's dedup over decoded pictures, as the image pass chains it; returns the candidate pairs
     (i, j), the verdict of verify_pairs and the clusters. rank: how the shortlist ranks each image's
-    candidates: "cosine" (the cosine of the int8 layout descriptors, as labeling.near_duplicates.code_candidates
-    does) or "hamming" (the codes' distance, the ranking before, for comparison)."""
+    candidates: "cosine" (labeling.candidates.layout_candidates, as labeling.near_duplicates.code_candidates
+    runs it: the cosine of the int8 layout descriptors, and the parts of the picture) or "hamming" (the
+    codes' distance and no parts, the ranking before, for comparison)."""
     cfg, ip = DedupConfig(), ImagePassConfig()
     layouts = np.stack([layout_descriptor(im) for im in images])
     codes = encode(layouts, fit_projection(layouts, ip.code_bits, ip.code_method, seed))
     thumbs = [thumbnail(im, ip.thumbnail_size) for im in images]
     started = time.perf_counter()
-    i, j, distance = candidate_pairs(codes, cfg.max_hamming, cfg.exact_hamming)
-    similarity = (-distance.astype(np.float32) if rank == "hamming"
-                  else layout_cosine(compact_layouts(layouts), i, j))
-    keep = shortlist(i, j, similarity, cfg.shortlist)
-    i, j = i[keep], j[keep]
+    if rank == "hamming":
+        i, j, distance = candidate_pairs(codes, cfg.max_hamming, cfg.exact_hamming)
+        keep = shortlist(i, j, -distance.astype(np.float32), cfg.shortlist)
+        i, j = i[keep], j[keep]
+    else:
+        i, j, _ = layout_candidates(codes, compact_layouts(layouts), cfg.max_hamming, cfg.exact_hamming,
+                                    cfg.shortlist, cfg.region_hamming, cfg.region_shortlist, seed)
     emb_a = emb_b = None
     if embeddings is not None:
         emb_a, emb_b = embeddings[i], embeddings[j]
@@ -135,8 +138,9 @@ def _print_row(name: str, row: dict) -> None:
 
 def scale_rows(layouts: np.ndarray, sizes: list[int], seed: int) -> None:
     """Candidate pairs per image for n codes of descriptors drawn from a Gaussian fitted to `layouts`, the
-    shortlist ranked by the cosine of their int8 forms as labeling.near_duplicates.code_candidates does;
-    seconds of the candidate search and of the cosine + shortlist, apart."""
+    shortlist ranked by the cosine of their int8 forms; seconds of the candidate search and of the cosine +
+    shortlist, apart; then all of labeling.candidates.layout_candidates (the parts of the picture too) as
+    labeling.near_duplicates.code_candidates runs it, pairs per image and seconds."""
     cfg, ip = DedupConfig(), ImagePassConfig()
     rng = np.random.default_rng(seed)
     projection = fit_projection(layouts, ip.code_bits, ip.code_method, seed)
@@ -155,9 +159,13 @@ def scale_rows(layouts: np.ndarray, sizes: list[int], seed: int) -> None:
         searched = time.perf_counter()
         keep = shortlist(i, j, layout_cosine(compact, i, j), cfg.shortlist)
         done = time.perf_counter()
-        print(f"  {n:>9,} codes: {len(i) / n:8.2f} within {cfg.max_hamming} bits per image, "
+        del i, j
+        a, _, _ = layout_candidates(codes, compact, cfg.max_hamming, cfg.exact_hamming, cfg.shortlist,
+                                    cfg.region_hamming, cfg.region_shortlist, seed)
+        print(f"  {n:>9,} codes: {len(keep) / n:8.2f} within {cfg.max_hamming} bits per image, "
               f"{keep.sum() / n:5.2f} shortlisted per image; search {searched - started:.1f} s, "
-              f"cosine + shortlist {done - searched:.1f} s")
+              f"cosine + shortlist {done - searched:.1f} s; with the parts (layout_candidates) "
+              f"{len(a) / n:5.2f} per image in {time.perf_counter() - done:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,7 +118,9 @@ def test_add_code(spark, rows):
 # ---- labeling.near_duplicates --------------------------------------------------------------------------
 
 CODES = [(1, bytes(8), [1.0, 0.0]), (2, bytes([1]) + bytes(7), [0.9, 0.1]), (3, bytes([255]) * 8, [0.0, 1.0])]
-"""Layout codes (and the descriptors the shortlist ranks by): 1 and 2 one bit apart, 3 far from both."""
+"""Layout codes (and the descriptors the shortlist ranks by): 1 and 2 one bit apart, 3 far from both. The
+descriptors are too short to have parts: the region candidates are off (region_shortlist=0)."""
+NO_REGIONS = DedupConfig(region_shortlist=0)
 
 
 @pytest.mark.parametrize("rows", [0, 1, 3], ids=["empty", "one-row", "three-rows"])
@@ -126,7 +128,7 @@ def test_code_candidates(spark, rows):
     from tagmill.labeling.near_duplicates import CANDIDATE_SCHEMA, code_candidates
 
     contents = _frame(spark, CODES[:rows], "item long, layout_code binary, layout array<float>")
-    out = code_candidates(contents, 8, DedupConfig())
+    out = code_candidates(contents, 8, NO_REGIONS)
     assert _columns(out) == spark_schema(CANDIDATE_SCHEMA)
     assert _rows(out) == ([{"item_a": 1, "item_b": 2, "hamming": 1}] if rows == 3 else [])
 
@@ -139,7 +141,7 @@ def test_code_candidates_of_columns_spark_knows_are_never_null(spark):
         "id + 1 as item", "case id when 0 then x'0000000000000000' when 1 then x'0100000000000000' "
                           "else x'ffffffffffffffff' end as layout_code",
         "case id when 0 then array(1f, 0f) when 1 then array(0.9f, 0.1f) else array(0f, 1f) end as layout")
-    assert _rows(code_candidates(contents, 8, DedupConfig())) == [{"item_a": 1, "item_b": 2, "hamming": 1}]
+    assert _rows(code_candidates(contents, 8, NO_REGIONS)) == [{"item_a": 1, "item_b": 2, "hamming": 1}]
 
 
 @ONE_OR_NONE

@@ -8,10 +8,11 @@ import pytest
 from tagmill.config import DedupConfig
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import encode, fit_projection, hamming
-from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.candidates import candidate_pairs, layout_candidates
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.images import open_image
-from tagmill.labeling.layout import compact_layouts, layout_cosine, layout_descriptor, shortlist
+from tagmill.labeling.layout import (GRID, REGIONS, compact_layouts, layout_cosine, layout_descriptor,
+                                     region_layouts, shortlist)
 from tagmill.labeling.near_duplicates import components
 from tagmill.labeling.verification import thumbnail, verify_pairs
 
@@ -23,6 +24,42 @@ def _brute_force(codes: np.ndarray, radius: int) -> set[tuple[int, int]]:
         d = hamming(np.repeat(codes[a:a + 1], n - a - 1, axis=0), codes[a + 1:])
         out |= {(a, a + 1 + int(k)) for k in np.flatnonzero(d <= radius)}
     return out
+
+
+def test_region_layouts_are_the_parts_cells_centred_per_channel():
+    grids = np.zeros((1, 3, GRID, GRID), np.float32)
+    grids[0, 0, :6] = 50.0                  # luma: light top half
+    grids[0, 1, :, :6] = -30.0              # blue-difference: left half
+    compact = compact_layouts(grids.reshape(1, -1))
+    # top (rows 0-6): luma 127 on rows 0-5 and 0 on row 6, mean 108.9: +18.1 and -108.9, rescaled to +21
+    # and -127; blue-difference -76 and 0 by column, mean -38: -/+38 -> -/+44
+    top = region_layouts(compact, REGIONS["top"]).reshape(3, 7, 12)
+    assert (top[0, :6] == 21).all() and (top[0, 6] == -127).all()
+    assert (top[1, :, :6] == -44).all() and (top[1, :, 6:] == 44).all() and (top[2] == 0).all()
+    # left (columns 0-6): luma -/+63.5, blue -10.9 on columns 0-5 and +65.1 on column 6 (the peak)
+    left = region_layouts(compact, REGIONS["left"]).reshape(3, 12, 7)
+    assert (left[0, :6] == 124).all() and (left[0, 6:] == -124).all()
+    assert (left[1, :, :6] == -21).all() and (left[1, :, 6] == 127).all() and (left[2] == 0).all()
+    with pytest.raises(ValueError, match="432"):
+        region_layouts(compact[:, :10], REGIONS["top"])
+
+
+def test_a_part_of_the_picture_finds_a_captioned_copy_among_look_alikes():
+    """30 look-alikes (one layout plus a little noise) and a copy of the first whose lower part is covered
+    by a caption: the whole layout ranks the copy behind the look-alikes, its top half finds it."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(3, GRID, GRID))
+    looks = base + 0.15 * rng.normal(size=(30, 3, GRID, GRID))
+    copy = looks[0].copy()
+    copy[:, 7:] = 3.0 * rng.normal(size=(3, GRID - 7, GRID))  # below the top part (rows 0-6)
+    layouts = np.concatenate([looks, copy[None]]).reshape(31, -1).astype(np.float32)
+    compact = compact_layouts(layouts)
+    codes = encode(layouts, fit_projection(layouts, 64, "itq", 0))
+    whole = layout_candidates(codes, compact, 64, 5, 2, 8, 0)
+    assert (0, 30) not in set(zip(whole[0].tolist(), whole[1].tolist()))
+    i, j, distance = layout_candidates(codes, compact, 64, 5, 2, 64, 1)
+    assert (0, 30) in set(zip(i.tolist(), j.tolist()))
+    assert (i < j).all() and (distance == hamming(codes[i], codes[j])).all()
 
 
 @pytest.mark.parametrize("n, radius", [(300, 3), (1500, 5)])

@@ -15,9 +15,9 @@ from tagmill.demo.randomness import stream
 from tagmill.demo.realphotos import (REAL_KINDS, article_picture, encode_jpeg, fashion_mnist, photo_regions, photos,
                                      real_duplicate_set, realdata_folder, reupload)
 from tagmill.demo.vocabulary import build_leaves
-from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.candidates import layout_candidates
 from tagmill.labeling.codes import encode, fit_projection
-from tagmill.labeling.layout import compact_layouts, layout_cosine, layout_descriptor, shortlist
+from tagmill.labeling.layout import REGIONS, compact_layouts, layout_descriptor
 from tagmill.labeling.verification import thumbnail, verify_pairs
 
 REALDATA = (Path(__file__).parents[1] / ".." / "shared" / "realdata").resolve()
@@ -88,18 +88,27 @@ def test_candidates_reach_most_true_pairs_on_a_small_set(realdata):
     dupset = real_duplicate_set(realdata, seed=2, products=120)
     pictures = [_open(d) for d in dupset.images]
     layouts = np.stack([layout_descriptor(p) for p in pictures])
-    codes = encode(layouts, fit_projection(layouts, 64, "itq", 2))
-    i, j, _ = candidate_pairs(codes, CFG.max_hamming, CFG.exact_hamming)
-    keep = shortlist(i, j, layout_cosine(compact_layouts(layouts), i, j), CFG.shortlist)  # as code_candidates
-    found = set(zip(i[keep].tolist(), j[keep].tolist()))
+    codes, compact = encode(layouts, fit_projection(layouts, 64, "itq", 2)), compact_layouts(layouts)
     members: dict[int, list[int]] = {}
     for k, g in enumerate(dupset.group):
         members.setdefault(g, []).append(k)
     true = [(a, b) for ids in members.values() for n, a in enumerate(ids) for b in ids[n + 1:]]
     assert len(true) > 50
-    reached = sum(pair in found for pair in true) / len(true)
-    assert reached >= 0.8, f"candidate recall {reached:.3f}"
-    assert keep.sum() <= CFG.shortlist * len(pictures)  # the shortlist bounds the verifier's work
+
+    def reached(region_shortlist: int) -> tuple[float, int]:
+        i, j, distance = layout_candidates(codes, compact, CFG.max_hamming, CFG.exact_hamming, CFG.shortlist,
+                                           CFG.region_hamming, region_shortlist, seed=2)  # as code_candidates
+        assert (i < j).all() and (distance == np.bitwise_count(codes[i] ^ codes[j]).sum(axis=1)).all()
+        found = set(zip(i.tolist(), j.tolist()))
+        return sum(pair in found for pair in true) / len(true), len(found)
+
+    whole, whole_pairs = reached(0)
+    parts, parts_pairs = reached(CFG.region_shortlist)
+    assert whole >= 0.8, f"candidate recall of the whole layout {whole:.3f}"
+    assert parts > whole, f"the parts of the picture add no true pair ({whole:.3f})"
+    # each shortlist bounds the verifier's work: per image, its own few plus a few per part
+    assert whole_pairs <= CFG.shortlist * len(pictures)
+    assert parts_pairs <= (CFG.shortlist + len(REGIONS) * CFG.region_shortlist) * len(pictures)
 
 
 def test_real_set_is_seeded_and_balanced(realdata):

@@ -246,9 +246,11 @@ def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
     """The Open Images boxable names that Tencent ML-Images lists under exactly one WordNet id and that WordNet
     gives two or more noun senses: map_tags' synset against Tencent's. 119 names; 0.857 agreed before the
     product prior (PRODUCT_PRIOR), 0.891 with it, 0.933 (111) with the animal over its meat and no prior for
-    slang (synsets._is_product). Tencent keeps some choices no marketplace prior explains (kite: the hawk;
-    mule: the slipper; winter melon: the vine but cucumber: the vegetable; chicken: the bird but egg: the
-    food), so 0.95 is not reached."""
+    slang, 0.9496 (113: egg the food, fruit the plant part) with no prior for an animal's parts or for a sense
+    defined as an amount (synsets._Mapper._is_product). Tencent keeps some choices no marketplace prior explains
+    (kite: the hawk; mule: the slipper; winter melon: the vine but cucumber: the vegetable; gondola: the boat
+    but both senses are vehicles never seen in the sense-tagged corpus), so 113/119 = 0.9496 stays just under
+    0.95."""
     import csv
 
     owners: dict[str, set[str]] = {}
@@ -263,6 +265,6 @@ def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
     senses = map_tags([n for n, _ in pairs], wn)
     agree = sum(senses[n].synset is not None and f"n{wn.synset(senses[n].synset).offset():08d}" == wnid
                 for n, wnid in pairs)
-    print(f"agreement with Tencent ML-Images: {agree}/{len(pairs)} = {agree / len(pairs):.3f}")
+    print(f"agreement with Tencent ML-Images: {agree}/{len(pairs)} = {agree / len(pairs):.4f}")
     assert len(pairs) == 119
-    assert agree >= 111
+    assert agree >= 113

@@ -86,7 +86,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
              cfg.dedup.max_hamming)
-    candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup)
+    candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup, cfg.run.seed)
     evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size, embeddings=teacher is not None)
     for side in ("a", "b"):  # the content hashes, so an analyst can look the pair up
         evidence = evidence.join(contents.select(F.col("item").alias(f"item_{side}"),

@@ -31,6 +31,12 @@ GRID = 12
 CHROMA_GRID = 12
 """... and of each chroma grid: GRID ** 2 + 2 * CHROMA_GRID ** 2 = 432 values."""
 _WORK = 64
+REGIONS = {"top": (0, 7, 0, 12), "bottom": (5, 12, 0, 12), "left": (0, 12, 0, 7), "right": (0, 12, 5, 12),
+           "centre": (2, 10, 2, 10)}
+"""Parts of the layout grid (first row, end row, first column, end column) that get codes of their own in the
+candidate step (labeling.candidates.layout_candidates): a caption, a crop or a turn that moves the whole
+descriptor leaves some part close. Halves overlap by two rows or columns so a caption at mid-height does
+not spoil both."""
 _PAD_STD = 1.2
 """A border row or column whose luminance varies less than this (0-255) may be padding ..."""
 _PAD_TINT = 8.0
@@ -109,6 +115,24 @@ def compact_layouts(layouts: np.ndarray) -> np.ndarray:
     layouts = np.asarray(layouts, np.float32)
     peak = np.abs(layouts).max(axis=1, keepdims=True) if layouts.size else np.ones((len(layouts), 1), np.float32)
     return np.round(layouts * (127.0 / np.maximum(peak, 1e-12))).astype(np.int8)
+
+
+def region_layouts(compact: np.ndarray, region: tuple[int, int, int, int], chunk: int = 1 << 18) -> np.ndarray:
+    """(n, 3 * rows * columns) int8: the cells of `region` (one of REGIONS) of each channel of the int8
+    layouts `compact` (compact_layouts), each channel minus its mean over the region, rescaled like
+    compact_layouts: a descriptor of that part of the picture alone. Built `chunk` rows at a time, so no
+    float copy of all layouts is made."""
+    if GRID != CHROMA_GRID or compact.ndim != 2 or compact.shape[1] != 3 * GRID * GRID:
+        raise ValueError(f"expected (n, {3 * GRID * GRID}) layouts of luma and chroma grids of one size, got "
+                         f"shape {compact.shape}")
+    top, bottom, left, right = region
+    out = np.empty((len(compact), 3 * (bottom - top) * (right - left)), np.int8)
+    for start in range(0, len(compact), chunk):
+        cells = compact[start:start + chunk].reshape(-1, 3, GRID, GRID)[:, :, top:bottom, left:right]
+        cells = cells.astype(np.float32)
+        cells -= cells.mean(axis=(2, 3), keepdims=True)
+        out[start:start + chunk] = compact_layouts(cells.reshape(len(cells), -1))
+    return out
 
 
 def shortlist(i: np.ndarray, j: np.ndarray, similarity: np.ndarray, per_item: int) -> np.ndarray:

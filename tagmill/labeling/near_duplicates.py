@@ -22,10 +22,10 @@ from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
 from tagmill.config import DedupConfig
-from tagmill.labeling.candidates import candidate_pairs
+from tagmill.labeling.candidates import layout_candidates
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.image_pass import embedding_matrix, fixed_binary, spark_schema
-from tagmill.labeling.layout import compact_layouts, layout_cosine, shortlist
+from tagmill.labeling.layout import compact_layouts
 from tagmill.labeling.verification import verify_pairs
 
 CANDIDATE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32())])
@@ -35,11 +35,12 @@ EVIDENCE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("h
 CLUSTER_SCHEMA = pa.schema([("item", pa.int64()), ("cluster_item", pa.int64()), ("component_item", pa.int64())])
 
 
-def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> DataFrame:
+def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig, seed: int = 0) -> DataFrame:
     """contents: item, layout_code, layout -> item_a < item_b, hamming: pairs of layout codes within
     cfg.max_hamming bits (all of them up to cfg.exact_hamming), of which each image keeps its cfg.shortlist
     nearest by the cosine of the layout descriptors (labeling.layout.shortlist), so verification stays
-    bounded.
+    bounded; and the same for each part of the picture (cfg.region_shortlist, cfg.region_hamming; the parts'
+    codes fitted here, seeded). See labeling.candidates.layout_candidates.
 
     Why the cosine and not the Hamming distance: look-alikes (a shop's articles of one kind, shot alike) tie
     with the true copies at 0-2 bits and crowd them out of a shortlist ranked by bits; the descriptor still
@@ -66,11 +67,11 @@ def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig) -> D
         if sum(len(x) for x in items) < 2:
             return
         ids, compact = np.concatenate(items), np.concatenate(layouts)
-        i, j, distance = candidate_pairs(np.concatenate(codes), cfg.max_hamming, cfg.exact_hamming)
-        keep = shortlist(i, j, layout_cosine(compact, i, j), cfg.shortlist)
-        a, b = ids[i[keep]], ids[j[keep]]
+        i, j, distance = layout_candidates(np.concatenate(codes), compact, cfg.max_hamming, cfg.exact_hamming,
+                                           cfg.shortlist, cfg.region_hamming, cfg.region_shortlist, seed)
+        a, b = ids[i], ids[j]
         yield pa.RecordBatch.from_arrays([pa.array(np.minimum(a, b)), pa.array(np.maximum(a, b)),
-                                          pa.array(distance[keep].astype(np.int32))], schema=CANDIDATE_SCHEMA)
+                                          pa.array(distance.astype(np.int32))], schema=CANDIDATE_SCHEMA)
 
     return selected.repartition(1).mapInArrow(run, spark_schema(CANDIDATE_SCHEMA))
 
