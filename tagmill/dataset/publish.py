@@ -113,11 +113,12 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
     dataset card (README.md) and one wids index per split with shards, then the manifest, last. Returns the
     manifest.
 
-    `shards` are the "shard" result rows (with classes, labels and quarantined: their stats); `classes` the class index rows (class_id, name, path, taxonomy_id,
-    support_<split>), written as {"id": class_id, "name", "path", "taxonomy_id", "support"}; `meta` adds
-    dataset, tagmill_version, config_sha256 and image to the manifest; `word_vectors`: file name -> bytes of
-    the build's word vectors (tagmill.word_vector_files), written to WORD_VECTORS/ and named in the manifest
-    with their sha256, for the trainer's side information; `cls_entries`: the shards were written with
+    `shards` are the "shard" result rows (their classes, labels and quarantined go to the stats files);
+    `classes` the class index rows (class_id, name, path, taxonomy_id, support_<split>), written as
+    {"id": class_id, "name", "path", "taxonomy_id", "support"}; `meta` adds dataset, tagmill_version,
+    config_sha256 and image to the manifest; `word_vectors`: file name -> bytes of the build's word vectors
+    (tagmill.word_vector_files), written to WORD_VECTORS/ and named in the manifest with their sha256, for
+    the trainer's side information; `cls_entries`: the shards were written with
     `<key>.cls` members (the card then declares the `cls` feature)."""
     fs, path = filesystem(dataset)
     _delete_dir(fs, f"{path}/shards")
@@ -150,7 +151,8 @@ def finish_publish(dataset: str, shards: list[dict], classes: list[dict], meta: 
         word_vectors=WordVectorsEntry(path=WORD_VECTORS, sha256=vectors) if vectors else None,
         splits={s: SplitTotals(**totals) for s, totals in splits.items()},
         shards=[ShardEntry(path=s["shard"], stats=shard_stats_path(s["shard"]),
-                           **{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")}) for s in ordered],
+                           **{k: s[k] for k in ("split", "samples", "repeats", "bytes", "sha256")})
+                for s in ordered],
         card=CARD, wids_index={s: WIDS_INDEX.format(split=s) for s in with_shards}, cls_entries=cls_entries)
     for split in SPLITS:  # an index left by an earlier run of a split that has no shards now goes
         _delete_file(fs, f"{path}/{WIDS_INDEX.format(split=split)}")

@@ -133,7 +133,8 @@ def write_shards(samples: Iterable[dict], prefix: str, open_output: Callable[[st
     "image_key", "image_path", "reason", "detail"}. A shard's `classes` counts its distinct class ids, `labels`
     its labels per source, `quarantined` the unusable images per reason met since the previous shard closed (so
     a shard's samples plus its quarantined are the samples it was handed, img2dataset's per-shard count), and
-    `milliseconds` the time from its first sample to its close.
+    `milliseconds` the time from its first sample to its close. Samples none of which is usable make no shard,
+    only their quarantine rows.
     """
     seq, tar, sink, stream, count, repeats, size_so_far, name = 0, None, None, None, 0, 0, 0, ""
     classes, sources, quarantined, started = set(), Counter(), Counter(), 0.0
