@@ -6,8 +6,9 @@
 The set (tagmill/demo/realphotos.py) holds Fashion-MNIST articles and regions of Tencent ML-Images photos,
 some re-uploaded (JPEG quality 20-60, resize, crop, brightness/contrast, rotation, white padding, a text
 caption); products of one class or one photo are look-alikes. tagmill's dedup runs as the image pass chains
-it, without Spark: layout descriptor -> ITQ code -> Hamming candidates -> shortlist -> thumbnails ->
-verify_pairs -> non-chaining clusters, with the DedupConfig / ImagePassConfig defaults.
+it, without Spark: layout descriptor -> ITQ code -> Hamming candidates -> shortlist, and the same for each
+part of the picture (labeling.candidates.layout_candidates) -> thumbnails -> verify_pairs -> non-chaining
+clusters, with the DedupConfig / ImagePassConfig defaults.
 
 It prints, per set (the real-photo set, then the demo's planted set tagmill/demo/dupset.py):
   * candidates: candidate pairs per image, and candidate recall (true pairs that reach verification);
