@@ -4,8 +4,7 @@
 A dataset folder holds `manifest.json` (written last: a folder without it is not a dataset), the class index
 `classes.json`, `shards/<split>-<bucket>-<seq>.tar`, the dataset card `README.md` (Hugging Face YAML header),
 one `wids` shard index per split with shards (`<split>.wids.json`), one stats file per shard
-(`stats/<split>-<bucket>-<seq>.json`) and, when the build made them,
-`word_vectors/`.
+(`stats/<split>-<bucket>-<seq>.json`) and, when the build made them, `word_vectors/`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from tagmill.labeling.layout import (CHROMA_GRID, GRID, compact_layouts, layout_cosine, layout_descriptor, shortlist,
+from tagmill.labeling.layout import (GRID, compact_layouts, layout_cosine, layout_descriptor, shortlist,
                                     trim_box)
 
 
@@ -69,7 +69,7 @@ def test_trim_box_removes_grey_borders_only():
 def test_descriptor_survives_reencoding_brightness_and_padding_but_not_another_layout():
     original = _picture(30, 40)
     d = layout_descriptor(original)
-    assert d.shape == (GRID * GRID + 2 * CHROMA_GRID * CHROMA_GRID,) and abs(np.linalg.norm(d) - 1) < 1e-5
+    assert d.shape == (3 * GRID * GRID,) and abs(np.linalg.norm(d) - 1) < 1e-5
     brighter = Image.fromarray(np.clip(np.asarray(original, np.float32) * 1.15, 0, 255).astype(np.uint8))
     padded = ImageOps.expand(original, border=(0, 8, 0, 0), fill=(255, 255, 255))
     for copy in (_jpeg(original, 35), original.resize((60, 60)), brighter, padded):
@@ -125,7 +125,7 @@ def test_compact_layouts_keep_the_cosine():
 
 def test_layout_cosine_is_each_pairs_dot_product_in_any_chunking():
     rng = np.random.default_rng(0)
-    layouts = rng.normal(size=(40, GRID * GRID + 2 * CHROMA_GRID ** 2)).astype(np.float32)
+    layouts = rng.normal(size=(40, 3 * GRID * GRID)).astype(np.float32)
     layouts /= np.linalg.norm(layouts, axis=1, keepdims=True)
     i, j = rng.integers(0, 40, 300), rng.integers(0, 40, 300)
     expected = np.array([float(layouts[a] @ layouts[b]) for a, b in zip(i, j)])

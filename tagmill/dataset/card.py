@@ -52,10 +52,15 @@ def card_features(class_names: list[str], cls_entries: bool, title_ids: bool) ->
     return features
 
 
+def splits_with_shards(manifest: DatasetManifest) -> list[str]:
+    """The manifest's splits that have shards, in SPLITS order: those the card and the wids indexes name."""
+    return [s for s in SPLITS if manifest.splits.get(s) and manifest.splits[s].shards]
+
+
 def card_header(manifest: DatasetManifest, class_names: list[str]) -> dict:
     """The card's YAML header as data: configs (data_files per split with shards), dataset_info (features,
     splits with their sample counts and tar bytes) and tags."""
-    splits = [s for s in SPLITS if manifest.splits.get(s) and manifest.splits[s].shards]
+    splits = splits_with_shards(manifest)
     return {
         "pretty_name": f"tagmill dataset {manifest.dataset}",
         "task_categories": ["image-classification"],
@@ -76,7 +81,7 @@ def dataset_card(manifest: DatasetManifest, classes: list[dict]) -> str:
     to read them. `classes`: the class index entries as classes.json holds them ({"id", "name", "path",
     "support"}), in id order."""
     names = [c["name"] for c in classes]
-    splits = [s for s in SPLITS if manifest.splits.get(s) and manifest.splits[s].shards]
+    splits = splits_with_shards(manifest)
     lines = ["---", *_yaml(card_header(manifest, names), 0), "---", "",
              f"# tagmill dataset {manifest.dataset}", "",
              f"Weakly labeled marketplace images built by tagmill {manifest.tagmill_version}: "

@@ -240,9 +240,10 @@ def _validate(gx, context, suite: TableSuite, run_id) -> tuple[list[dict], list[
                 if "unexpected_count" in detail:  # else keep pass one's counts
                     r.result = _renderable(detail)
             _store_again(context, suite.name, run_id, result)
-    outcomes = [{**{k: v for k, v in _failure(suite.name, r).items() if k != "sample_rows"},
-                 "success": bool(r.success)} for r in result.results]
-    return [_failure(suite.name, r) for r in failed], [_json_safe(o) for o in outcomes]
+    described = [(r.success, _failure(suite.name, r)) for r in result.results]
+    outcomes = [_json_safe({**{k: v for k, v in d.items() if k != "sample_rows"}, "success": bool(ok)})
+                for ok, d in described]
+    return [d for ok, d in described if not ok], outcomes
 
 
 def _json_safe(value: Any) -> Any:

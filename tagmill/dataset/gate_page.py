@@ -86,12 +86,10 @@ def render_gate_page(result: GateResult, entry: dict, history: Sequence[dict], d
             rows.setdefault(key, {})[column] = r.get("success")
     matrix = [{"suite": k[0], "type": k[1], "column": k[2], "description": k[3],
                "cells": [cells.get(i) for i in range(len(shown))]} for k, cells in sorted(rows.items())]
-    samples = {(f["suite"], f["expectation"]["type"], json.dumps(f["expectation"]["kwargs"], sort_keys=True,
-                                                                 default=str)): f for f in result.failures}
+    samples = {_expectation_key(f): f for f in result.failures}
     checked = []
     for r in result.results:
-        failure = samples.get((r["suite"], r["expectation"]["type"],
-                               json.dumps(r["expectation"]["kwargs"], sort_keys=True, default=str)))
+        failure = samples.get(_expectation_key(r))
         checked.append({"suite": r["suite"], "type": r["expectation"]["type"], "column": _columns(r),
                         "description": r["expectation"]["description"] or "", "success": r["success"],
                         "unexpected_count": r["unexpected_count"], "observed": _observed(r["observed"]),
@@ -99,6 +97,12 @@ def render_gate_page(result: GateResult, entry: dict, history: Sequence[dict], d
     return _environment().get_template(TEMPLATE).render(
         entry=entry, result=result, checked=checked, runs=runs, shown=shown, matrix=matrix, docs_link=docs_link,
         history_file=history_file, version=__version__, sample_rows=SAMPLE_ROWS)
+
+
+def _expectation_key(result: dict) -> tuple[str, str, str]:
+    """Suite, type and kwargs of an expectation: what pairs a result with its failure (and sampled rows)."""
+    expectation = result["expectation"]
+    return result["suite"], expectation["type"], json.dumps(expectation["kwargs"], sort_keys=True, default=str)
 
 
 def _columns(result: dict) -> str:

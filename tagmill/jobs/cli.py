@@ -57,7 +57,7 @@ STAGE_IO = {
          "ROOT/side-info/word_vectors/run_date=D/ (side_info.enabled)", "the image files of the samples"],
         ["written", "images_quarantine"],
         ["ROOT/datasets/D/: manifest.json (last), classes.json, README.md (dataset card), <split>.wids.json, "
-         "shards/<split>-<bucket>-<seq>.tar, word_vectors/",
+         "shards/<split>-<bucket>-<seq>.tar, stats/<split>-<bucket>-<seq>.json (per shard), word_vectors/",
          "ROOT/shards/_runs/run_date=D/gate.json and gate.html (the gate's outcome, offline page)",
          "ROOT/gate/run_date=D/ (great-expectations project and Data Docs), ROOT/gate/history.jsonl (every gate "
          "run, appended)"]),

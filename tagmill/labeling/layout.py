@@ -16,7 +16,7 @@ almost no luma contrast); with chroma and neutral-only trimming 825. On the real
 (benchmarks/near_duplicates_real.py, seed 5, shortlist 8), true pairs reaching verification: 0.82 with the
 strict trimming of before (white padding on a black background stopped at the JPEG ringing between them:
 padded copies 0.67), 0.89 with the ringing-tolerant trimming of `trim_box` (padded 0.87). A 6 x 6 chroma grid
-(CHROMA_GRID = 6, half the descriptor) gave 0.88 there but lost a padded pair of the small planted set of
+(half the descriptor) gave 0.88 there but lost a padded pair of the small planted set of
 tests/test_near_duplicates.py (seed 11: recall 0.94 < 0.95); grids of 8-16 and blurs of 1-3 px all gave
 0.88-0.89: the descriptor, not its resolution, is the limit (crops and turns 0.81-0.87).
 """
@@ -27,9 +27,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 GRID = 12
-"""Side of the luma grid ..."""
-CHROMA_GRID = 12
-"""... and of each chroma grid: GRID ** 2 + 2 * CHROMA_GRID ** 2 = 432 values."""
+"""Side of each channel's grid (luma and both chroma): 3 * GRID ** 2 = 432 values."""
 _WORK = 64
 REGIONS = {"top": (0, 7, 0, 12), "bottom": (5, 12, 0, 12), "left": (0, 12, 0, 7), "right": (0, 12, 5, 12),
            "centre": (2, 10, 2, 10)}
@@ -94,17 +92,13 @@ def trim_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def layout_descriptor(image: Image.Image) -> np.ndarray:
-    """float32 (GRID ** 2 + 2 * CHROMA_GRID ** 2,) unit vector: the trimmed, blurred Y grid and the Cb and Cr
-    grids, each minus its mean; a chroma cell weighs (GRID / CHROMA_GRID) times a luma cell, so each
-    channel's variation counts as with grids of one size."""
+    """float32 (3 * GRID ** 2,) unit vector: the trimmed, blurred Y, Cb and Cr grids, each minus its mean."""
     work = image.convert("RGB").resize((_WORK, _WORK), Image.Resampling.BOX)
     top, bottom, left, right = trim_box(np.asarray(work, np.float32))
     # blurred in RGB: PIL cannot blur YCbCr
     blurred = work.crop((left, top, right, bottom)).filter(ImageFilter.GaussianBlur(2)).convert("YCbCr")
-    luma = np.asarray(blurred.resize((GRID, GRID), Image.Resampling.BOX), np.float32)[..., 0]
-    chroma = np.asarray(blurred.resize((CHROMA_GRID, CHROMA_GRID), Image.Resampling.BOX), np.float32)[..., 1:]
-    chroma = (chroma - chroma.mean(axis=(0, 1))).transpose(2, 0, 1) * (GRID / CHROMA_GRID)
-    out = np.concatenate([(luma - luma.mean()).ravel(), chroma.ravel()])
+    grid = np.asarray(blurred.resize((GRID, GRID), Image.Resampling.BOX), np.float32)
+    out = (grid - grid.mean(axis=(0, 1))).transpose(2, 0, 1).ravel()
     return (out / (np.linalg.norm(out) + 1e-6)).astype(np.float32)
 
 
@@ -122,9 +116,8 @@ def region_layouts(compact: np.ndarray, region: tuple[int, int, int, int], chunk
     layouts `compact` (compact_layouts), each channel minus its mean over the region, rescaled like
     compact_layouts: a descriptor of that part of the picture alone. Built `chunk` rows at a time, so no
     float copy of all layouts is made."""
-    if GRID != CHROMA_GRID or compact.ndim != 2 or compact.shape[1] != 3 * GRID * GRID:
-        raise ValueError(f"expected (n, {3 * GRID * GRID}) layouts of luma and chroma grids of one size, got "
-                         f"shape {compact.shape}")
+    if compact.ndim != 2 or compact.shape[1] != 3 * GRID * GRID:
+        raise ValueError(f"expected (n, {3 * GRID * GRID}) layouts, got shape {compact.shape}")
     top, bottom, left, right = region
     out = np.empty((len(compact), 3 * (bottom - top) * (right - left)), np.int8)
     for start in range(0, len(compact), chunk):

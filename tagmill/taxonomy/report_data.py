@@ -87,15 +87,13 @@ def load_tables(outputs_root: str, run_date: str) -> tuple[dict[str, pd.DataFram
     with open(summary_file, encoding="utf-8") as f:
         summary = json.load(f)
     tables = {name: _read_table(stages.table_path(root, STAGE, name, day), name, run_date) for name in TABLES}
-    clusters = stages.table_path(root, SIDE_INFO_STAGE, "query_clusters", day)
-    if os.path.isdir(clusters):  # the side-info stage ran: its query clusters are shown with the taxonomy
-        tables["query_clusters"] = pads.dataset(clusters, format="parquet").to_table().to_pandas()
-    thresholds = stages.table_path(root, stages.IMAGE_PASS, "teacher_thresholds", day)
-    if os.path.isdir(thresholds):  # the image pass calibrated its teacher: each class's threshold is shown
-        tables["teacher_thresholds"] = pads.dataset(thresholds, format="parquet").to_table().to_pandas()
-    issues = stages.table_path(root, stages.IMAGE_PASS, "label_issues", day)
-    if os.path.isdir(issues):  # search-log labels the teacher's out-of-fold scores flag as likely wrong
-        tables["label_issues"] = pads.dataset(issues, format="parquet").to_table().to_pandas()
+    # shown when their stage wrote them: the side-info stage's query clusters; the image pass's per-class
+    # teacher thresholds and the search-log labels its out-of-fold scores flag as likely wrong
+    for stage, name in ((SIDE_INFO_STAGE, "query_clusters"), (stages.IMAGE_PASS, "teacher_thresholds"),
+                        (stages.IMAGE_PASS, "label_issues")):
+        path = stages.table_path(root, stage, name, day)
+        if os.path.isdir(path):
+            tables[name] = pads.dataset(path, format="parquet").to_table().to_pandas()
     return tables, summary
 
 
