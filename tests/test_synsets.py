@@ -247,10 +247,10 @@ def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
     gives two or more noun senses: map_tags' synset against Tencent's. 119 names; 0.857 agreed before the
     product prior (PRODUCT_PRIOR), 0.891 with it, 0.933 (111) with the animal over its meat and no prior for
     slang, 0.9496 (113: egg the food, fruit the plant part) with no prior for an animal's parts or for a sense
-    defined as an amount (synsets._Mapper._is_product). Tencent keeps some choices no marketplace prior explains
-    (kite: the hawk; mule: the slipper; winter melon: the vine but cucumber: the vegetable; gondola: the boat
-    but both senses are vehicles never seen in the sense-tagged corpus), so 113/119 = 0.9496 stays just under
-    0.95."""
+    defined as an amount (synsets._Mapper._is_product), 0.958 (114: gondola the boat) when, among senses never
+    seen in the sense-tagged corpus, the synset the word names first comes first. Tencent keeps some choices no
+    marketplace prior explains (kite: the hawk; mule: the slipper; book: a book of stamps; winter melon: the
+    vine but cucumber: the vegetable)."""
     import csv
 
     owners: dict[str, set[str]] = {}
@@ -267,4 +267,4 @@ def test_senses_agree_with_tencent_ml_images_on_ambiguous_open_images_names(wn):
                 for n, wnid in pairs)
     print(f"agreement with Tencent ML-Images: {agree}/{len(pairs)} = {agree / len(pairs):.4f}")
     assert len(pairs) == 119
-    assert agree >= 113
+    assert agree >= 114

@@ -65,7 +65,7 @@ PRODUCT_PRIOR = 0.75
 sense: "racket" the sports implement, not the noise; "book" the bound sheets, not the written work; "cucumber"
 the vegetable, not the vine. Measured on the 119 Open Images names Tencent ML-Images keys to one WordNet id
 (tests/test_synsets.py): agreement 0.857 without it, 0.891 with it, 0.9496 (113/119) with `_is_product`'s
-exceptions."""
+exceptions, 0.958 (114/119) with the zero-count sense order of `_Mapper._candidates_of`."""
 PRODUCT_LEXNAMES = frozenset({"noun.artifact", "noun.object", "noun.food", "noun.animal"})
 _NOT_A_THING_GLOSSES = ("informal term for", "slang for", "(slang)", "(informal)", "an amount of", "a quantity of")
 ANIMAL = "animal.n.01"
@@ -255,7 +255,8 @@ class _Mapper:
 
         frequency = (count + SENSE_PRIOR/(rank+1)) / sum over the phrase's candidate senses of the same, where
         count is the sense-tagged corpus count of the matching lemma (WordNet's cntlist, `Lemma.count()`) and
-        rank is WordNet's sense order, a small prior that also breaks ties between senses never seen in the
+        rank is WordNet's sense order (senses never seen in the corpus that the word names first moved ahead of
+        those where it is a lesser synonym), a small prior that also breaks ties between senses never seen in the
         corpus. context = mean over the co-occurring tags of the Wu-Palmer similarity between the candidate and
         that tag's own sense (picked without context), in [0, 1]; its weight lets two clearly related neighbours
         outvote a dominant frequency ("mouse" next to "keyboard" and "laptop" is the device, next to "rat" the
@@ -355,8 +356,18 @@ class _Mapper:
             base = self.wn.morphy(lemma, NOUN)
             if base:
                 forms.add(base)
-            self._candidates[lemma] = [(s, _lemma_count(s, forms), rank) for rank, s in enumerate(synsets)]
+            counted = [(s, _lemma_count(s, forms)) for s in synsets]
+            # WordNet lists the senses never seen in its sense-tagged corpus in no meaningful order; among those,
+            # a synset the word names first comes before one where it is a lesser synonym ("gondola": the boat,
+            # named so, before gondola_car.n.01, the freight car)
+            order = sorted(range(len(counted)),
+                           key=lambda i: (counted[i][1] == 0 and not _names_first(counted[i][0], forms), i))
+            self._candidates[lemma] = [(*counted[i], rank) for rank, i in enumerate(order)]
         return self._candidates[lemma]
+
+
+def _names_first(synset, forms: set[str]) -> bool:
+    return synset.lemma_names()[0].lower() in forms
 
 
 def _lemma_count(synset, forms: set[str]) -> int:
