@@ -59,7 +59,7 @@ def run_market(name: str, out: Path, train: bool) -> dict:
         model_dir = out / "model"
         run_train(cfg, None, model_dir)
         model = model_scores(cfg, truth, model_dir)
-    print(format_scoreboard(f"{name} market, search-log labels only, built in {built:.0f} s", build, model))
+    print(format_scoreboard(f"{name} market, no teacher, built in {built:.0f} s", build, model))
     print(targets(build))
     return {"build": build, "model": model}
 

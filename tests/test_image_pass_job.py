@@ -145,6 +145,10 @@ def test_teacher_tags_are_a_second_source_with_provenance_and_reach_cold_start_i
     sources = _table(spark, cfg, assemble.STAGE, "samples").select(F.transform("labels", lambda x: x["source"])
                                                                       .alias("s"))
     assert sources.where(F.array_contains("s", "teacher") & ~F.array_contains("s", "search_log")).count() > 0
+    # a near-chance teacher at the global threshold adds look-alike classes to labeled images: they stay out
+    left = summaries[assemble.STAGE]["teacher_tags"]
+    assert left["in"] == left["kept"] + left["unchecked_additions_left_out"]
+    assert left["kept"] > 0 and left["unchecked_additions_left_out"] > 0
 
 
 def test_a_path_outside_the_image_root_is_refused(spark, tmp_path):

@@ -68,16 +68,34 @@ def search_log_labels(image_labels: DataFrame) -> DataFrame:
                                F.lit(None).cast("string").alias("teacher"))
 
 
-def teacher_labels(teacher_tags: DataFrame, images: DataFrame) -> DataFrame:
+def teacher_labels(teacher_tags: DataFrame, images: DataFrame, precision: DataFrame | None = None) -> DataFrame:
     """Teacher tags of the image pass (58.com pseudo-labels) as LABEL_COLUMNS rows, one per product listing
-    the image. teacher_tags: image_key, name, score, teacher_id, teacher_version; images: image_key, product_id.
-    A tag has no search-log tier or counts; `teacher` says which model at which version gave it."""
+    the image. teacher_tags: image_key, name, score, teacher_id, teacher_version; images: image_key, product_id;
+    precision: name, precision, the estimated precision of each class's tags at its calibrated threshold
+    (image-pass table teacher_thresholds), None when the tags were not calibrated.
+    A tag's confidence is its class's estimated precision, a probability of being right like the other
+    sources' confidences (a sigmoid score is not one); its score where the class has no estimate. A tag has no
+    search-log tier or counts; `teacher` says which model at which version gave it."""
+    confidence = F.col("score").cast("double")
+    if precision is not None:
+        teacher_tags = teacher_tags.join(F.broadcast(precision.select("name", "precision")), "name", "left")
+        confidence = F.coalesce(F.col("precision"), confidence)
     return (teacher_tags.join(images.select("image_key", "product_id").distinct(), "image_key")
             .select("image_key", "product_id", F.col("name").alias("label"),
-                    F.col("score").cast("double").alias("confidence"), F.lit(TEACHER).alias("source"),
+                    confidence.alias("confidence"), F.lit(TEACHER).alias("source"),
                     F.lit(None).cast("string").alias("tier"),
                     *[F.lit(0).cast("long").alias(c) for c in ("clicks", "contacts", "in_conversations", "sessions")],
                     F.concat_ws("@", "teacher_id", "teacher_version").alias("teacher")))
+
+
+def confirming_tags(teacher: DataFrame, checked: DataFrame) -> DataFrame:
+    """The teacher's LABEL_COLUMNS rows that add nothing unchecked: every tag of an image without `checked`
+    labels (cold start), and on an image with some only the tags one of them names (image_key and label
+    equal). checked: image_key, label (search-log and seller-category labels)."""
+    labeled = checked.select("image_key").distinct()
+    cold = teacher.join(labeled, "image_key", "left_anti")
+    confirming = teacher.join(checked.select("image_key", "label").distinct(), ["image_key", "label"], "left_semi")
+    return cold.unionByName(confirming)
 
 
 def seller_category_labels(category_labels: DataFrame, confidence: float) -> DataFrame:
@@ -160,8 +178,9 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
     class_id: class_id, name, confidence, source, tier, clicks, contacts, in_conversations, sessions,
     teacher), repeats, split.
 
-    A cluster's sample is its canonical image, carrying the labels of all its images (the strongest evidence
-    of each class), the title of the smallest product id among them and their largest repeat factor. The
+    A cluster's sample is its canonical image, carrying the labels of all its images: one per class, with the
+    provenance of the source whose evidence is strongest and one confidence from every source that gave the
+    class (`noisy_or` of each source's strongest confidence), the title of the smallest product id among them and their largest repeat factor. The
     split hashes the component of products joined through shared duplicates (split_groups over every usable
     image, labeled or not), so neither a product nor a verified duplicate pair is ever in two splits (MSURU
     3.2: dedup before the split)."""
@@ -169,11 +188,17 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
         F.col("class_id"), F.col("name"), F.col("confidence"), F.col("source"), F.col("tier"), F.col("clicks"),
         F.col("contacts"), F.col("in_conversations"), F.col("sessions"), F.col("teacher"))
     member = clusters.select("image_key", "cluster")
-    per_class = (labels.join(member, "image_key")
-                 .join(classes.select("class_id", F.col("name").alias("label"), "name"), "label")
-                 .groupBy("cluster", "class_id")
-                 # max over structs compares confidence first: the strongest evidence of a class wins
-                 .agg(F.max(F.struct("confidence", label.alias("label"))).getField("label").alias("label")))
+    # max over structs compares confidence first: each source's strongest evidence of a class, then the
+    # strongest source's provenance with the sources' confidences combined
+    per_source = (labels.join(member, "image_key")
+                  .join(classes.select("class_id", F.col("name").alias("label"), "name"), "label")
+                  .groupBy("cluster", "class_id", "source")
+                  .agg(F.max(F.struct("confidence", label.alias("label"))).alias("best")))
+    per_class = (per_source.groupBy("cluster", "class_id")
+                 .agg(F.max("best").getField("label").alias("label"),
+                      noisy_or(F.collect_list("best.confidence")).alias("combined"))
+                 .select("cluster", "class_id", F.col("label").withField("confidence", F.col("combined"))
+                         .alias("label")))
     grouped = per_class.groupBy("cluster").agg(F.array_sort(F.collect_list("label")).alias("labels"))
     listed = images.join(member, "image_key")
     owner = listed.groupBy("cluster").agg(F.min(F.struct("product_id", "title")).alias("owner"))
@@ -194,6 +219,16 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
                 F.col("repeats").cast("int").alias("repeats"),
                 split_column(F.col("group"), ratios, seed).alias("split"),
             ))
+
+
+def noisy_or(confidences: Column) -> Column:
+    """1 - prod(1 - c) over an array of confidences in [0, 1]: the chance that at least one source is right
+    when each is right with its confidence, independently. It grows with every source's confidence and never
+    falls when a source is added. The search log already combines its sessions this way
+    (labeling.mining.label_confidence); a teacher trained on search-log labels is not independent of them,
+    so an agreement of the two is scored higher than it should be. Sorted first, so the product, and the
+    published bytes, do not depend on the order Spark collected the list in."""
+    return F.lit(1.0) - F.aggregate(F.array_sort(confidences), F.lit(1.0), lambda miss, c: miss * (F.lit(1.0) - c))
 
 
 def weak_classes(support: DataFrame, paths: DataFrame | None, min_train: int) -> dict[str, str | None]:

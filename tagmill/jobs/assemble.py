@@ -21,7 +21,8 @@ from tagmill.dataset.assemble import (assemble_samples, class_index, class_suppo
                                       with_title_ids)
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
-from tagmill.jobs.sources import source_labels
+from tagmill.jobs.sources import all_teacher_labels, source_labels
+from tagmill.labeling.sources import TEACHER
 from tagmill.word_vector_files import VOCABULARY_FILE
 
 STAGE = stages.ASSEMBLE
@@ -115,6 +116,11 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         F.sum("repeats").alias("repeats"), F.sum(F.size("class_ids")).alias("labels")).collect()}
     per_source = {r["source"]: r["count"] for r in
                   labels.groupBy("source").agg(F.countDistinct("image_key").alias("count")).collect()}
+    teacher_tags = None
+    if cfg.image_pass.teacher:  # how many tags confirming_tags left out (each a raw tag on one listing's image)
+        tags_in, kept = all_teacher_labels(stage).count(), raw.where(F.col("source") == TEACHER).count()
+        teacher_tags = {"in": tags_in, "kept": kept, "unchecked_additions_left_out": tags_in - kept,
+                        "adds_to_labeled_images": cfg.dataset.teacher_adds_to_labeled_images}
     labels.unpersist()
     raw.unpersist()
     out = sum(r["samples"] for r in per_split.values())
@@ -129,6 +135,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
                         "dropped": sum(1 for into in folds.values() if not into)},
         "images": {"in": images_in, "out": out, "quarantined": dropped},
         "labeled_images_by_source": dict(sorted(per_source.items())),
+        "teacher_tags": teacher_tags,
         "image_pass": with_image_pass,
         "taxonomy": cfg.taxonomy.enabled,
         "label_space": cfg.dataset.label_space,

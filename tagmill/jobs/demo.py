@@ -84,8 +84,9 @@ def run_demo(out: Path, overrides: dict) -> int:
     if not user_teacher:
         # one teacher, not `tagmill train --folds`: it tags no image it trained on, and on the demo 3 fold
         # teachers of 3 epochs were weaker (tag precision 0.21 against the truth, final top-1 0.61, not 0.72)
-        print(f"\n== teacher: {cfg.train.arch} trained on the search-log labels alone "
-              f"({cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
+        print(f"\n== teacher: {cfg.train.arch} trained on the first build (search-log labels and sellers' categories, "
+              "no teacher tags; "
+              f"{cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
         result = run_train(cfg, None, teacher_dir)
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
@@ -112,7 +113,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     print(_head_tail(result.metrics, cotrained.metrics))
     last = epoch_report(cotrained_dir, cotrained.epochs_done)
     print(f"share of the mixed feature's entries taken from the titles (last epoch): {last['semantic_share']:.3f}")
-    print("\n" + truth_scoreboard(cfg, market, {"teacher (search-log labels only)": teacher_dir,
+    print("\n" + truth_scoreboard(cfg, market, {"teacher (first build, no teacher tags)": teacher_dir,
                                                 "final model (rebuilt dataset)": default_model_dir(cfg)}))
     return 0
 
@@ -253,6 +254,11 @@ def _describe(summary: dict) -> str:
         merged = ", ".join(f"{r} {n}" for r, n in sorted(summary["images"]["quarantined"].items())) or "none"
         lines.append(f"  labeled images by source: {sources}; {summary['images']['in']} in = "
                      f"{summary['images']['out']} samples + {merged}")
+        tags = summary.get("teacher_tags")
+        if tags:
+            lines.append(f"  teacher tags: {tags['in']} in = {tags['kept']} kept + "
+                         f"{tags['unchecked_additions_left_out']} left out (a class added to an image the search "
+                         "log or its seller labeled: dataset.teacher_adds_to_labeled_images)")
         lines.append(f"  {summary['classes']} classes; split by product and duplicate cluster: {splits}")
     if summary.get("stage") == "shards":
         samples, gate = summary["samples"], summary["gate"]
