@@ -178,12 +178,12 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
     class_id: class_id, name, confidence, source, tier, clicks, contacts, in_conversations, sessions,
     teacher), repeats, split.
 
-    A cluster's sample is its canonical image, carrying the labels of all its images: one per class, with the
-    provenance of the source whose evidence is strongest and one confidence from every source that gave the
-    class (`noisy_or` of each source's strongest confidence), the title of the smallest product id among them and their largest repeat factor. The
-    split hashes the component of products joined through shared duplicates (split_groups over every usable
-    image, labeled or not), so neither a product nor a verified duplicate pair is ever in two splits (MSURU
-    3.2: dedup before the split)."""
+    A cluster's sample is its canonical image, carrying the labels of all its images (one per class: the
+    provenance of the source whose evidence is strongest, and one confidence from every source that gave the
+    class, `noisy_or` of each source's strongest), the title of the smallest product id among them and their
+    largest repeat factor. The split hashes the component of products joined through shared duplicates
+    (split_groups over every usable image, labeled or not), so neither a product nor a verified duplicate pair
+    is ever in two splits (MSURU 3.2: dedup before the split)."""
     label = F.struct(
         F.col("class_id"), F.col("name"), F.col("confidence"), F.col("source"), F.col("tier"), F.col("clicks"),
         F.col("contacts"), F.col("in_conversations"), F.col("sessions"), F.col("teacher"))

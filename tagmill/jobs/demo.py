@@ -84,9 +84,8 @@ def run_demo(out: Path, overrides: dict) -> int:
     if not user_teacher:
         # one teacher, not `tagmill train --folds`: it tags no image it trained on, and on the demo 3 fold
         # teachers of 3 epochs were weaker (tag precision 0.21 against the truth, final top-1 0.61, not 0.72)
-        print(f"\n== teacher: {cfg.train.arch} trained on the first build (search-log labels and sellers' categories, "
-              "no teacher tags; "
-              f"{cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
+        print(f"\n== teacher: {cfg.train.arch} trained on the first build (search-log labels and sellers' "
+              f"categories, no teacher tags; {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
         result = run_train(cfg, None, teacher_dir)
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
