@@ -56,3 +56,17 @@ def test_a_class_no_search_label_names_is_unchecked():
     table = calibrate(frame(histogram("mug", {95: (10, 10)})), ["mug", "Sofa bed"], {"mug"}, 0.9, 5)
     assert dict(zip(table["name"], table["status"])) == {"mug": "calibrated", "Sofa bed": "unchecked"}
     assert pd.isna(table.set_index("name").loc["Sofa bed", "threshold"])
+
+
+def test_precision_is_estimated_with_the_classes_balanced():
+    # "mug" is right on 40 checked mug images, and wrong on 4 images of a rare class ("cup") the checked images
+    # hold only 4 of: 40 of 44 counted (0.91), but with each label's images weighing 1 in all, the cup images
+    # weigh as much as the mug ones and the class's precision is 0.5
+    rows = [("mug", 95, 40, 40, 40 * (1 / 40), 40 * (1 / 40)), ("mug", 96, 4, 0, 4 * (1 / 4), 0.0)]
+    weighted = pd.DataFrame(rows, columns=["name", "bin", "checked", "right", "checked_weight", "right_weight"])
+    counted = weighted.drop(columns=["checked_weight", "right_weight"])
+    row = calibrate(counted, ["mug"], {"mug"}, target=0.9, min_positives=5).iloc[0]
+    assert (row["status"], row["threshold"], row["checked"], row["right"]) == ("calibrated", 0.95, 44, 40)
+    row = calibrate(weighted, ["mug"], {"mug"}, target=0.9, min_positives=5).iloc[0]
+    assert row["status"] == "refused" and row["precision"] == 0.5
+    assert (row["checked"], row["right"]) == (44, 40)  # the checks are still counted as they are

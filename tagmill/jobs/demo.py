@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from tagmill import stages
 from tagmill.config import Config, load_config, to_dict, to_toml
 from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
-from tagmill.demo.scoreboard import (Truth, format_label_issues, format_scoreboard, read_truth, score_build,
-                                     score_label_issues, score_predictions)
+from tagmill.demo.scoreboard import (Truth, format_cold_start, format_label_issues, format_scoreboard, read_truth,
+                                     score_build, score_cold_start, score_label_issues, score_predictions)
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.train import default_model_dir, print_metrics, run_train
@@ -134,6 +134,7 @@ def truth_scoreboard(cfg: Config, market: Path, models: dict[str, Path]) -> str:
     above score against the dataset's own labels, which cannot show that the labels are wrong."""
     truth = read_truth(market, frozenset(cfg.text.stopwords), cfg.text.wordnet_dir)
     lines = [format_scoreboard("demo market", score_build(cfg.outputs.root, cfg.run.run_date(), truth)),
+             format_cold_start(score_cold_start(cfg.outputs.root, cfg.run.run_date(), truth)),
              format_label_issues(score_label_issues(cfg.outputs.root, cfg.run.run_date(), truth))]
     for name, model_dir in models.items():
         if (Path(model_dir) / "model.ts").is_file():

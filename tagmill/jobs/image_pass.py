@@ -184,10 +184,16 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
         sellers = category_labels(stage.read("images", stages.MINE_LOGS), stage.cfg.text, ancestors=True)
         labels = labels.unionByName(sellers.select("image_key", F.col("label").alias("name")))
     labels = labels.distinct()
-    checked = (scores.join(labels.select("image_key").distinct(), "image_key")
-               .join(labels.withColumn("right", F.lit(1)), ["image_key", "name"], "left"))
-    histogram = (checked.groupBy("name", "bin").agg(F.count(F.lit(1)).alias("checked"),
-                                                    F.count("right").alias("right"))
+    checks = labels.join(scores.select("image_key").distinct(), "image_key")
+    # classes balanced (labeling.calibration): an image weighs the mean of 1 / (checked images of its label)
+    per_label = checks.groupBy("name").agg((F.lit(1.0) / F.count(F.lit(1))).alias("share"))
+    weights = checks.join(per_label, "name").groupBy("image_key").agg(F.avg("share").alias("weight"))
+    checked = (scores.join(weights, "image_key")
+               .join(checks.withColumn("right", F.lit(1)), ["image_key", "name"], "left"))
+    histogram = (checked.groupBy("name", "bin").agg(
+        F.count(F.lit(1)).alias("checked"), F.count("right").alias("right"),
+        F.sum("weight").alias("checked_weight"), F.sum(F.when(F.col("right") == 1, F.col("weight"))
+                                                       .otherwise(0.0)).alias("right_weight"))
                  .toPandas())  # one row per class and score bin
     names = sorted({x.name for x in teacher.labels})
     vocabulary = spark.createDataFrame([(n,) for n in names], "name string")

@@ -6,10 +6,19 @@ the lowest threshold at which its tags are right at least `target` of the time, 
 can check it: images with search-log labels (right when one of them names the class) that the teacher never
 trained on (a model is overconfident on its own training images).
 
-Scores arrive as a histogram (class, bin, checked, right) so that the driver holds one row per class and bin,
-never one per image. A class with fewer than `min_positives` right checks above the threshold borrows the
-threshold of all classes pooled, unless its own checks already show it below the target; a class no threshold
-brings to the target gets no tags; a class no search-log label names cannot be checked at all.
+Precision is estimated with the classes balanced: each checked image weighs 1 / (checked images of its label),
+so every label's images weigh as much in all as any other label's. The images the teacher must tag are not
+like the checked ones: a listing no search touched is most often of a tail category, and a head class's
+false positives on tail images are rare among the checked images, mostly head. On the demo the cold-start
+listings' true class has a median of 15 training images against 74 for searched ones; against the truth, the
+teacher's tags of cold-start images were right 0.701 of the time calibrated on the raw mix (184 tags) and 0.782
+balanced (156 tags), those of searched images 0.951 and 0.979.
+
+Scores arrive as a histogram (class, bin, checked, right and their weights) so that the driver holds one row
+per class and bin, never one per image. A class with fewer than `min_positives` right checks above the
+threshold borrows the threshold of all classes pooled, unless its own checks already show it below the target;
+a class no threshold brings to the target gets no tags; a class no search-log label names cannot be checked at
+all.
 """
 
 from __future__ import annotations
@@ -26,15 +35,18 @@ STATUSES = ("calibrated", "pooled", "refused", "unchecked")
 reaches the target, no tags; unchecked: no search-log label names the class."""
 THRESHOLD_COLUMNS = ("name", "status", "threshold", "precision", "checked", "right")
 """One row per teacher class: the threshold used (null when refused or unchecked), the estimated precision of
-its tags at that threshold and the checks (right of checked) above it."""
+its tags at that threshold (classes balanced) and the checks (right of checked, counted) above it."""
 
 
 def calibrate(histogram: pd.DataFrame, names: list[str], checkable: set[str], target: float,
               min_positives: int) -> pd.DataFrame:
     """THRESHOLD_COLUMNS rows, one per name in `names`.
 
-    histogram: name, bin, checked (checked predictions in the bin), right (of those, right);
+    histogram: name, bin, checked (checked predictions in the bin), right (of those, right), checked_weight
+    and right_weight (their summed image weights; without these columns every check weighs 1);
     checkable: the names some search-log label names."""
+    if "checked_weight" not in histogram:
+        histogram = histogram.assign(checked_weight=histogram["checked"], right_weight=histogram["right"])
     pooled = _lowest(_counts(histogram), target, min_positives)
     by_name = dict(tuple(histogram.groupby("name"))) if len(histogram) else {}
     rows = []
@@ -49,38 +61,44 @@ def calibrate(histogram: pd.DataFrame, names: list[str], checkable: set[str], ta
             continue
         if pooled is not None:
             edge = pooled[0]
-            checked, right = _above(counts, edge)
+            checked, right, weight, right_weight = _above(counts, edge)
             # too few checks of its own to set a threshold; refused when even those show it below the target
-            if not (checked >= min_positives and right < target * checked):
+            if not (checked >= min_positives and right_weight < target * weight * (1 - _TIE)):
                 rows.append((name, "pooled", edge, pooled[1], checked, right))
                 continue
-        checked, right = _above(counts, FLOOR)
-        rows.append((name, "refused", None, (right / checked) if checked else None, checked, right))
+        checked, right, weight, right_weight = _above(counts, FLOOR)
+        rows.append((name, "refused", None, (right_weight / weight) if weight else None, checked, right))
     return pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS))
 
 
+_COLUMNS = ["checked", "right", "checked_weight", "right_weight"]
+_TIE = 1e-9
+"""Relative slack of the precision test: the weights are float sums in an order Spark does not fix, and a class
+exactly at the target must not pass or fail with that order."""
+
+
 def _counts(histogram: pd.DataFrame) -> np.ndarray:
-    """(BINS, 2) checked and right per bin."""
-    out = np.zeros((BINS, 2), np.int64)
+    """(BINS, 4) checked, right, checked_weight, right_weight per bin."""
+    out = np.zeros((BINS, len(_COLUMNS)))
     if len(histogram):
-        grouped = histogram.groupby("bin")[["checked", "right"]].sum()
-        out[grouped.index.to_numpy(int)] = grouped.to_numpy(np.int64)
+        grouped = histogram.groupby("bin")[_COLUMNS].sum()
+        out[grouped.index.to_numpy(int)] = grouped.to_numpy(float)
     return out
 
 
-def _above(counts: np.ndarray, edge: float) -> tuple[int, int]:
-    first = int(round(edge * BINS))
-    return int(counts[first:, 0].sum()), int(counts[first:, 1].sum())
+def _above(counts: np.ndarray, edge: float) -> tuple[int, int, float, float]:
+    checked, right, weight, right_weight = counts[int(round(edge * BINS)):].sum(axis=0)
+    return int(round(checked)), int(round(right)), float(weight), float(right_weight)
 
 
 def _lowest(counts: np.ndarray, target: float, min_positives: int) -> tuple[float, float, int, int] | None:
     """(threshold, precision, checked, right) at the lowest bin with checks whose checks at or above it reach
-    `target` precision with at least `min_positives` right (its lower edge: no lower, where nothing was
-    checked); None when no bin does."""
-    checked = np.cumsum(counts[::-1, 0])[::-1]  # checked at or above each bin
-    right = np.cumsum(counts[::-1, 1])[::-1]
+    `target` weighted precision with at least `min_positives` right (its lower edge: no lower, where nothing
+    was checked); None when no bin does."""
+    above = np.cumsum(counts[::-1], axis=0)[::-1]  # checked, right and their weights at or above each bin
     first = int(round(FLOOR * BINS))
     for b in range(first, BINS):
-        if counts[b, 0] and right[b] >= min_positives and right[b] >= target * checked[b]:
-            return round(b / BINS, 6), float(right[b] / checked[b]), int(checked[b]), int(right[b])
+        checked, right, weight, right_weight = above[b]
+        if counts[b, 0] and right >= min_positives and right_weight >= target * weight * (1 - _TIE):
+            return round(b / BINS, 6), float(right_weight / weight), int(round(checked)), int(round(right))
     return None
