@@ -1,7 +1,8 @@
 """How the label sources meet in a sample (dataset/assemble.py): a teacher tag reaches the dataset where
 nothing contradicts it unchecked (confirming_tags), its confidence is its class's estimated precision
 (teacher_labels), and a sample's label of a class has one confidence from every source that gave it
-(noisy_or in assemble_samples)."""
+(noisy_or in assemble_samples) under the provenance of its strongest source, the teacher's only where it alone
+gave the class."""
 
 from __future__ import annotations
 
@@ -78,7 +79,12 @@ def test_a_sample_combines_its_sources_and_keeps_the_strongest_provenance(spark)
                assemble_samples(labels, images, repeats, classes, clusters, RATIOS, 7).collect()}
     assert sorted(samples) == ["a1", "b1"]
     (sofa,) = samples["a1"]
-    assert (sofa.name, sofa.source) == ("sofa", "teacher")  # the strongest source's provenance
+    # the provenance of the strongest source that is not the teacher (the teacher's 0.9 is stronger)
+    assert (sofa.name, sofa.source) == ("sofa", "search_log")
     assert sofa.confidence == pytest.approx(1 - 0.3 * 0.1 * 0.5)  # each source's strongest, combined
     (lamp,) = samples["b1"]
     assert (lamp.source, lamp.confidence) == ("seller_category", pytest.approx(1 - 0.6 * 0.5))
+    # the teacher's provenance where it alone gave the class
+    alone = assemble_samples(_labels(spark, "teacher", [("b1", "lamp", 0.7)]), images, repeats, classes, clusters,
+                             RATIOS, 7).first()
+    assert [(x.source, x.confidence) for x in alone.labels] == [("teacher", pytest.approx(0.7))]

@@ -179,8 +179,9 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
     teacher), repeats, split.
 
     A cluster's sample is its canonical image, carrying the labels of all its images (one per class: the
-    provenance of the source whose evidence is strongest, and one confidence from every source that gave the
-    class, `noisy_or` of each source's strongest), the title of the smallest product id among them and their
+    provenance of the source whose evidence is strongest, the teacher's only where no other source gave the
+    class, so that `source` says whether shoppers or sellers vouch for it; and one confidence from every source
+    that gave the class, `noisy_or` of each source's strongest), the title of the smallest product id among them and their
     largest repeat factor. The split hashes the component of products joined through shared duplicates
     (split_groups over every usable image, labeled or not), so neither a product nor a verified duplicate pair
     is ever in two splits (MSURU 3.2: dedup before the split)."""
@@ -188,14 +189,16 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
         F.col("class_id"), F.col("name"), F.col("confidence"), F.col("source"), F.col("tier"), F.col("clicks"),
         F.col("contacts"), F.col("in_conversations"), F.col("sessions"), F.col("teacher"))
     member = clusters.select("image_key", "cluster")
-    # max over structs compares confidence first: each source's strongest evidence of a class, then the
-    # strongest source's provenance with the sources' confidences combined
+    # max over structs compares the first field first: each source's strongest evidence of a class, then the
+    # provenance of the strongest source that is not the teacher (the teacher's only where it alone gave the
+    # class), with the sources' confidences combined
     per_source = (labels.join(member, "image_key")
                   .join(classes.select("class_id", F.col("name").alias("label"), "name"), "label")
                   .groupBy("cluster", "class_id", "source")
                   .agg(F.max(F.struct("confidence", label.alias("label"))).alias("best")))
     per_class = (per_source.groupBy("cluster", "class_id")
-                 .agg(F.max("best").getField("label").alias("label"),
+                 .agg(F.max(F.struct((F.col("source") != TEACHER).alias("observed"), "best"))
+                      .getField("best").getField("label").alias("label"),
                       noisy_or(F.collect_list("best.confidence")).alias("combined"))
                  .select("cluster", "class_id", F.col("label").withField("confidence", F.col("combined"))
                          .alias("label")))
