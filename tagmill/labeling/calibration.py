@@ -67,7 +67,7 @@ def calibrate(histogram: pd.DataFrame, names: list[str], checkable: set[str], ta
                 rows.append((name, "pooled", edge, pooled[1], checked, right))
                 continue
         checked, right, weight, right_weight = _above(counts, FLOOR)
-        rows.append((name, "refused", None, (right_weight / weight) if weight else None, checked, right))
+        rows.append((name, "refused", None, _precision(right_weight, weight) if weight else None, checked, right))
     return pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS))
 
 
@@ -75,6 +75,11 @@ _COLUMNS = ["checked", "right", "checked_weight", "right_weight"]
 _TIE = 1e-9
 """Relative slack of the precision test: the weights are float sums in an order Spark does not fix, and a class
 exactly at the target must not pass or fail with that order."""
+
+
+def _precision(right_weight: float, weight: float) -> float:
+    # rounded for the same reason: the estimate becomes the teacher labels' confidence in the published bytes
+    return round(right_weight / weight, 6)
 
 
 def _counts(histogram: pd.DataFrame) -> np.ndarray:
@@ -100,5 +105,5 @@ def _lowest(counts: np.ndarray, target: float, min_positives: int) -> tuple[floa
     for b in range(first, BINS):
         checked, right, weight, right_weight = above[b]
         if counts[b, 0] and right >= min_positives and right_weight >= target * weight * (1 - _TIE):
-            return round(b / BINS, 6), float(right_weight / weight), int(round(checked)), int(round(right))
+            return round(b / BINS, 6), _precision(right_weight, weight), int(round(checked)), int(round(right))
     return None
