@@ -30,8 +30,8 @@ def test_cold_start_tags_are_scored_against_the_truth(tmp_path):
     assert format_cold_start(None) == "  cold-start listings: no teacher tags"
     # a1 was searched; b1, b2 (p2) and c1 (p3) are cold start; c2 (p3) is cold and untagged
     _write(tmp_path, stages.MINE_LOGS, "image_labels", [{"image_key": "a1", "label": "mug"}])
-    _write(tmp_path, stages.MINE_LOGS, "images", [{"image_key": k, "product_id": p} for k, p in
-                                                  (("a1", "p1"), ("b1", "p2"), ("b2", "p2"), ("c1", "p3"), ("c2", "p3"))])
+    listed = (("a1", "p1"), ("b1", "p2"), ("b2", "p2"), ("c1", "p3"), ("c2", "p3"))
+    _write(tmp_path, stages.MINE_LOGS, "images", [{"image_key": k, "product_id": p} for k, p in listed])
     _write(tmp_path, stages.IMAGE_PASS, "images", [{"image_key": k} for k in ("a1", "b1", "b2", "c1", "c2")])
     _write(tmp_path, stages.IMAGE_PASS, "teacher_tags", [
         {"image_key": "a1", "name": "lamp"},     # a searched image: not counted

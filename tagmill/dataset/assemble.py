@@ -181,8 +181,8 @@ def assemble_samples(labels: DataFrame, images: DataFrame, repeats: DataFrame, c
     A cluster's sample is its canonical image, carrying the labels of all its images (one per class: the
     provenance of the source whose evidence is strongest, the teacher's only where no other source gave the
     class, so that `source` says whether shoppers or sellers vouch for it; and one confidence from every source
-    that gave the class, `noisy_or` of each source's strongest), the title of the smallest product id among them and their
-    largest repeat factor. The split hashes the component of products joined through shared duplicates
+    that gave the class, `noisy_or` of each source's strongest), the title of the smallest product id among
+    them and their largest repeat factor. The split hashes the component of products joined through shared duplicates
     (split_groups over every usable image, labeled or not), so neither a product nor a verified duplicate pair
     is ever in two splits (MSURU 3.2: dedup before the split)."""
     label = F.struct(

@@ -39,6 +39,10 @@ class Truth:
     """Normalized proper name -> the category it names (a leaf id, "group:<g>" or "domain:<d>")."""
     leaves_with_listings: frozenset[str]
 
+    def names_category(self, product_id: str | None, name: str) -> bool:
+        """Whether a label `name` names the product's true category or one of its ancestors."""
+        return self.named.get(name) in self.lineage.get(self.leaf_of_product.get(product_id or ""), ())
+
 
 def read_truth(market: str | Path, stopwords: frozenset[str], wordnet_dir: str) -> Truth:
     """The truth of a generated market (its truth/ folder), with names normalized as the build normalizes
@@ -139,17 +143,15 @@ def score_label_issues(outputs_root: str | Path, run_date, truth: Truth) -> dict
     truth: how many flagged labels are wrong, next to how many of all the checked labels (those of the images
     the teacher scored out of fold) are wrong. None when the image pass checked nothing."""
     root = str(outputs_root)
-    path = stages.table_path(root, stages.IMAGE_PASS, "label_issues", run_date)
-    if not Path(path).is_dir():
+    if not Path(stages.table_path(root, stages.IMAGE_PASS, "label_issues", run_date)).is_dir():
         return None
-    checked_images = {r["image_key"] for r in pq.read_table(
-        stages.table_path(root, stages.IMAGE_PASS, "teacher_scores", run_date), columns=["image_key"]).to_pylist()}
-    flagged = {(r["image_key"], r["label"]) for r in pq.read_table(path, columns=["image_key", "label"]).to_pylist()}
-    labels = pq.read_table(stages.table_path(root, stages.MINE_LOGS, "image_labels", run_date),
-                           columns=["image_key", "label", "product_id"]).to_pylist()
-    wrong = {(r["image_key"], r["label"]) for r in labels if r["image_key"] in checked_images
-             and truth.named.get(r["label"]) not in truth.lineage.get(truth.leaf_of_product.get(r["product_id"]), ())}
-    checked = {(r["image_key"], r["label"]) for r in labels if r["image_key"] in checked_images}
+    checked_images = {r["image_key"] for r in _rows(root, stages.IMAGE_PASS, "teacher_scores", run_date, ["image_key"])}
+    flagged = {(r["image_key"], r["label"])
+               for r in _rows(root, stages.IMAGE_PASS, "label_issues", run_date, ["image_key", "label"])}
+    labels = [r for r in _rows(root, stages.MINE_LOGS, "image_labels", run_date, ["image_key", "label", "product_id"])
+              if r["image_key"] in checked_images]
+    wrong = {(r["image_key"], r["label"]) for r in labels if not truth.names_category(r["product_id"], r["label"])}
+    checked = {(r["image_key"], r["label"]) for r in labels}
     return {"checked_labels": len(checked), "wrong_checked_labels": len(wrong), "flagged": len(flagged),
             "flagged_wrong": len(flagged & wrong)}
 
@@ -159,19 +161,21 @@ def score_cold_start(outputs_root: str | Path, run_date, truth: Truth) -> dict |
     images less mine-logs' image_labels) against the truth, from the image pass's teacher_tags (before
     assemble, so a tag counts whatever source a sample's label credits). None without teacher tags."""
     root = str(outputs_root)
-    path = stages.table_path(root, stages.IMAGE_PASS, "teacher_tags", run_date)
-    if not Path(path).is_dir():
+    if not Path(stages.table_path(root, stages.IMAGE_PASS, "teacher_tags", run_date)).is_dir():
         return None
-    searched = {r["image_key"] for r in pq.read_table(
-        stages.table_path(root, stages.MINE_LOGS, "image_labels", run_date), columns=["image_key"]).to_pylist()}
-    product = {r["image_key"]: r["product_id"] for r in pq.read_table(
-        stages.table_path(root, stages.MINE_LOGS, "images", run_date), columns=["image_key", "product_id"]).to_pylist()}
-    cold = {r["image_key"] for r in pq.read_table(
-        stages.table_path(root, stages.IMAGE_PASS, "images", run_date), columns=["image_key"]).to_pylist()} - searched
-    tags = [r for r in pq.read_table(path, columns=["image_key", "name"]).to_pylist() if r["image_key"] in cold]
-    right = sum(truth.named.get(r["name"]) in truth.lineage.get(truth.leaf_of_product.get(product[r["image_key"]]), ())
-                for r in tags)
+    searched = {r["image_key"] for r in _rows(root, stages.MINE_LOGS, "image_labels", run_date, ["image_key"])}
+    product = {r["image_key"]: r["product_id"]
+               for r in _rows(root, stages.MINE_LOGS, "images", run_date, ["image_key", "product_id"])}
+    cold = {r["image_key"] for r in _rows(root, stages.IMAGE_PASS, "images", run_date, ["image_key"])} - searched
+    tags = [r for r in _rows(root, stages.IMAGE_PASS, "teacher_tags", run_date, ["image_key", "name"])
+            if r["image_key"] in cold]
+    right = sum(truth.names_category(product[r["image_key"]], r["name"]) for r in tags)
     return {"images": len(cold), "tagged": len({r["image_key"] for r in tags}), "tags": len(tags), "right": right}
+
+
+def _rows(root: str, stage: str, table: str, run_date, columns: list[str]) -> list[dict]:
+    """Some columns of one of a stage's tables for the run date, as Python rows."""
+    return pq.read_table(stages.table_path(root, stage, table, run_date), columns=columns).to_pylist()
 
 
 def format_cold_start(cold: dict | None) -> str:
