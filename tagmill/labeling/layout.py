@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
+_KEEP = 4
 GRID = 12
 """Side of each channel's grid (luma and both chroma): 3 * GRID ** 2 = 432 values."""
 _WORK = 64
@@ -79,13 +80,13 @@ def trim_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     changed = True
     while changed:
         before = (top, bottom, left, right)
-        while bottom - top > h // 2 and _solid(rgb[top, left:right]):
+        while bottom - top > h // _KEEP and _solid(rgb[top, left:right]):
             top += 1
-        while bottom - top > h // 2 and _solid(rgb[bottom - 1, left:right]):
+        while bottom - top > h // _KEEP and _solid(rgb[bottom - 1, left:right]):
             bottom -= 1
-        while right - left > w // 2 and _solid(rgb[top:bottom, left]):
+        while right - left > w // _KEEP and _solid(rgb[top:bottom, left]):
             left += 1
-        while right - left > w // 2 and _solid(rgb[top:bottom, right - 1]):
+        while right - left > w // _KEEP and _solid(rgb[top:bottom, right - 1]):
             right -= 1
         changed = (top, bottom, left, right) != before
     return top, bottom, left, right
