@@ -55,6 +55,22 @@ def test_white_padding_on_a_black_background_is_trimmed_through_the_jpeg_ringing
         assert float(layout_descriptor(original) @ layout_descriptor(padded)) > 0.8, border
 
 
+def test_a_narrow_article_and_a_caption_in_its_margin_are_trimmed_like_the_original():
+    """A trousers-like article a third of the frame wide is trimmed to itself (the rule before stopped at
+    half of each side, so where it stopped depended on the padding), and a caption in the black margin,
+    parted from the article by black rows, is cut off with the margin."""
+    article = Image.new("RGB", (96, 96), (0, 0, 0))
+    ImageDraw.Draw(article).rectangle((36, 30, 67, 90), fill=(200, 190, 180))
+    box = trim_box(np.asarray(article, np.float32))
+    assert box == (30, 91, 36, 68)
+    padded = ImageOps.expand(article, border=(10, 0, 0, 0), fill=(255, 255, 255))
+    top, bottom, left, right = trim_box(np.asarray(padded, np.float32))
+    assert (top, bottom, left - 10, right - 10) == box
+    captioned = article.copy()
+    ImageDraw.Draw(captioned).rectangle((20, 6, 70, 16), fill=(255, 255, 255))  # a caption's block of letters
+    assert trim_box(np.asarray(captioned, np.float32)) == box
+
+
 def test_trim_box_removes_grey_borders_only():
     rng = np.random.default_rng(0)
     picture = rng.normal(120, 5, (40, 30, 1)).astype(np.float32) + np.array([0, 20, 40], np.float32)
