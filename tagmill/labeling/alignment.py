@@ -221,13 +221,14 @@ def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
     if (not _plausible(a, b, warp, slack=0.05) or min(_covers(a, b, warp, 1)) < 1 - _MAX_CUT - 0.25
             or loss > _GIVE_UP * half.spread):
         return warp  # no near copy: not worth the full-size refinement
-    # at full size the luma joins in (sensor noise and fine texture live there); of a few turns, the two
-    # that fit best are refined, and the better kept
+    # at full size the luma joins in (sensor noise and fine texture live there); a few turns are refined a
+    # little, the two that then fit best further, and the better kept. Real-photo set: five steps for the
+    # best two turns by their starting loss (before) stopped short of a 5 degree turn (loss 6.5 where 1.5
+    # was reachable): turned copies verified 0.891 -> 0.914, verification time +40 %.
     fine = weights + np.array([1.0, 0.0, 0.0], np.float32)
     fit = _Fit(a, b, fine / np.linalg.norm(fine), 0)
-    turns = sorted((_turned(warp, degrees) for degrees in _START_DEGREES),
-                   key=lambda turned: fit.evaluate(turned)[0])
-    return min((fit.refine(turned, 5) for turned in turns[:2]), key=lambda item: item[1])[0]
+    tried = sorted((fit.refine(_turned(warp, degrees), 3) for degrees in _START_DEGREES), key=lambda item: item[1])
+    return min((fit.refine(turned, 7) for turned, _ in tried[:2]), key=lambda item: item[1])[0]
 
 
 def _turned(warp: _Warp, degrees: float) -> _Warp:
