@@ -15,7 +15,7 @@ from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
 from tagmill.labeling.candidates import SearchPlan, _table_pairs, candidate_pairs, search_plan
 from tagmill.labeling.clusters import canonical_order, cluster
-from tagmill.labeling.verification import thumbnail, verify_pairs
+from tagmill.labeling.verification import _tone_residual, thumbnail, verify_pairs
 
 # ---- candidates ------------------------------------------------------------------------------------------
 
@@ -145,6 +145,25 @@ def test_verify_decides_on_the_embedding_first():
     assert result["reason"].tolist() == ["embedding_differs", "verified"]
     assert np.isnan(result["pixel_similarity"][0]) and result["pixel_similarity"][1] == pytest.approx(1.0)
     assert result["cosine"][0] == pytest.approx(0.0) and result["verified"].tolist() == [False, True]
+
+
+def test_the_tone_fit_takes_brightening_with_its_clipping_from_the_original_side():
+    rng = np.random.default_rng(3)
+    original = rng.uniform(0, 255, 4000)
+    copy = np.clip(1.4 * original + 10, 0, 255)  # brightened: what was over 175 is 255 now
+    residual, kept = _tone_residual(original, copy)  # the copy as a function of the original: exact
+    assert residual.max() < 1e-6 and kept.mean() >= 0.98
+    back, _ = _tone_residual(copy, original)  # the original from the copy: the clipped third is lost
+    assert (back > 20).mean() > 0.15
+    darker = 0.6 * original + 40  # within the gain allowed: exact both ways
+    assert _tone_residual(original, darker)[0].max() < 1e-6 and _tone_residual(darker, original)[0].max() < 1e-6
+
+
+def test_the_tone_fit_holds_its_gain_to_what_brightness_and_contrast_edits_do():
+    x = np.linspace(0, 100, 2001)
+    assert _tone_residual(x, 1.7 * x)[0].max() < 1e-6
+    residual, _ = _tone_residual(x, 2.5 * x)  # a flat picture stretched onto a contrasty one: no edit
+    assert residual.max() == pytest.approx(0.7 * 50, abs=1.0)
 
 
 @pytest.fixture(scope="module")

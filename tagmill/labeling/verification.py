@@ -72,18 +72,21 @@ _OVERLAY_SHARE = 0.16
 """Pixels that differ all within a box of at most this share of the compared area are taken for an overlay
 (a caption, price tag or watermark of up to ~6 % of the picture)."""
 _RESIDUAL_LEVELS = 20.0
-"""A compared pixel agrees when its luma, B's brought to A's by a gain and an offset, is within this many
-levels. Real-photo set: re-uploads leave at most 8 % of their pixels beyond it (95th percentile per kind:
+"""A compared pixel agrees when its luma, one picture's brought to the other's by the tone fit
+(`_tone_residual`), is within this many levels. Real-photo set: re-uploads leave at most 8 % of their pixels beyond it (95th percentile per kind:
 padding 10 %, the rest 1-6 %), look-alikes 31 % as a median."""
 _SATURATED = 4.0
-"""Lumas within this many levels of a picture's darkest or lightest may be clipped (brightening clips at
+"""The tone fit: a gain and an offset with the result clipped to the target picture's range, fitted both
+ways (a copy is a function of its original, not the other way round where it clipped) and the better
+kept. Real-photo set: brightened copies verified 0.957 -> 0.996 of those a plain gain and offset fit
+missed (clipped whites), no look-alike let through. Lumas within this many levels of a picture's darkest or lightest may be clipped (brightening clips at
 255, and a contrast change after it moves that plateau, e.g. to 236): the tone fit leaves them out."""
 _MAX_GAIN = 1.8
 """The tone fit's gain stays within 1 / _MAX_GAIN.._MAX_GAIN: brightness and contrast edits of up to 25 %
 each scale the luma by 0.56-1.56; two photos of one smooth scene could otherwise be stretched onto each
 other (real-photo set: a look-alike pair at gain 0.42 agreed on 0.9995 of its pixels)."""
 _RESIDUAL_TRIM = 0.02
-"""The gain and offset are refitted without this share of worst pixels (a caption's)."""
+"""The tone fit is refitted without this share of worst pixels (a caption's)."""
 _MIN_LUMA_CORRELATION = 0.9
 """Below this luma correlation (worst _RESIDUAL_TRIM left out) a pair scores 0: a flat picture agrees
 within _RESIDUAL_LEVELS with any other flat one, but only a copy follows its light and dark parts."""
@@ -258,9 +261,10 @@ def _compare_onto(a: _Picture, b: _Picture) -> tuple[float, float, float, float]
 
 def _residual_agreement(a: _Picture, b: _Picture, valid: np.ndarray, xb: np.ndarray,
                         yb: np.ndarray) -> tuple[float, float]:
-    """(share, median residual in levels) of the compared pixels whose luma agrees within _RESIDUAL_LEVELS once B's luma is brought to A's
-    by a gain and an offset (least squares, refitted without the worst _RESIDUAL_TRIM of the pixels so that
-    a caption does not pull it); 0 when even then the two lumas correlate less than _MIN_LUMA_CORRELATION
+    """(share, median residual in levels) of the compared pixels: the share whose luma agrees within
+    _RESIDUAL_LEVELS once one luma is brought to the other's by the tone fit (`_tone_residual`: gain, offset
+    and clipping, both ways, refitted without the worst _RESIDUAL_TRIM of the pixels so that a caption does
+    not pull it); 0 when even then the two lumas correlate less than _MIN_LUMA_CORRELATION
     (and so does the pair's main colour axis). Two blank pictures (_FLAT_LUMA) are compared as they are.
 
     Why pixels and not patches of structure (the rule before; MSURU 3.2 leaves the test open): on real
@@ -365,13 +369,15 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
       The thumbnails are aligned by a similarity transform (zoom, rotation, shift) and a brightness fit:
       a few starting zooms ranked by phase correlation, then Lucas-Kanade at quarter, half and full size,
       the rotation picked at full size from a few turns. The score is the share of compared pixels whose
-      luma agrees within 20 levels after a gain and offset fit (differences confined to one small box count
-      as an overlay), but 0 when the alignment is no near-copy edit or the two are different photos:
+      luma agrees within 20 levels after a tone fit (gain, offset and the clipping brightening causes;
+      differences confined to one small box count as an overlay), but 0 when the alignment is no near-copy edit or the two are different photos:
         * a rotation over 6 degrees or a zoom outside 0.75-1.34;
         * more than 22 % of either picture not shown by the other, pads (its border colour) aside;
         * lumas that correlate less than 0.9 once aligned (a copy follows the original's light and dark);
         * fine detail (sensor noise, fine texture) in the plain parts of both that does not correlate:
-          r < 0.1 over at least 200 such pixels (copies of one photo share it, look-alike photos do not).
+          r < 0.1 over at least 200 such pixels (copies of one photo share it, look-alike photos do not),
+          unless that detail is as weak as rounding leaves (under 0.7 levels) and the lumas agree within
+          1.5 levels for half the pixels.
     - zoom, degrees (float32): the alignment found (zoom relative to equal frames); NaN where skipped.
     - detail_correlation (float32): that fine-detail correlation; NaN where skipped or not measurable.
     - verified (bool): cosine >= min_cosine and pixel_similarity >= min_pixel_similarity.
