@@ -60,20 +60,26 @@ Real-photo set: padded copies among their original's 8 nearest 0.64 with the str
 this one; mid-tone lines keep the strict rule, so the demo's noisy light backgrounds stay picture."""
 
 
-def _solid(line: np.ndarray) -> bool:
-    """Whether a float (k, 3) line of border pixels is padding (see _PAD_STD, _EXTREME)."""
-    luma = line.mean(axis=1)
-    colour = line.mean(axis=0)
-    if luma.std() < _PAD_STD and np.abs(colour - colour.mean()).max() < _PAD_TINT:
-        return True
-    median = float(np.median(luma))
-    if _EXTREME[0] < median < _EXTREME[1]:
-        return False
-    near = np.abs(luma - median) <= _RINGING_LEVELS
-    if near.mean() < _RINGING_SHARE:
-        return False
-    colour = line[near].mean(axis=0)
-    return bool(np.abs(colour - colour.mean()).max() < _PAD_TINT)
+def _solid_lines(lines: np.ndarray) -> np.ndarray:
+    """Whether each line of border pixels, a float (n, k, 3) stack, is padding (see _PAD_STD, _EXTREME): (n,)
+    bool."""
+    luma = lines.mean(axis=2)
+    colour = lines.mean(axis=1)
+    strict = (luma.std(axis=1) < _PAD_STD) & (np.abs(colour - colour.mean(axis=1, keepdims=True)).max(axis=1)
+                                              < _PAD_TINT)
+    # ringing needs a median at an extreme, so at least half the line there: only such lines are looked at
+    maybe = np.flatnonzero(~strict & (((luma <= _EXTREME[0]).mean(axis=1) >= 0.5)
+                                      | ((luma >= _EXTREME[1]).mean(axis=1) >= 0.5)))
+    if maybe.size:
+        luma, lines = luma[maybe], lines[maybe]
+        median = np.median(luma, axis=1)
+        near = np.abs(luma - median[:, None]) <= _RINGING_LEVELS
+        count = near.sum(axis=1)
+        grey = (lines * near[..., None]).sum(axis=1) / np.maximum(count, 1)[:, None]
+        strict[maybe] = (((median <= _EXTREME[0]) | (median >= _EXTREME[1]))
+                         & (count >= _RINGING_SHARE * luma.shape[1])
+                         & (np.abs(grey - grey.mean(axis=1, keepdims=True)).max(axis=1) < _PAD_TINT))
+    return strict
 
 
 def trim_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
@@ -88,32 +94,42 @@ def trim_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     changed = True
     while changed:
         before = (top, bottom, left, right)
-        while bottom - top > h // _KEEP and _solid(rgb[top, left:right]):
-            top += 1
-        while bottom - top > h // _KEEP and _solid(rgb[bottom - 1, left:right]):
-            bottom -= 1
-        while right - left > w // _KEEP and _solid(rgb[top:bottom, left]):
-            left += 1
-        while right - left > w // _KEEP and _solid(rgb[top:bottom, right - 1]):
-            right -= 1
-        top, bottom, left, right = _without_islands(rgb, top, bottom, left, right)
+        top += _leading_solid(rgb[top:top + max(0, bottom - top - h // _KEEP), left:right])
+        bottom -= _leading_solid(rgb[top:bottom, left:right][::-1][:max(0, bottom - top - h // _KEEP)])
+        columns = rgb[top:bottom].transpose(1, 0, 2)  # (w, rows, 3): a column per line
+        left += _leading_solid(columns[left:left + max(0, right - left - w // _KEEP)])
+        right -= _leading_solid(columns[left:right][::-1][:max(0, right - left - w // _KEEP)])
+        if (top, bottom, left, right) == before:  # nothing solid left at the sides: a caption in a margin?
+            top, bottom, left, right = _without_islands(rgb, top, bottom, left, right)
         changed = (top, bottom, left, right) != before
     return top, bottom, left, right
+
+
+def _leading_solid(lines: np.ndarray, chunk: int = 8) -> int:
+    """How many of the (n, k, 3) lines, from the first, are solid (judged `chunk` at a time: most pictures
+    have none, padded ones a few)."""
+    count = 0
+    while count < len(lines):
+        solid = _solid_lines(lines[count:count + chunk])
+        if not solid.all():
+            return count + int(np.argmin(solid))
+        count += len(solid)
+    return count
 
 
 def _without_islands(rgb: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
     """The box with a narrow band at each side cut off where a solid line parts it from the rest: within
     _ISLAND of the box's side, the band outside the innermost solid line (a caption in the margin)."""
     band = max(1, int(_ISLAND * (bottom - top)))
-    rows = [r for r in range(top + 1, top + band) if _solid(rgb[r, left:right])]
-    top = rows[-1] if rows else top
-    rows = [r for r in range(bottom - 2, bottom - 1 - band, -1) if _solid(rgb[r, left:right])]
-    bottom = rows[-1] + 1 if rows else bottom
+    rows = np.flatnonzero(_solid_lines(rgb[top:top + band, left:right]))
+    top += int(rows[rows > 0].max(initial=0))
+    rows = np.flatnonzero(_solid_lines(rgb[bottom - band:bottom, left:right][::-1]))
+    bottom -= int(rows[rows > 0].max(initial=0))
     band = max(1, int(_ISLAND * (right - left)))
-    columns = [c for c in range(left + 1, left + band) if _solid(rgb[top:bottom, c])]
-    left = columns[-1] if columns else left
-    columns = [c for c in range(right - 2, right - 1 - band, -1) if _solid(rgb[top:bottom, c])]
-    right = columns[-1] + 1 if columns else right
+    columns = np.flatnonzero(_solid_lines(rgb[top:bottom, left:left + band].transpose(1, 0, 2)))
+    left += int(columns[columns > 0].max(initial=0))
+    columns = np.flatnonzero(_solid_lines(rgb[top:bottom, right - band:right][:, ::-1].transpose(1, 0, 2)))
+    right -= int(columns[columns > 0].max(initial=0))
     return top, bottom, left, right
 
 
