@@ -143,8 +143,26 @@ def test_verify_decides_on_the_embedding_first():
     emb_b = np.array([[0.0, 1.0], [1.0, 0.1]], np.float32)
     result = verify_pairs(emb_a, emb_b, thumbs, thumbs, 0.85, 0.8, 64)
     assert result["reason"].tolist() == ["embedding_differs", "verified"]
-    assert np.isnan(result["pixel_similarity"][0]) and result["pixel_similarity"][1] == pytest.approx(1.0)
+    assert result["pixel_similarity"].tolist() == pytest.approx([1.0, 1.0])  # compared either way
+    assert np.isnan(result["detail_correlation"]).all()  # a flat picture: no detail to overrule the embedding
     assert result["cosine"][0] == pytest.approx(0.0) and result["verified"].tolist() == [False, True]
+
+
+def test_shared_fine_detail_overrules_an_embedding_that_a_brightened_copy_moved():
+    rng = np.random.default_rng(5)
+    pixels = np.clip(rng.normal(120, 3, (64, 64, 1)) + np.linspace(0, 60, 64)[None, :, None], 0, 255)
+    original = Image.fromarray(np.repeat(pixels, 3, axis=2).astype(np.uint8))
+    brighter = Image.fromarray(np.clip(np.asarray(original, np.float32) * 1.2, 0, 255).astype(np.uint8))
+    other = Image.fromarray(np.repeat(np.clip(rng.normal(120, 3, (64, 64, 1))
+                                              + np.linspace(0, 60, 64)[None, :, None], 0, 255), 3, axis=2)
+                            .astype(np.uint8))  # the same scene, other noise: a look-alike
+    emb = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    apart = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)  # the embedding says no to both
+    result = verify_pairs(emb, apart, [thumbnail(original, 64)] * 2, [thumbnail(brighter, 64), thumbnail(other, 64)],
+                          0.85, DedupConfig().min_pixel_similarity, 64)
+    assert result["detail_correlation"][0] > 0.9 and abs(result["detail_correlation"][1]) < 0.1
+    assert result["verified"].tolist() == [True, False]
+    assert result["reason"].tolist() == ["verified", "embedding_differs"]
 
 
 def test_the_tone_fit_takes_brightening_with_its_clipping_from_the_original_side():

@@ -101,6 +101,13 @@ backgrounds, where the residual alone passes 1,184 of 3,987 look-alikes): copies
 up), look-alikes within +-0.05. Real-photo set: JPEG re-encoding leaves little shared detail, so on fewer
 pixels it is too noisy to veto (the rule before, r * sqrt(pixels) >= 5 on any count, refused 25 % of the
 true pairs); at 200 pixels it refuses 2 % of them."""
+_SHARED_DETAIL = 0.5
+"""Fine detail that correlates this well is one photo's: such a pair needs no teacher's embedding to agree
+(a classifier's embedding is not brightness-invariant: brightened copies' cosines go down to 0.56).
+Measured with the demo's teacher at min_cosine 0.85 (benchmarks/near_duplicates_real.py --teacher): real-
+photo set precision 1.000 both ways, recall 0.955 -> 0.968 (brightened 0.903 -> 0.969); planted set
+1.000 both ways, 0.901 -> 0.970 (brightened 0.571 -> 0.929); look-alikes' detail correlates within
++-0.12 at most. The cost: with a teacher every candidate pair is compared on pixels, as without one."""
 _WEAK_DETAIL, _CLOSE_LEVELS = 0.7, 1.5
 """... except where the detail is weak: under _WEAK_DETAIL levels root mean square in either picture's
 plain parts (uint8 rounding alone leaves 0.29), re-encoding and resizing leave little of it, so its
@@ -364,8 +371,8 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
     Returns arrays of length n:
 
     - cosine (float32): cosine similarity of the embeddings; NaN without embeddings.
-    - pixel_similarity (float32): how well the thumbnails agree once aligned, 0..1; NaN where the cosine
-      already failed (the pixel comparison, a few ms, is skipped) or a thumbnail is under 12 px on a side.
+    - pixel_similarity (float32): how well the thumbnails agree once aligned, 0..1; NaN where a thumbnail
+      is under 12 px on a side.
       The thumbnails are aligned by a similarity transform (zoom, rotation, shift) and a brightness fit:
       a few starting zooms ranked by phase correlation, then Lucas-Kanade at quarter, half and full size,
       the rotation picked at full size from a few turns. The score is the share of compared pixels whose
@@ -380,7 +387,9 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
           1.5 levels for half the pixels.
     - zoom, degrees (float32): the alignment found (zoom relative to equal frames); NaN where skipped.
     - detail_correlation (float32): that fine-detail correlation; NaN where skipped or not measurable.
-    - verified (bool): cosine >= min_cosine and pixel_similarity >= min_pixel_similarity.
+    - verified (bool): pixel_similarity >= min_pixel_similarity, and cosine >= min_cosine unless the fine
+      detail is shared (detail_correlation >= 0.5: copies of one photo, which a classifier's embedding of
+      a brightened copy may not see).
     - reason (str): "verified", "embedding_differs" (checked first) or "pixels_differ".
     """
     n = len(thumb_a)
@@ -397,14 +406,15 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
     cosine = ((emb_a * emb_b).sum(axis=1) / np.maximum(norms, 1e-12)).astype(np.float32)
     scores = np.full((4, n), np.nan, np.float32)
     pictures: dict[bytes, _Picture] = {}  # a leader is compared with many members: decode it once
-    embedding_ok = np.ones(n, bool) if no_embeddings else cosine >= min_cosine
-    for k in np.flatnonzero(embedding_ok):
+    for k in range(n):  # with embeddings too: shared fine detail overrules them
         if min(thumb_a[k][1:3] + thumb_b[k][1:3]) + 1 < _MIN_SIDE:
             continue  # a sliver of a picture (a banner): nothing to align; its pixel similarity stays NaN
         pa = pictures.get(thumb_a[k]) or pictures.setdefault(thumb_a[k], _Picture.of(thumb_a[k]))
         pb = pictures.get(thumb_b[k]) or pictures.setdefault(thumb_b[k], _Picture.of(thumb_b[k]))
         scores[:, k] = _compare(pa, pb)
     similarity = scores[0]
+    embedding_ok = (np.ones(n, bool) if no_embeddings else cosine >= min_cosine) | (
+        np.nan_to_num(scores[3], nan=-1.0) >= _SHARED_DETAIL)
     verified = embedding_ok & (np.nan_to_num(similarity, nan=-1.0) >= min_pixel_similarity)
     reason = np.where(verified, "verified", np.where(embedding_ok, "pixels_differ", "embedding_differs"))
     return {"cosine": cosine, "pixel_similarity": similarity, "zoom": scores[1], "degrees": scores[2],
