@@ -322,10 +322,10 @@ class DedupConfig(Section):
     verification: 8 -> 0.89 (5.2 pairs per image), 12 -> 0.90 (7.5) with the ringing-tolerant trimming of
     labeling.layout (before it: 8 -> 0.82, 12 -> 0.84, 24 -> 0.85); ranked by Hamming distance instead,
     8 -> 0.82. With the parts below and the trimming down to a quarter that cuts off captions in a margin:
-    8 -> 0.973 (7.4 pairs per image), 12 -> 0.976 (9.4). The descriptor and the radius bound it: 0.93 of true pairs are within 12 bits at all, and a
-    partner is among the other's 8 nearest of all images by cosine for 0.90 (crops, turns and copies of
-    copies 0.81-0.87); the parts of the picture below lift it to 0.95. Planted set: 8 -> 0.98 of the
-    duplicate pairs."""
+    8 -> 0.973 (7.4 pairs per image), 12 -> 0.976 (9.4). The descriptor and the radius bound it: 0.93 of
+    true pairs are within 12 bits at all, and a partner is among the other's 8 nearest of all images by
+    cosine for 0.90 (crops, turns and copies of copies 0.81-0.87); the parts of the picture below lift it
+    to 0.95. Planted set: 8 -> 0.98 of the duplicate pairs."""
     region_shortlist: Annotated[int, Field(ge=0), Says("must be at least 0", "use e.g. 3, or 0 for none")] = 3
     """Candidates from parts of the picture too (labeling.layout.REGIONS: top, bottom, left and right halves
     and the centre, each with a code of its own): each image's nearest this many by the part's cosine among
@@ -336,8 +336,9 @@ class DedupConfig(Section):
     (7.8); a caption, a crop, padding or a turn moves the whole descriptor but leaves some part close
     (labeling.candidates.layout_candidates). End to end without a teacher at 8 bits: precision 1.000,
     recall 0.919 (0.860 without the parts); planted set 0.998 / 0.970. With the verification and trimming
-    of today: 1.000 / 0.972, every re-upload kind at 0.91 or more; planted set 0.995 / 0.975. Cost: at 100,000 simulated codes
-    12.8 pairs per image to verify (5.8 without) and 99 s for all candidates on 2 cores (30 s without)."""
+    of today: 1.000 / 0.972, every re-upload kind at 0.91 or more; planted set 0.995 / 0.975. Cost: at
+    100,000 simulated codes 12.8 pairs per image to verify (5.8 without) and 99 s for all candidates on 2
+    cores (30 s without)."""
     min_cosine: _Similarity = 0.85
     """With a teacher, a candidate pair is a duplicate only if the float embeddings agree this well (or its
     fine detail is shared, see below) ... Measured with the demo's teacher (benchmarks/near_duplicates_real.py

@@ -73,14 +73,15 @@ _OVERLAY_SHARE = 0.16
 (a caption, price tag or watermark of up to ~6 % of the picture)."""
 _RESIDUAL_LEVELS = 20.0
 """A compared pixel agrees when its luma, one picture's brought to the other's by the tone fit
-(`_tone_residual`), is within this many levels. Real-photo set: re-uploads leave at most 8 % of their pixels beyond it (95th percentile per kind:
-padding 10 %, the rest 1-6 %), look-alikes 31 % as a median."""
+(`_tone_residual`), is within this many levels. Real-photo set: re-uploads leave at most 8 % of their
+pixels beyond it (95th percentile per kind: padding 10 %, the rest 1-6 %), look-alikes 31 % as a median."""
 _SATURATED = 4.0
 """The tone fit: a gain and an offset with the result clipped to the target picture's range, fitted both
 ways (a copy is a function of its original, not the other way round where it clipped) and the better
-kept. Real-photo set: brightened copies verified 0.957 -> 0.996 of those a plain gain and offset fit
-missed (clipped whites), no look-alike let through. Lumas within this many levels of a picture's darkest or lightest may be clipped (brightening clips at
-255, and a contrast change after it moves that plateau, e.g. to 236): the tone fit leaves them out."""
+kept. Real-photo set: brightened copies verified 0.957 -> 0.996 (a plain gain and offset fit missed
+clipped whites), no look-alike let through. Lumas within this many levels of a picture's darkest or
+lightest may be clipped (brightening clips at 255, and a contrast change after it moves that plateau,
+e.g. to 236): the tone fit leaves them out."""
 _MAX_GAIN = 1.8
 """The tone fit's gain stays within 1 / _MAX_GAIN.._MAX_GAIN: brightness and contrast edits of up to 25 %
 each scale the luma by 0.56-1.56; two photos of one smooth scene could otherwise be stretched onto each
@@ -377,7 +378,8 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
       a few starting zooms ranked by phase correlation, then Lucas-Kanade at quarter, half and full size,
       the rotation picked at full size from a few turns. The score is the share of compared pixels whose
       luma agrees within 20 levels after a tone fit (gain, offset and the clipping brightening causes;
-      differences confined to one small box count as an overlay), but 0 when the alignment is no near-copy edit or the two are different photos:
+      differences confined to one small box count as an overlay), but 0 when the alignment is no
+      near-copy edit or the two are different photos:
         * a rotation over 6 degrees or a zoom outside 0.75-1.34;
         * more than 22 % of either picture not shown by the other, pads (its border colour) aside;
         * lumas that correlate less than 0.9 once aligned (a copy follows the original's light and dark);
