@@ -121,16 +121,20 @@ def _without_islands(rgb: np.ndarray, top: int, bottom: int, left: int, right: i
     """The box with a narrow band at each side cut off where a solid line parts it from the rest: within
     _ISLAND of the box's side, the band outside the innermost solid line (a caption in the margin)."""
     band = max(1, int(_ISLAND * (bottom - top)))
-    rows = np.flatnonzero(_solid_lines(rgb[top:top + band, left:right]))
-    top += int(rows[rows > 0].max(initial=0))
-    rows = np.flatnonzero(_solid_lines(rgb[bottom - band:bottom, left:right][::-1]))
-    bottom -= int(rows[rows > 0].max(initial=0))
+    top += _innermost_solid(rgb[top:top + band, left:right])
+    bottom -= _innermost_solid(rgb[bottom - band:bottom, left:right][::-1])
     band = max(1, int(_ISLAND * (right - left)))
-    columns = np.flatnonzero(_solid_lines(rgb[top:bottom, left:left + band].transpose(1, 0, 2)))
-    left += int(columns[columns > 0].max(initial=0))
-    columns = np.flatnonzero(_solid_lines(rgb[top:bottom, right - band:right][:, ::-1].transpose(1, 0, 2)))
-    right -= int(columns[columns > 0].max(initial=0))
+    columns = rgb[top:bottom].transpose(1, 0, 2)  # (w, rows, 3): a column per line
+    left += _innermost_solid(columns[left:left + band])
+    right -= _innermost_solid(columns[right - band:right][::-1])
     return top, bottom, left, right
+
+
+def _innermost_solid(lines: np.ndarray) -> int:
+    """Index of the last solid line of (n, k, 3) lines counted from the outer edge, the edge itself aside
+    (0 when none)."""
+    solid = np.flatnonzero(_solid_lines(lines))
+    return int(solid[solid > 0].max(initial=0))
 
 
 def layout_descriptor(image: Image.Image) -> np.ndarray:

@@ -259,10 +259,11 @@ def _compare_onto(a: _Picture, b: _Picture) -> tuple[float, float, float, float]
     if valid.sum() < 64:
         return 0.0, zoom, warp.degrees, math.nan
     detail, strength = _detail_correlation(a, b, valid, xb[valid], yb[valid])
+    vetoed = detail < _MIN_DETAIL_CORRELATION  # two photos, however alike (NaN, not measurable, never vetoes)
+    if vetoed and strength >= _WEAK_DETAIL:
+        return 0.0, zoom, warp.degrees, detail
     agreement, typical = _residual_agreement(a, b, valid, xb[valid], yb[valid])
-    # two photos, however alike (NaN, not measurable, never vetoes); but detail as weak as rounding and
-    # re-encoding leave cannot tell, and lumas that agree this closely are one photo's
-    if detail < _MIN_DETAIL_CORRELATION and not (strength < _WEAK_DETAIL and typical <= _CLOSE_LEVELS):
+    if vetoed and typical > _CLOSE_LEVELS:  # detail as weak as rounding leaves cannot tell; lumas this close can
         return 0.0, zoom, warp.degrees, detail
     return agreement, zoom, warp.degrees, detail
 
