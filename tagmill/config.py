@@ -197,9 +197,6 @@ class MiningConfig(Section):
         "click": 0.3, "contact": 0.6, "in_conversation": 0.9}
     """Chance that one session's action at a tier means the query names the product; a label's confidence
     is the noisy-or over its sessions."""
-    resample_factor: Annotated[float, _check(lambda f: not (f != 0 and f < 1), "{value} would shrink the data",
-                                             "use 0 to turn resampling off, or a factor of at least 1")] = 2.0
-    """Square-root resampling target: total repeats = factor x unique images (MSURU 5.4 doubled it). 0 = off."""
 
 
 _Share = Annotated[float, Field(ge=0, le=1), Says("must be in [0, 1]",
@@ -221,6 +218,11 @@ class DatasetConfig(Section):
     min_train_samples: _Whole = 1
     """A class with fewer training samples after the split folds into its parent class in the taxonomy (or is
     dropped without one): a class the model never trains on can only be wrong in validation and test."""
+    resample_factor: Annotated[float, _check(lambda f: not (f != 0 and f < 1), "{value} would shrink the data",
+                                             "use 0 to turn resampling off, or a factor of at least 1")] = 2.0
+    """Square-root resampling over the dataset's classes, every source's labels counted: the training split's
+    repeats total factor x its samples (MSURU 5.4 doubled the data). 0 = off. The trainer shows each sample
+    its repeats times per epoch with train.use_repeats."""
     label_space: Annotated[LabelSpace, Says("'{value}' is not a label space", "use one of {choices}")] = "classes"
     """classes: the taxonomy's classes (raw tags without the taxonomy stage); query_clusters: each search-log
     label becomes its query's K-means cluster (side-info stage, MSURU 5.5), teacher tags are left out."""

@@ -18,7 +18,7 @@ from tagmill.jobs import io, mine_logs
 
 pytestmark = [pytest.mark.spark, pytest.mark.cluster, pytest.mark.slow]
 
-TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels", "repeats",
+TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels",
           "events_quarantine", "listings_quarantine")
 
 

@@ -26,7 +26,7 @@ EVENT_NAMES = {"time": "ts", "session_id": "sid"}
 CATALOG_NAMES = {"image_paths": "images"}
 EVENT_MAPPING = {theirs: ours for ours, theirs in EVENT_NAMES.items()}
 CATALOG_MAPPING = {theirs: ours for ours, theirs in CATALOG_NAMES.items()}
-TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels", "repeats",
+TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels",
           "events_quarantine", "listings_quarantine")
 
 

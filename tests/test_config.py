@@ -121,8 +121,8 @@ def test_bounds_and_types_keep_their_messages(data, message):
 
 
 def test_types_are_kept_and_sections_are_frozen_and_validated():
-    cfg = config_from_dict({"mining": {"resample_factor": 3}, "text": {"stopwords": ["a"]}})
-    assert cfg.mining.resample_factor == 3.0 and isinstance(cfg.mining.resample_factor, float)
+    cfg = config_from_dict({"dataset": {"resample_factor": 3}, "text": {"stopwords": ["a"]}})
+    assert cfg.dataset.resample_factor == 3.0 and isinstance(cfg.dataset.resample_factor, float)
     assert cfg.text.stopwords == ("a",)
     assert "resample_factor = 3.0\n" in to_toml(cfg)
     with pytest.raises(ValidationError):

@@ -69,14 +69,13 @@ def test_a_sample_combines_its_sources_and_keeps_the_strongest_provenance(spark)
               .unionByName(_labels(spark, "seller_category", [("a1", "sofa", 0.5), ("b1", "lamp", 0.5)])))
     images = spark.createDataFrame([("a1", "pa", "a sofa"), ("a2", "pa", "a sofa"), ("b1", "pb", "a lamp")],
                                    "image_key string, product_id string, title string")
-    repeats = spark.createDataFrame([], "image_key string, repeats double")
     classes = spark.createDataFrame([(0, "lamp"), (1, "sofa")], "class_id int, name string")
     clusters = spark.createDataFrame([("a1", "a1.jpg", "A", True, "A"), ("a2", "a2.jpg", "A", False, "A"),
                                       ("b1", "b1.jpg", "B", True, "B")],
                                      "image_key string, image_path string, cluster string, canonical boolean, "
                                      "component string")
     samples = {r.image_key: r.labels for r in
-               assemble_samples(labels, images, repeats, classes, clusters, RATIOS, 7).collect()}
+               assemble_samples(labels, images, classes, clusters, RATIOS, 7).collect()}
     assert sorted(samples) == ["a1", "b1"]
     (sofa,) = samples["a1"]
     # the provenance of the strongest source that is not the teacher (the teacher's 0.9 is stronger)
@@ -85,6 +84,6 @@ def test_a_sample_combines_its_sources_and_keeps_the_strongest_provenance(spark)
     (lamp,) = samples["b1"]
     assert (lamp.source, lamp.confidence) == ("seller_category", pytest.approx(1 - 0.6 * 0.5))
     # the teacher's provenance where it alone gave the class
-    alone = assemble_samples(_labels(spark, "teacher", [("b1", "lamp", 0.7)]), images, repeats, classes, clusters,
-                             RATIOS, 7).first()
+    alone = assemble_samples(_labels(spark, "teacher", [("b1", "lamp", 0.7)]), images, classes, clusters, RATIOS,
+                             7).first()
     assert [(x.source, x.confidence) for x in alone.labels] == [("teacher", pytest.approx(0.7))]

@@ -16,7 +16,7 @@ from tagmill.labeling.text import normalize_query
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
-TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels", "repeats",
+TABLES = ("tuples", "query_forms", "labels", "images", "image_labels", "dropped_labels",
           "events_quarantine", "listings_quarantine")
 PLANTED_EVENT_REASON = {
     "malformed": "malformed_row", "missing_field": "missing_field", "unknown_action": "unknown_action",

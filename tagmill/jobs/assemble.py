@@ -18,7 +18,7 @@ from tagmill import stages
 from tagmill.config import SPLITS, Config
 from tagmill.dataset.assemble import (assemble_samples, class_index, class_support, fold_weak_classes,
                                       map_to_classes, map_to_query_clusters, own_clusters, weak_classes,
-                                      with_title_ids)
+                                      with_repeats, with_title_ids)
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.jobs.sources import all_teacher_labels, source_labels
@@ -40,12 +40,11 @@ def _fold_weak_classes(stage: StageRun, labels: DataFrame, taxonomy: DataFrame |
     classes, None without one. The split depends on the products only, so folding labels never moves a sample
     to another split."""
     cfg = stage.cfg
-    images, repeats = stage.read("images", stages.MINE_LOGS), stage.read("repeats", stages.MINE_LOGS)
+    images = stage.read("images", stages.MINE_LOGS)
     folds: dict[str, str | None] = {}
     for round_ in range(MAX_FOLD_ROUNDS + 2):
         classes = class_index(labels, taxonomy).persist(StorageLevel.MEMORY_AND_DISK)
-        samples = assemble_samples(labels, images, repeats, classes, clusters, cfg.dataset.split_ratios,
-                                   cfg.run.seed)
+        samples = assemble_samples(labels, images, classes, clusters, cfg.dataset.split_ratios, cfg.run.seed)
         weak = weak_classes(class_support(samples, classes), taxonomy if round_ < MAX_FOLD_ROUNDS else None,
                             cfg.dataset.min_train_samples)
         if not weak:
@@ -96,6 +95,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     labels, classes, samples, folds = _fold_weak_classes(stage, labels.persist(StorageLevel.MEMORY_AND_DISK),
                                                          taxonomy, clusters)
     mapped = mapped or bool(folds)
+    samples, threshold = with_repeats(samples.persist(StorageLevel.MEMORY_AND_DISK), cfg.dataset.resample_factor,
+                                      cfg.run.seed)
     classes = stage.write(classes, "class_index")
     stage.write(stage.spark.createDataFrame(sorted(folds.items()), "name string, into string"), "class_folds")
     if cfg.side_info.enabled:
@@ -139,6 +140,7 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "image_pass": with_image_pass,
         "taxonomy": cfg.taxonomy.enabled,
         "label_space": cfg.dataset.label_space,
+        "resampling": {"factor": cfg.dataset.resample_factor, "threshold_t": threshold},
         "classes": classes.count(),
         "splits": {s: {k: int(per_split[s][k]) if s in per_split else 0
                        for k in ("samples", "products", "repeats", "labels")} for s in SPLITS},

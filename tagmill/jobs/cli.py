@@ -29,7 +29,7 @@ STAGE_IO = {
         ["inputs.events (format inputs.events_format; the run date's date=D/ folder and mining.retention_days "
          "before it)", "inputs.catalog (format inputs.catalog_format)"],
         ["tuples", "query_forms", "labels", "images", "dropped_labels", "events_quarantine", "listings_quarantine",
-         "image_labels", "repeats"], []),
+         "image_labels"], []),
     "image-pass": (
         ["ROOT/mine-logs/{images,image_labels}/run_date=D/", "the image files under inputs.image_root (or "
          "inputs.allowed_image_roots)", "the teacher model image_pass.teacher (tags only when set)"],
@@ -46,7 +46,7 @@ STAGE_IO = {
         ["tag_stats", "tag_stats_by_source", "cooccurrence", "decisions", "tag_map", "taxonomy", "diff"],
         ["`tagmill report taxonomy` renders them as ROOT/taxonomy/_reports/run_date=D/taxonomy.html"]),
     "assemble": (
-        ["ROOT/mine-logs/{image_labels,images,repeats}/run_date=D/",
+        ["ROOT/mine-logs/{image_labels,images}/run_date=D/",
          "ROOT/image-pass/{images,teacher_tags,label_issues}/run_date=D/ (with a teacher)",
          "ROOT/taxonomy/{taxonomy,tag_map}/run_date=D/ (taxonomy.enabled)",
          "ROOT/side-info/{title_tokens,query_clusters}/run_date=D/ (side_info.enabled)"],

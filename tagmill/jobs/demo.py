@@ -30,9 +30,9 @@ DEMO_OVERRIDES = {
     "mining": {"min_label_images": 5},
     "taxonomy": {"min_images": 5},
     "dataset": {"image_max_side": 96},
-    "train": {"arch": "resnet18", "image_size": 64, "epochs": 4, "freeze_epochs": 0, "batch_size": 64,
+    "train": {"arch": "resnet18", "image_size": 64, "epochs": 3, "freeze_epochs": 0, "batch_size": 64,
               "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05, "warmup_epochs": 0.3,
-              "use_repeats": False, "head_tail_boundary": 20},
+              "use_repeats": True, "head_tail_boundary": 20},
 }
 """The demo marketplace is small: a label needs fewer images than the production default K, and the demo
 model is a ResNet-18 trained from scratch on 64-pixel images for a few CPU minutes (no pretrained weights

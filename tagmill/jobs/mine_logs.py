@@ -1,4 +1,4 @@
-"""`tagmill mine-logs`: search-log events + listing catalog -> tuples, labels, repeat factors, quarantine.
+"""`tagmill mine-logs`: search-log events + listing catalog -> tuples, labels, quarantine.
 
 Read, call labeling/, write. The inputs are read (their columns mapped and checked) before any output is
 touched. The run summary is computed from what was written, and the job fails before publishing if rows in !=
@@ -20,7 +20,6 @@ from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
 from tagmill.labeling.events import RULE_REASONS, check_events, check_listings
 from tagmill.labeling.mining import mine_logs
-from tagmill.labeling.resample import repeat_factors
 
 STAGE = stages.MINE_LOGS
 log = logging.getLogger("tagmill.mine-logs")
@@ -49,19 +48,16 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     for name in ("tuples", "query_forms", "labels", "images", "dropped_labels", "events_quarantine",
                  "listings_quarantine"):
         stage.write(getattr(mined, name), name)
-    image_labels = stage.write(mined.image_labels, "image_labels")
-    repeats, threshold = repeat_factors(image_labels, cfg.mining.resample_factor, cfg.run.seed)
-    paths = image_labels.select("image_key", "image_path", "product_id").distinct()
-    stage.write(repeats.join(paths, "image_key"), "repeats")
+    stage.write(mined.image_labels, "image_labels")
 
-    body = _counts(stage, events.count(), listings.count(), threshold)
+    body = _counts(stage, events.count(), listings.count())
     body["input_files"] = {"events": raw_events.files.summary(), "catalog": raw_listings.files.summary()}
     for df in (events, listings, mined.normalized, mined.all_tuples):
         df.unpersist()
     return stage.finish(body)
 
 
-def _counts(stage: StageRun, events_in: int, listings_in: int, threshold: float) -> dict:
+def _counts(stage: StageRun, events_in: int, listings_in: int) -> dict:
     """Counts read back from the written tables; they must add up."""
     mining = stage.cfg.mining
 
@@ -73,7 +69,6 @@ def _counts(stage: StageRun, events_in: int, listings_in: int, threshold: float)
     image_labels = stage.read("image_labels").agg(
         F.countDistinct("image_key").alias("images"), F.countDistinct("product_id").alias("products"),
         F.countDistinct("label").alias("labels"), F.count(F.lit(1)).alias("pairs")).first()
-    repeats = stage.read("repeats").agg(F.coalesce(F.sum("repeats"), F.lit(0)).alias("repeats")).first()
     events_q, listings_q = by_reason("events_quarantine"), by_reason("listings_quarantine")
     events_used = int(tuples["events"])
     listings_used = stage.read("images").select("product_id").distinct().count()
@@ -98,6 +93,4 @@ def _counts(stage: StageRun, events_in: int, listings_in: int, threshold: float)
             "products": image_labels["products"],
             "image_label_pairs": image_labels["pairs"],
         },
-        "resampling": {"factor": mining.resample_factor, "threshold_t": threshold,
-                       "repeats": int(repeats["repeats"])},
     }
