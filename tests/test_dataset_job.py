@@ -70,7 +70,7 @@ def _samples(dataset: Path, manifest: dict) -> list[dict]:
                     assert names[at:at + len(expected)] == expected, shard["path"]
                     if len(sample["class_ids"]) == 1:
                         assert tar.extractfile(members[f"{key}.cls"]).read() == str(sample["class_ids"][0]).encode()
-                    shard_samples.append(sample)
+                    shard_samples.append({**sample, "shard": shard["path"]})
             # nothing else in the shard
             assert len(names) == sum(2 + (len(x["class_ids"]) == 1) for x in shard_samples), shard["path"]
             out += shard_samples
@@ -147,6 +147,14 @@ def test_manifest_describes_the_shards_and_no_product_crosses_splits(built):
     for s in samples:
         product_splits.setdefault(s["product_id"], set()).add(s["split"])
     assert all(len(v) == 1 for v in product_splits.values())
+    # a product's images share a shard, so a fold teacher (whole shards held out) never saw its other photos;
+    # only where a bucket rolled over into a next shard may one product straddle the two
+    product_shards = {}
+    for s in samples:
+        product_shards.setdefault(s["product_id"], set()).add(s["shard"])
+    rolled_over = sum(not shard["path"].endswith("-000.tar") for shard in manifest["shards"])
+    assert sum(len(v) > 1 for v in product_shards.values()) <= rolled_over
+    assert len(product_shards) < len(samples)  # some product has several images: the check means something
     classes = json.loads((dataset / "classes.json").read_text())["classes"]
     assert [c["id"] for c in classes] == list(range(manifest["num_classes"]))
     names = {c["id"]: c["name"] for c in classes}

@@ -52,8 +52,10 @@ def plan_shards(samples: DataFrame, split_sizes: dict[str, int], max_samples: in
                 partitions: int) -> DataFrame:
     """Give each sample its shard bucket and its place in it, and lay the buckets out for the writers.
 
-    A bucket is a stable hash of the image key, so which samples share a shard, and in what order, does
-    not depend on how Spark partitioned the input: the same samples give the same shards on any cluster.
+    A bucket is a stable hash of the product and a product's images lie together in it, so they share a shard
+    (fold teachers hold out whole shards, trainer.folds: no fold model trains on one photo of a product it
+    tags another of), but where a bucket rolls over into a second shard. Neither depends on how Spark
+    partitioned the input: the same samples give the same shards on any cluster.
     Each split gets ceil(size / max_samples) buckets; a bucket that comes out larger rolls into a second
     shard. Adds `bucket` and `order`; partitions hold whole buckets, sorted."""
     buckets = F.lit(1)
@@ -62,11 +64,11 @@ def plan_shards(samples: DataFrame, split_sizes: dict[str, int], max_samples: in
                          ).otherwise(buckets)
     planned = samples.select(
         "*",
-        F.pmod(F.xxhash64(F.lit(seed), F.lit("bucket"), "image_key"), buckets).cast("int").alias("bucket"),
-        F.xxhash64(F.lit(seed), F.lit("order"), "image_key").alias("order"),
+        F.pmod(F.xxhash64(F.lit(seed), F.lit("bucket"), "product_id"), buckets).cast("int").alias("bucket"),
+        F.xxhash64(F.lit(seed), F.lit("order"), "product_id").alias("order"),
     )
-    return planned.repartition(partitions, "split", "bucket").sortWithinPartitions("split", "bucket", "order",
-                                                                                   "image_key")
+    return planned.repartition(partitions, "split", "bucket").sortWithinPartitions(
+        "split", "bucket", "order", "product_id", F.xxhash64(F.lit(seed), F.lit("order"), "image_key"), "image_key")
 
 
 def shard_writer(staging: str, image_root: str, allowed_roots: tuple[str, ...], opts: ImageOptions,

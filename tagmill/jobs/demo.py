@@ -14,8 +14,8 @@ import pyarrow.parquet as pq
 from tagmill import stages
 from tagmill.config import Config, load_config, to_dict, to_toml
 from tagmill.demo.generate import GLOSSARY, generate_market, write_glossary
-from tagmill.demo.scoreboard import (Truth, format_cold_start, format_label_issues, format_scoreboard, read_truth,
-                                     score_build, score_cold_start, score_label_issues, score_predictions)
+from tagmill.demo.scoreboard import (Truth, format_cold_start, format_label_issues, format_scoreboard, mean_prediction,
+                                     read_truth, score_build, score_cold_start, score_label_issues, score_predictions)
 from tagmill.demo.vocabulary import build_leaves
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.train import default_model_dir, print_metrics, run_train, run_train_folds
@@ -159,7 +159,7 @@ def model_scores(cfg: Config, truth: Truth, model_dir: Path) -> dict:
     folds = _model_dirs(model_dir)
     every_class = len(json.loads((folds[0] / "classes.json").read_text(encoding="utf-8"))["classes"])
     rows = zip(*[predict(d, images_in_dataset(manifest, "test"), top_k=every_class) for d in folds])
-    write_predictions((_mean_scores(r) for r in rows), predictions)
+    write_predictions((mean_prediction(r) for r in rows), predictions)
     return score_predictions(predictions, cfg.outputs.root, run_date, truth)
 
 
@@ -168,20 +168,6 @@ def _model_dirs(model_dir: Path) -> list[Path]:
     if (model_dir / "model.ts").is_file():
         return [model_dir]
     return sorted(f.parent for f in model_dir.glob(f"{FOLD_PREFIX}*/model.ts"))
-
-
-def _mean_scores(rows: tuple[dict, ...]) -> dict:
-    """One prediction row (every class ranked) of the same image's rows from several models: the mean score."""
-    if len(rows) == 1 or rows[0]["top_names"] is None:
-        return rows[0]
-    total: dict[str, float] = defaultdict(float)
-    for row in rows:
-        for name, score in zip(row["top_names"], row["top_scores"]):
-            total[name] += score / len(rows)
-    ids = {name: i for row in rows for i, name in zip(row["top_ids"], row["top_names"])}
-    ranked = sorted(total.items(), key=lambda x: (-x[1], x[0]))
-    return {**rows[0], "top_ids": [ids[n] for n, _ in ranked], "top_names": [n for n, _ in ranked],
-            "top_scores": [v for _, v in ranked]}
 
 
 def _head_tail(images_only: dict, cotrained: dict) -> str:
