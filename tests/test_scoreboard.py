@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tagmill import stages
-from tagmill.demo.scoreboard import Truth, format_cold_start, mean_prediction, score_cold_start
+from tagmill.demo.scoreboard import Truth, format_cold_start, score_cold_start
 
 DAY = dt.date(2026, 11, 20)
 TRUTH = Truth(leaf_of_product={"p1": "mug", "p2": "mug", "p3": "lamp"},
@@ -43,17 +43,3 @@ def test_cold_start_tags_are_scored_against_the_truth(tmp_path):
     assert cold == {"images": 4, "tagged": 3, "tags": 4, "right": 2}
     assert format_cold_start(cold) == ("  cold-start listing images (no search labeled them): 3 of 4 tagged by the "
                                        "teacher (0.750); their 4 tags right 0.500")
-
-
-def test_fold_models_score_as_the_mean_of_their_scores():
-    fold_0 = {"key": "k", "top_ids": [2, 0, 1], "top_names": ["mug", "bed", "cup"], "top_scores": [0.9, 0.3, 0.1],
-              "embedding": [1.0], "error": None}
-    fold_1 = {"key": "k", "top_ids": [1, 0, 2], "top_names": ["cup", "bed", "mug"], "top_scores": [0.8, 0.3, 0.1],
-              "embedding": [2.0], "error": None}
-    mean = mean_prediction((fold_0, fold_1))
-    # mug 0.5, cup 0.45, bed 0.3; the ids follow their names
-    assert (mean["top_names"], mean["top_ids"]) == (["mug", "cup", "bed"], [2, 1, 0])
-    assert mean["top_scores"] == [0.5, 0.45, 0.3]
-    unreadable = {"key": "u", "top_ids": None, "top_names": None, "top_scores": None, "embedding": None,
-                  "error": "undecodable"}
-    assert mean_prediction((unreadable, unreadable)) is unreadable and mean_prediction((fold_0,)) is fold_0

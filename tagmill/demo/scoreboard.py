@@ -113,22 +113,6 @@ def score_build(outputs_root: str | Path, run_date, truth: Truth) -> dict:
     }
 
 
-def mean_prediction(rows: tuple[dict, ...]) -> dict:
-    """One prediction row of an image from its rows by several models (tagmill predict's rows, each ranking
-    every class): each class's mean score, ranked (ties by name). A row without scores (an unreadable
-    image) stays as it is."""
-    if len(rows) == 1 or rows[0]["top_names"] is None:
-        return rows[0]
-    total: dict[str, float] = defaultdict(float)
-    for row in rows:
-        for name, score in zip(row["top_names"], row["top_scores"]):
-            total[name] += score / len(rows)
-    ids = {name: i for row in rows for i, name in zip(row["top_ids"], row["top_names"])}
-    ranked = sorted(total.items(), key=lambda item: (-item[1], item[0]))
-    return {**rows[0], "top_ids": [ids[n] for n, _ in ranked], "top_names": [n for n, _ in ranked],
-            "top_scores": [v for _, v in ranked]}
-
-
 def score_predictions(predictions: str | Path, outputs_root: str | Path, run_date, truth: Truth) -> dict:
     """A model's predictions (tagmill predict's Parquet over a split) against the true categories.
 
