@@ -228,8 +228,10 @@ def with_repeats(samples: DataFrame, factor: float, seed: int) -> tuple[DataFram
     common by all the labels a model trains on (search log, sellers' categories, teacher), after the taxonomy
     merged its tags. Validation and test samples repeat once; so does every sample with factor 0.
 
-    On the demo the repeats moved the test top-1 against the truth of a model trained 4 epochs from 0.695 to
-    0.876: without them a class with under 10 training images was almost never predicted."""
+    On the demo, training with them (3 epochs, against 4 without) moved the test top-1 against the truth of the
+    teacher from 0.732 to 0.830 and of the final model from 0.695 to 0.880; without them the teacher all but
+    never predicted a class with under 10 training images (cold-start images of such classes: top-1 0.00-0.04,
+    with them 0.14-0.59)."""
     train = samples.where(F.col("split") == "train").select("image_key", F.explode("class_ids").alias("label"))
     factors, threshold = repeat_factors(train, factor, seed)
     return (samples.join(factors.select("image_key", F.col("repeats").cast("int")), "image_key", "left")

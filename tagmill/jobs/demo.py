@@ -36,7 +36,8 @@ DEMO_OVERRIDES = {
 }
 """The demo marketplace is small: a label needs fewer images than the production default K, and the demo
 model is a ResNet-18 trained from scratch on 64-pixel images for a few CPU minutes (no pretrained weights
-to freeze, so no frozen epoch)."""
+to freeze, so no frozen epoch), each sample shown its repeat factor's times per epoch (dataset.resample_factor:
+the rare classes, cold-start listings' among them, are learned at all)."""
 COTRAINING_WEIGHT = 1.0
 """SICoT's lambda for the demo's co-trained model (the paper weighs the mixed loss like the visual one)."""
 
