@@ -19,6 +19,7 @@ from tagmill.config import TrainConfig
 from tagmill.labeling.teacher import (TeacherError, TeacherLabel, bf16_supported, load_teacher, read_thresholds,
                                       read_vocabulary, select_tags)
 from tagmill.trainer.backbones import build_model
+from tagmill.trainer.prototypes import prototype_scores
 from tagmill.trainer.train import _save, export, warmup_cosine
 
 OPEN_IMAGES = Path(os.environ.get("TAGMILL_OPEN_IMAGES_LABELS",
@@ -270,6 +271,29 @@ def test_an_exported_tagmill_folder_is_a_teacher(tmp_path, net, images):
     # the TorchScript file inside the folder reads the folder's model.json and classes.json
     inside = load_teacher(str(tmp_path / "model.ts"))
     assert (inside.teacher_id, inside.image_size, inside.labels) == ("model", SIZE, teacher.labels)
+
+
+def test_a_tagmill_folder_with_class_prototypes_scores_by_them(tmp_path, net, images):
+    cfg = TrainConfig(arch="resnet18", pooling="avg", loss="asl", image_size=SIZE)
+    prototypes = np.eye(5, 512, dtype=np.float32)  # class i: the i-th embedding axis
+    np.save(tmp_path / "prototypes.npy", prototypes)
+    export(net, _manifest(), tmp_path, cfg, {"file": "prototypes.npy", "temperature": 0.1})
+    teacher = load_teacher(str(tmp_path))
+    scores, embedding = teacher.forward(images)
+    logits, expected_embedding = net(images)
+    np.testing.assert_allclose(embedding, expected_embedding.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, prototype_scores(embedding, prototypes, 0.1), rtol=1e-5, atol=1e-7)
+    # without them, the logits score; the version covers the prototypes' bytes too
+    plain = load_teacher(str(tmp_path), prototypes=False)
+    np.testing.assert_allclose(plain.forward(images)[0], torch.sigmoid(logits).detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    assert plain.prototypes is None and plain.version != teacher.version
+    np.save(tmp_path / "prototypes.npy", prototypes[:3])
+    with pytest.raises(TeacherError, match=r"prototypes of shape \(3, 512\).*expected float32 \(5, D\)"):
+        load_teacher(str(tmp_path))
+    np.save(tmp_path / "prototypes.npy", np.array([object()], dtype=object))
+    with pytest.raises(TeacherError, match="unreadable class prototypes"):
+        load_teacher(str(tmp_path))
 
 
 def _checkpoint(folder: Path, model: nn.Module) -> Path:

@@ -16,6 +16,7 @@ from tagmill.config import TrainConfig
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
 from tagmill.trainer.train import CHECKPOINT, epoch_report, load_checkpoint, train, warmup_cosine
+from tagmill.trainer.transforms import load_image_tensor
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
                    lr=0.003, weight_decay=0.01, num_workers=0, head_tail_boundary=20, shuffle_buffer=64)
@@ -136,3 +137,23 @@ def test_two_ranks_train_in_step_and_do_not_hang_on_uneven_shards(tiny_dataset, 
     # 240 repeated positions / 2 ranks = 120 per rank = 4 batches of 32 (the last one short)
     assert report["ranks"] == 2 and report["steps"] == 4 and len(_losses(out)) == 4
     assert (out / "model.ts").exists()
+
+
+def test_the_export_carries_class_prototypes_that_a_teacher_scores_with(trained, tiny_dataset):
+    from tagmill.labeling.teacher import load_teacher
+    from tagmill.trainer.prototypes import TEMPERATURES
+
+    out, _ = trained
+    prototypes = np.load(out / "prototypes.npy")
+    assert prototypes.shape == (8, 512) and prototypes.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(prototypes, axis=1), 1.0, rtol=1e-5)  # every class has images
+    entry = json.loads((out / "model.json").read_text())["prototypes"]
+    assert entry["file"] == "prototypes.npy" and entry["temperature"] in TEMPERATURES
+    teacher = load_teacher(str(out))
+    keys, batch = [], []
+    for key, data, _ in images_in_dataset(tiny_dataset, "validation"):
+        keys.append(key)
+        batch.append(load_image_tensor(data, 32))
+    scores, _ = teacher.forward(torch.stack(batch))
+    truth = np.array([int(k[:4]) for k in keys])  # the fixture's keys start with the class id
+    assert np.mean(scores.argmax(1) == truth) > 0.4  # 8 classes: chance is 0.125

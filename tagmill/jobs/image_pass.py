@@ -249,7 +249,9 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
         "teacher": None if teacher is None else {
             "id": teacher.teacher_id, "version": teacher.version, "labels": len(teacher.folds[0].labels),
             "folds": len(teacher.folds), "image_size": teacher.image_size, "bf16": ip.bf16,
-            "threshold": ip.threshold, "top_k": ip.top_k},
+            "threshold": ip.threshold, "top_k": ip.top_k,
+            # class prototypes (trainer.prototypes) or the logits
+            "scores": "prototypes" if teacher.folds[0].prototypes is not None else teacher.folds[0].scores},
         "skipped": [] if teacher else ["teacher tags", "embeddings and their code", "cold-start tagging",
                                        "the embedding check of near-duplicate pairs (pixels alone decide)"],
         "contents": {"forwarded": n_forwarded, "decoded": int(forwarded["decoded"]),

@@ -94,12 +94,12 @@ _WORKER_TEACHERS: dict[tuple, tuple[Teacher | FoldTeachers | None, np.ndarray | 
 
 def worker_teacher(cfg: ImagePassConfig) -> tuple[Teacher | FoldTeachers | None, np.ndarray | None]:
     """(teacher, per-label thresholds), loaded once per process for a given config; (None, None) without one."""
-    key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.thresholds_file, cfg.threshold,
-           cfg.target_precision)
+    key = (cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.prototypes, cfg.thresholds_file,
+           cfg.threshold, cfg.target_precision)
     if not cfg.teacher:
         return None, None
     if key not in _WORKER_TEACHERS:
-        teacher = load_teacher(cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size)
+        teacher = load_teacher(cfg.teacher, cfg.vocabulary, cfg.teacher_id, cfg.image_size, cfg.prototypes)
         if cfg.target_precision:  # every score the calibration may want; the job applies each class's threshold
             thresholds = np.full(len(teacher.labels), FLOOR, np.float32)
         elif cfg.thresholds_file:

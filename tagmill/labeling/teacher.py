@@ -30,8 +30,9 @@ import torch
 from tagmill.checksums import file_sha256
 from tagmill.trainer.backbones import build_model
 from tagmill.trainer.folds import FOLD_PREFIX
+from tagmill.trainer.prototypes import prototype_scores
 from tagmill.trainer.train import (CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS,
-                                   TRAINED_IMAGES)
+                                   PROTOTYPES, TRAINED_IMAGES)
 from tagmill.trainer.transforms import MEAN, STD
 
 log = logging.getLogger("tagmill.teacher")
@@ -183,6 +184,11 @@ class Teacher:
     trained_images: Path | None = None
     """The keys of the images the model trained on (a `tagmill train` folder's trained_images.txt); None for a
     model trained elsewhere."""
+    prototypes: np.ndarray | None = field(default=None, repr=False)
+    """float32 (labels, D): the classes' prototypes (a `tagmill train` folder's, trainer.prototypes), which
+    score the embedding in place of the logits; None: the logits score."""
+    temperature: float = 1.0
+    """The prototypes' softmax temperature."""
     _warned: bool = field(default=False, init=False, repr=False)
 
     @property
@@ -192,8 +198,9 @@ class Teacher:
 
     def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 (n, L), embedding float32 (n, D)) of a float batch (n, 3, H, W) normalized with
-        mean/std. bf16 runs the model under bfloat16 autocast; scores are computed from float32 logits.
-        A model that returns logits alone gives them as the embedding too (warned once)."""
+        mean/std. bf16 runs the model under bfloat16 autocast; scores are computed from float32 logits, or
+        with prototypes from the float32 embedding. A model that returns logits alone gives them as the
+        embedding too (warned once)."""
         with torch.inference_mode():
             if bf16:
                 with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -201,9 +208,12 @@ class Teacher:
             else:
                 out = self.model(batch)
             logits, embedding = self._split(out)
+            embedding = embedding.float().flatten(1).numpy()
+            if self.prototypes is not None:
+                return prototype_scores(embedding, self.prototypes, self.temperature), embedding
             logits = logits.float()
             scores = torch.softmax(logits, 1) if self.scores == "softmax" else torch.sigmoid(logits)
-            return scores.numpy(), embedding.float().flatten(1).numpy()
+            return scores.numpy(), embedding
 
     def _split(self, out) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(out, dict):
@@ -266,7 +276,7 @@ def bf16_supported() -> bool:
 
 
 def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
-                 image_size: int = 0) -> Teacher | FoldTeachers:
+                 image_size: int = 0, prototypes: bool = True) -> Teacher | FoldTeachers:
     """A Teacher in eval mode on CPU from
       1. a `tagmill train` output folder (model.ts, model.json; labels from `vocabulary`, else its labels.csv,
          else its classes.json as `tagmill:<id>`);
@@ -274,14 +284,16 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
       3. a `tagmill train` checkpoint (a dict with 'model' and 'arch'), rebuilt with build_model (pooling from
          the model.json beside it, else 'max'); labels as for 2;
       4. a folder of fold models (fold-0/, fold-1/, ... each as 1: `tagmill train --folds`), as one FoldTeachers.
-    image_size: > 0 overrides model.json's (else 224). Raises TeacherError for anything else (a pickle, a
+    image_size: > 0 overrides model.json's (else 224). prototypes: score with the class prototypes a `tagmill
+    train` folder's model.json names (for its model.ts; trainer.prototypes), not with the logits; the version
+    then covers both files. Raises TeacherError for anything else (a pickle, a
     torch.save of a whole module, another zip, a text file, a missing path) without unpickling it, and for a
     model whose logits do not match the vocabulary (checked with one forward pass of a blank image)."""
     source = Path(path)
     folds = sorted(source.glob(f"{FOLD_PREFIX}*/{EXPORT}")) if source.is_dir() else []
     if folds and not (source / EXPORT).is_file():
-        return _fold_teachers(source, [load_teacher(str(f.parent), vocabulary, image_size=image_size) for f in folds],
-                              teacher_id)
+        return _fold_teachers(source, [load_teacher(str(f.parent), vocabulary, image_size=image_size,
+                                                    prototypes=prototypes) for f in folds], teacher_id)
     if source.is_dir():
         folder, file = source, source / EXPORT
         if not file.is_file():
@@ -302,12 +314,17 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
     scores = info.get("scores", "sigmoid")
     if scores not in ("sigmoid", "softmax"):
         raise TeacherError(f"{folder / EXPORT_INFO}: scores {scores!r} is neither sigmoid nor softmax")
+    entry = info.get("prototypes") if prototypes and folder is not None and file == folder / EXPORT else None
+    centroids = _read_prototypes(folder / PROTOTYPES, len(labels)) if entry else None
+    version = file_sha256(file) if entry is None else hashlib.sha256(
+        (file_sha256(file) + file_sha256(folder / PROTOTYPES)).encode()).hexdigest()
     teacher = Teacher(
-        teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=file_sha256(file)[:16],
+        teacher_id=teacher_id or (source.name if source.is_dir() else source.stem), version=version[:16],
         labels=labels, image_size=image_size or int(info.get("image_size", DEFAULT_IMAGE_SIZE)),
         mean=tuple(float(x) for x in info.get("mean", MEAN)), std=tuple(float(x) for x in info.get("std", STD)),
         scores=scores, model=model.eval(),
-        trained_images=folder / TRAINED_IMAGES if folder is not None and (folder / TRAINED_IMAGES).is_file() else None)
+        trained_images=folder / TRAINED_IMAGES if folder is not None and (folder / TRAINED_IMAGES).is_file() else None,
+        prototypes=centroids, temperature=float(entry["temperature"]) if entry else 1.0)
     try:
         teacher.forward(torch.zeros(1, 3, teacher.image_size, teacher.image_size))
     except TeacherError as err:
@@ -316,6 +333,20 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
         raise TeacherError(f"{source}: the model fails on a (1, 3, {teacher.image_size}, {teacher.image_size}) "
                            f"image batch ({type(err).__name__}: {err}); is it an image classifier?") from err
     return teacher
+
+
+def _read_prototypes(path: Path, labels: int) -> np.ndarray:
+    """The (labels, D) float32 prototypes beside a model.json that names a temperature for them (np.load
+    refuses pickled objects)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise TeacherError(f"{path}: unreadable class prototypes ({err}); retrain the model (`tagmill train`) or "
+                           "set image_pass.prototypes = false") from None
+    if array.ndim != 2 or array.shape[0] != labels or array.dtype != np.float32:
+        raise TeacherError(f"{path}: prototypes of shape {array.shape} and type {array.dtype}, expected float32 "
+                           f"({labels}, D), one per class; retrain the model or set image_pass.prototypes = false")
+    return array
 
 
 def _fold_teachers(source: Path, folds: list[Teacher], teacher_id: str) -> FoldTeachers:

@@ -39,6 +39,7 @@ from tagmill.config import TrainConfig
 from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
 from tagmill.trainer.losses import build_loss, scores_from_logits
 from tagmill.trainer.metrics import evaluate
+from tagmill.trainer.prototypes import class_prototypes, fit_temperature
 from tagmill.trainer.side_info import SemanticStream, cotraining_loss, title_present
 from tagmill.trainer.transforms import MEAN, STD, decode_sample_with_title
 from tagmill.trainer.reader import (Manifest, ShardStream, check_shards, collate_titles, decode_sample,
@@ -52,6 +53,8 @@ EXPORT_INFO = "model.json"
 TRAINED_IMAGES = "trained_images.txt"
 """The keys of the samples the model trained on, one per line: an image pass with this model as its teacher
 tags none of them (a model is overconfident on its own training images)."""
+PROTOTYPES = "prototypes.npy"
+"""float32 (classes, D): the classes' prototypes in the model's embedding (trainer.prototypes)."""
 EXPORT_LABELS = "labels.csv"
 """The classes as `LabelName,DisplayName` rows (`tagmill:<class id>`, name): the Open Images vocabulary format."""
 CHECKPOINT_KEYS = frozenset({"model", "optimizer", "scheduler", "epoch", "step_in_epoch", "global_step",
@@ -279,7 +282,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
             return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
-        export(model, manifest, out, cfg)
+        export(model, manifest, out, cfg, _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed, device))
         write_trained_images(manifest, out)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
 
@@ -431,14 +434,30 @@ def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream |
     return state["epoch"], state["step_in_epoch"], state["global_step"], list(saved["history"] if saved else [])
 
 
-def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig) -> Path:
+def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_shards, out: Path, cfg: TrainConfig,
+                seed: int, device) -> dict:
+    """OUT/prototypes.npy, the classes' prototypes over the train split (each image once, eval view), and
+    their temperature fitted on the validation split (trainer.prototypes); returns model.json's entry."""
+    _, _, embeddings, targets = predict_batches(model, make_loader(_eval_stream(manifest, train_shards, cfg, seed)),
+                                                cfg.loss, device)
+    prototypes = class_prototypes(embeddings, targets)
+    held_out = (predict_batches(model, make_loader(_eval_stream(manifest, val_shards, cfg, seed)), cfg.loss, device)
+                if val_shards else ([], None, embeddings[:0], targets[:0]))
+    np.save(out / PROTOTYPES, prototypes)
+    return {"file": PROTOTYPES, "temperature": fit_temperature(held_out[2], held_out[3], prototypes)}
+
+
+def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig, prototypes: dict | None = None
+           ) -> Path:
     """TorchScript model (forward: images -> (logits, embedding)) with its class index (classes.json, and
-    labels.csv for `tagmill image-pass --teacher`) and how to feed it."""
+    labels.csv for `tagmill image-pass --teacher`) and how to feed it (model.json; `prototypes`: the class
+    prototypes' file and temperature, which a teacher scores with, see trainer.prototypes)."""
     model = model.cpu().eval()
     torch.jit.script(model).save(str(out / EXPORT))
     info = {"arch": cfg.arch, "pooling": cfg.pooling, "loss": cfg.loss,
             "scores": "softmax" if "softmax" in cfg.loss else "sigmoid", "image_size": cfg.image_size,
-            "mean": MEAN, "std": STD, "num_classes": manifest.num_classes, "dataset": manifest.dataset}
+            "mean": MEAN, "std": STD, "num_classes": manifest.num_classes, "dataset": manifest.dataset,
+            **({"prototypes": prototypes} if prototypes else {})}
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
     (out / "classes.json").write_text(json.dumps({"classes": manifest.classes}, indent=2, ensure_ascii=False) + "\n")
     # The same classes as an Open Images style vocabulary, so the exported folder is directly a teacher.
