@@ -41,8 +41,10 @@ def passed(side_info_market, tmp_path_factory):
                                optimizer="adamw", lr=0.002, weight_decay=0.05, num_workers=0, use_repeats=False)
     train(shards.dataset_path(cfg) + "/manifest.json", teacher, tcfg, seed=1)
     # a 2-epoch 32-pixel teacher is near chance: calibrated to 0.9 it would tag next to nothing, so these tests
-    # of dedup, split and provenance take its tags at the global threshold (calibration: test_calibration)
-    cfg = cfg.replace("image_pass", teacher=str(teacher), batch_size=16, code_fit_sample=2000, target_precision=0)
+    # of dedup, split and provenance take its tags at the global threshold (calibration: test_calibration), by
+    # its logits (its prototypes' softmax tags next to nothing at 0.5 either; they are test_teacher's)
+    cfg = cfg.replace("image_pass", teacher=str(teacher), batch_size=16, code_fit_sample=2000, target_precision=0,
+                      prototypes=False)
     summaries = run_stages(cfg, [image_pass.STAGE, taxonomy.STAGE, assemble.STAGE, shards.STAGE])
     return cfg, summaries, Path(cfg.inputs.image_root).parent / "truth"
 
