@@ -269,7 +269,9 @@ class ImagePassConfig(Section):
     """Score a `tagmill train` teacher by its embedding's nearness to each class's prototype (trainer.prototypes),
     not by its logits. On the demo its cold-start listing images' top class was right 0.87 of the time, not
     0.64: a class learned from few images scores low on its head, while its images' embeddings lie together.
-    A teacher trained elsewhere has no prototypes and scores by its logits either way."""
+    The scores are a softmax over the classes, one class per image: where images carry several classes
+    (taxonomy.propagate_to_ancestors), they share it, and a class's calibrated threshold falls with it. A
+    teacher trained elsewhere has no prototypes and scores by its logits either way."""
     target_precision: Annotated[float, Field(ge=0, lt=1), Says("{value} is not in [0, 1)", "use e.g. 0.9")] = 0.9
     """Each teacher class gets the lowest threshold at which its tags are right this often, estimated on the
     search-log (and seller-category) labeled images the teacher never trained on, each label's images weighing
@@ -678,6 +680,10 @@ def _precedence(error: dict) -> tuple:
     return (1, list(Config.model_fields).index(loc[0]) if loc else -1, step)
 
 
+MOVED = {"mining.resample_factor": "dataset.resample_factor"}
+"""Keys that moved to another section: a config that still sets one is told where it went."""
+
+
 def _config_error(errors: list[dict[str, Any]]) -> ConfigError:
     """The ConfigError for the error the old hand-written loader met first."""
     error = min(errors, key=_precedence)
@@ -685,6 +691,8 @@ def _config_error(errors: list[dict[str, Any]]) -> ConfigError:
     key = ".".join(str(part) for part in loc if isinstance(part, str))
     model: type[BaseModel] = Config if len(loc) < 2 else Config.model_fields[loc[0]].annotation
     if kind == "extra_forbidden":
+        if key in MOVED:
+            return ConfigError(key, "moved", f"write it as {MOVED[key]}")  # e.g. an older release's config
         names = list(model.model_fields)
         near = difflib.get_close_matches(loc[-1], names, n=1)
         where = ".".join(loc[:-1]) or "the config file"

@@ -111,6 +111,8 @@ def test_choices_are_refused_with_the_list(section, key, choices):
      "config key 'mining.tier_weights.click': expected float, got str 'x'. Fix: write a float value"),
     ({"text": {"stopwords": "the"}},
      "config key 'text.stopwords': expected a list, got 'the'. Fix: write it as [a, b, ...]"),
+    ({"mining": {"resample_factor": 2}},
+     "config key 'mining.resample_factor': moved. Fix: write it as dataset.resample_factor"),
     ({"xyzzy": {}}, "config key 'xyzzy': unknown key. Fix: valid keys in the config file: run, spark, inputs, outputs, "
                     "text, mining, image_pass, dedup, taxonomy, side_info, dataset, train, demo"),
 ])

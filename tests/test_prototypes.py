@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from tagmill.trainer.prototypes import TEMPERATURES, class_prototypes, fit_temperature, prototype_scores
+from tagmill.trainer.prototypes import (TEMPERATURES, class_prototypes, fit_temperature, prototype_scores,
+                                        temperature_losses)
 
 
 def test_a_prototype_is_the_unit_mean_of_its_images_unit_embeddings():
@@ -19,9 +20,9 @@ def test_a_prototype_is_the_unit_mean_of_its_images_unit_embeddings():
 def test_scores_are_a_softmax_of_the_cosines_over_the_temperature():
     prototypes = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], np.float32)
     scores = prototype_scores(np.array([[5.0, 0.0]], np.float32), prototypes, 0.5)
-    # cosines 1, 0, 0 -> softmax of (2, 0, 0)
+    # cosines 1, 0 -> softmax of (2, 0); the class without a prototype (no training image) scores 0
     e2 = math.exp(2.0)
-    np.testing.assert_allclose(scores, [[e2 / (e2 + 2), 1 / (e2 + 2), 1 / (e2 + 2)]], rtol=1e-6)
+    np.testing.assert_allclose(scores, [[e2 / (e2 + 1), 1 / (e2 + 1), 0.0]], rtol=1e-6)
 
 
 def test_the_fitted_temperature_is_the_one_that_matches_how_often_the_nearest_class_is_right():
@@ -37,6 +38,11 @@ def test_the_fitted_temperature_is_the_one_that_matches_how_often_the_nearest_cl
     targets[own:, 1] = 1
     prototypes = np.array([[1.0, 0.0], [0.8, 0.6]], np.float32)
     embeddings = np.tile(np.array([[1.0, 0.0]], np.float32), (n, 1))
-    assert fit_temperature(embeddings, targets, prototypes) == pytest.approx(middle)
+    losses = temperature_losses(embeddings, targets, prototypes)
+    assert fit_temperature(losses) == pytest.approx(middle)
+    # the losses of batches add up to the whole's
+    halves = sum(temperature_losses(embeddings[part], targets[part], prototypes)
+                 for part in (slice(0, n // 2), slice(n // 2, n)))
+    np.testing.assert_allclose(halves, losses, rtol=1e-9)
     # images no class names tell nothing: the middle temperature
-    assert fit_temperature(embeddings, np.zeros_like(targets), prototypes) == pytest.approx(middle)
+    assert fit_temperature(temperature_losses(embeddings, np.zeros_like(targets), prototypes)) == pytest.approx(middle)

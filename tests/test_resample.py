@@ -1,5 +1,6 @@
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -27,6 +28,7 @@ def test_solved_threshold_hits_the_target_length(histogram, factor):
     assert math.isclose(total_repeats(t, histogram), factor * sum(histogram.values()), rel_tol=1e-6)
 
 
+@pytest.mark.spark
 def test_repeats_count_the_datasets_classes_in_the_training_split(spark):
     from tagmill.dataset.assemble import with_repeats
 

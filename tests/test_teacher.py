@@ -277,7 +277,7 @@ def test_a_tagmill_folder_with_class_prototypes_scores_by_them(tmp_path, net, im
     cfg = TrainConfig(arch="resnet18", pooling="avg", loss="asl", image_size=SIZE)
     prototypes = np.eye(5, 512, dtype=np.float32)  # class i: the i-th embedding axis
     np.save(tmp_path / "prototypes.npy", prototypes)
-    export(net, _manifest(), tmp_path, cfg, {"file": "prototypes.npy", "temperature": 0.1})
+    export(net, _manifest(), tmp_path, cfg, {"temperature": 0.1})
     teacher = load_teacher(str(tmp_path))
     scores, embedding = teacher.forward(images)
     logits, expected_embedding = net(images)
@@ -291,8 +291,15 @@ def test_a_tagmill_folder_with_class_prototypes_scores_by_them(tmp_path, net, im
     np.save(tmp_path / "prototypes.npy", prototypes[:3])
     with pytest.raises(TeacherError, match=r"prototypes of shape \(3, 512\).*expected float32 \(5, D\)"):
         load_teacher(str(tmp_path))
+    np.save(tmp_path / "prototypes.npy", prototypes[:, :64])
+    with pytest.raises(TeacherError, match="its prototypes are 64 wide but its embedding 512"):
+        load_teacher(str(tmp_path))
     np.save(tmp_path / "prototypes.npy", np.array([object()], dtype=object))
     with pytest.raises(TeacherError, match="unreadable class prototypes"):
+        load_teacher(str(tmp_path))
+    np.save(tmp_path / "prototypes.npy", prototypes)
+    export(net, _manifest(), tmp_path, cfg, {"temperature": 0})
+    with pytest.raises(TeacherError, match='needs a positive "temperature"'):
         load_teacher(str(tmp_path))
 
 

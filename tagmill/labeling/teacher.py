@@ -171,7 +171,7 @@ class Teacher:
     teacher_id: str
     """Config teacher_id, else the model file's stem or the model folder's name."""
     version: str
-    """First 16 hex digits of the sha256 of the model file's bytes."""
+    """First 16 hex digits of the sha256 of the model file's bytes (with prototypes: of both files' sha256)."""
     labels: list[TeacherLabel]
     image_size: int
     """Side of the square input: load_teacher's image_size, else model.json's, else 224."""
@@ -210,6 +210,10 @@ class Teacher:
             logits, embedding = self._split(out)
             embedding = embedding.float().flatten(1).numpy()
             if self.prototypes is not None:
+                if embedding.shape[1] != self.prototypes.shape[1]:
+                    raise TeacherError(f"teacher {self.teacher_id}: its prototypes are {self.prototypes.shape[1]} wide "
+                                       f"but its embedding {embedding.shape[1]}; retrain the model or set "
+                                       "image_pass.prototypes = false")
                 return prototype_scores(embedding, self.prototypes, self.temperature), embedding
             logits = logits.float()
             scores = torch.softmax(logits, 1) if self.scores == "softmax" else torch.sigmoid(logits)
@@ -315,7 +319,7 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
     if scores not in ("sigmoid", "softmax"):
         raise TeacherError(f"{folder / EXPORT_INFO}: scores {scores!r} is neither sigmoid nor softmax")
     entry = info.get("prototypes") if prototypes and folder is not None and file == folder / EXPORT else None
-    centroids = _read_prototypes(folder / PROTOTYPES, len(labels)) if entry else None
+    centroids = _read_prototypes(folder / PROTOTYPES, len(labels), entry) if entry else None
     version = file_sha256(file) if entry is None else hashlib.sha256(
         (file_sha256(file) + file_sha256(folder / PROTOTYPES)).encode()).hexdigest()
     teacher = Teacher(
@@ -335,9 +339,14 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
     return teacher
 
 
-def _read_prototypes(path: Path, labels: int) -> np.ndarray:
-    """The (labels, D) float32 prototypes beside a model.json that names a temperature for them (np.load
-    refuses pickled objects)."""
+def _read_prototypes(path: Path, labels: int, entry) -> np.ndarray:
+    """The (labels, D) float32 prototypes beside a model.json whose `prototypes` entry gives their temperature
+    (np.load refuses pickled objects); the width D is checked against the model's embedding on the first
+    forward pass."""
+    temperature = entry.get("temperature") if isinstance(entry, dict) else None
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise TeacherError(f"{path.parent / EXPORT_INFO}: \"prototypes\" needs a positive \"temperature\", found "
+                           f"{entry!r}; retrain the model (`tagmill train`) or set image_pass.prototypes = false")
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -352,8 +361,8 @@ def _read_prototypes(path: Path, labels: int) -> np.ndarray:
 def _fold_teachers(source: Path, folds: list[Teacher], teacher_id: str) -> FoldTeachers:
     first = folds[0]
     for other in folds[1:]:
-        if (other.labels, other.image_size, other.mean, other.std, other.scores) != (
-                first.labels, first.image_size, first.mean, first.std, first.scores):
+        if (other.labels, other.image_size, other.mean, other.std, other.scores, other.prototypes is None) != (
+                first.labels, first.image_size, first.mean, first.std, first.scores, first.prototypes is None):
             raise TeacherError(f"{source}: its fold models differ in classes or input; train them together "
                                "(`tagmill train --folds K`)")
     version = hashlib.sha256("".join(t.version for t in folds).encode()).hexdigest()[:16]

@@ -5,7 +5,8 @@ A fold is a set of the train split's shards (shard i belongs to fold i mod k). S
 the product (dataset.publish.plan_shards), so a fold is a random share of the training products: a product's
 photos, and the duplicates merged into their samples (assemble keeps one sample per duplicate cluster), sit
 in one fold (but the one product a bucket may split where it rolls over into a second shard), so no fold
-model trains on one photo of a product whose other photo it tags. Each fold model gets a manifest of its own beside it, naming the
+model trains on one photo of a product whose other photo it tags. Two products joined only through a
+duplicate (one split group, dataset.assemble.split_groups) may still fall in two folds. Each fold model gets a manifest of its own beside it, naming the
 dataset's shards by relative path: the dataset itself is never touched. Validation and test stay whole, so
 every fold model is validated on the same images.
 """

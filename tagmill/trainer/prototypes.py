@@ -23,29 +23,42 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def class_prototypes(embeddings: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """float32 (classes, D): each class's mean unit embedding over the images that carry it (targets: (n,
-    classes) multi-hot), itself of unit length; zeros for a class without images (it never scores)."""
-    sums = targets.astype(np.float64).T @ _unit(embeddings.astype(np.float64))
+    classes) multi-hot), itself of unit length; zeros for a class without images (it scores 0)."""
+    return prototypes_of(prototype_sums(embeddings, targets))
+
+
+def prototype_sums(embeddings: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """float64 (classes, D): per class, the sum of its images' unit embeddings; sums of batches add up."""
+    return targets.astype(np.float64).T @ _unit(embeddings.astype(np.float64))
+
+
+def prototypes_of(sums: np.ndarray) -> np.ndarray:
+    """float32 unit prototypes from `prototype_sums` (a class without images stays zeros)."""
     return _unit(sums).astype(np.float32)
 
 
 def prototype_scores(embeddings: np.ndarray, prototypes: np.ndarray, temperature: float) -> np.ndarray:
-    """float32 (n, classes): softmax over the classes of cosine(embedding, prototype) / temperature."""
+    """float32 (n, classes): softmax over the classes of cosine(embedding, prototype) / temperature; 0 for a
+    class whose prototype is zeros (it had no training image)."""
     z = (_unit(embeddings.astype(np.float32)) @ prototypes.T) / np.float32(temperature)
+    z[:, ~prototypes.any(axis=1)] = -np.inf
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def fit_temperature(embeddings: np.ndarray, targets: np.ndarray, prototypes: np.ndarray) -> float:
-    """The temperature of TEMPERATURES with the least negative log-likelihood of the images' own classes
-    (the probability of any of them) on held-out images; the middle one when none carries a class."""
+def temperature_losses(embeddings: np.ndarray, targets: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+    """float64 (len(TEMPERATURES),): at each temperature, the summed negative log-likelihood of the images'
+    own classes (the probability of any of them) over the images that carry a class; sums of batches add up."""
     carried = targets.sum(axis=1) > 0
-    if not carried.any():
-        return float(TEMPERATURES[len(TEMPERATURES) // 2])
     e, t = embeddings[carried], targets[carried] > 0
+    return np.array([-np.log(np.maximum((prototype_scores(e, prototypes, temperature) * t).sum(axis=1), 1e-12)
+                             ).sum(dtype=np.float64) for temperature in TEMPERATURES])
 
-    def loss(temperature: float) -> float:
-        own = (prototype_scores(e, prototypes, temperature) * t).sum(axis=1)
-        return float(-np.log(np.maximum(own, 1e-12)).mean())
 
-    return float(min(TEMPERATURES, key=loss))
+def fit_temperature(losses: np.ndarray) -> float:
+    """The temperature of TEMPERATURES with the least `temperature_losses` on held-out images; the middle
+    one when no image told anything (all zero)."""
+    if not losses.any():
+        return float(TEMPERATURES[len(TEMPERATURES) // 2])
+    return float(TEMPERATURES[int(np.argmin(losses))])

@@ -39,7 +39,8 @@ from tagmill.config import TrainConfig
 from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
 from tagmill.trainer.losses import build_loss, scores_from_logits
 from tagmill.trainer.metrics import evaluate
-from tagmill.trainer.prototypes import class_prototypes, fit_temperature
+from tagmill.trainer.prototypes import (TEMPERATURES, fit_temperature, prototype_sums, prototypes_of,
+                                        temperature_losses)
 from tagmill.trainer.side_info import SemanticStream, cotraining_loss, title_present
 from tagmill.trainer.transforms import MEAN, STD, decode_sample_with_title
 from tagmill.trainer.reader import (Manifest, ShardStream, check_shards, collate_titles, decode_sample,
@@ -151,7 +152,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
     OUT/metrics/epoch-NNN.json, OUT/checkpoint.pt and, at the end, OUT/model.ts + model.json + classes.json
-    + labels.csv.
+    + labels.csv + prototypes.npy + trained_images.txt.
     cfg.side_info_weight > 0 co-trains with the titles (module docstring): the dataset must have word vectors
     (DatasetError otherwise); losses.jsonl lines and epoch metrics then also hold the visual and mixed loss
     terms, and each epoch's metrics a "side_info" block. The outputs' model is the image model alone.
@@ -437,21 +438,31 @@ def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream |
 def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_shards, out: Path, cfg: TrainConfig,
                 seed: int, device) -> dict:
     """OUT/prototypes.npy, the classes' prototypes over the train split (each image once, eval view), and
-    their temperature fitted on the validation split (trainer.prototypes); returns model.json's entry."""
-    _, _, embeddings, targets = predict_batches(model, make_loader(_eval_stream(manifest, train_shards, cfg, seed)),
-                                                cfg.loss, device)
-    prototypes = class_prototypes(embeddings, targets)
-    held_out = (predict_batches(model, make_loader(_eval_stream(manifest, val_shards, cfg, seed)), cfg.loss, device)
-                if val_shards else ([], None, embeddings[:0], targets[:0]))
+    their temperature fitted on the validation split (trainer.prototypes); returns model.json's entry. Both
+    passes add up batch by batch: memory does not grow with the split."""
+    def batches(shards):
+        model.eval()
+        with torch.no_grad():
+            for batch in make_loader(_eval_stream(manifest, shards, cfg, seed)):
+                _, embedding = model(batch["image"].to(device))
+                yield embedding.cpu().numpy(), batch["target"].numpy()
+
+    sums = np.zeros((manifest.num_classes, model.embedding_dim))
+    for embedding, targets in batches(train_shards):
+        sums += prototype_sums(embedding, targets)
+    prototypes = prototypes_of(sums)
+    losses = np.zeros(len(TEMPERATURES))
+    for embedding, targets in batches(val_shards) if val_shards else ():
+        losses += temperature_losses(embedding, targets, prototypes)
     np.save(out / PROTOTYPES, prototypes)
-    return {"file": PROTOTYPES, "temperature": fit_temperature(held_out[2], held_out[3], prototypes)}
+    return {"temperature": fit_temperature(losses)}
 
 
 def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig, prototypes: dict | None = None
            ) -> Path:
     """TorchScript model (forward: images -> (logits, embedding)) with its class index (classes.json, and
-    labels.csv for `tagmill image-pass --teacher`) and how to feed it (model.json; `prototypes`: the class
-    prototypes' file and temperature, which a teacher scores with, see trainer.prototypes)."""
+    labels.csv for `tagmill image-pass --teacher`) and how to feed it (model.json; `prototypes`: the temperature of the class prototypes in
+    prototypes.npy, which a teacher scores with, see trainer.prototypes)."""
     model = model.cpu().eval()
     torch.jit.script(model).save(str(out / EXPORT))
     info = {"arch": cfg.arch, "pooling": cfg.pooling, "loss": cfg.loss,
