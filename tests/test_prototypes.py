@@ -5,14 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from tagmill.trainer.prototypes import (TEMPERATURES, class_prototypes, fit_temperature, prototype_scores,
-                                        temperature_losses)
+from tagmill.trainer.prototypes import (TEMPERATURES, fit_temperature, prototype_scores, prototype_sums,
+                                        prototypes_of, temperature_losses)
 
 
 def test_a_prototype_is_the_unit_mean_of_its_images_unit_embeddings():
     embeddings = np.array([[3.0, 0.0], [0.0, 0.5], [2.0, 0.0]], np.float32)
     targets = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32)  # class 2 has no image
-    prototypes = class_prototypes(embeddings, targets)
+    prototypes = prototypes_of(prototype_sums(embeddings, targets))
     np.testing.assert_allclose(prototypes, [[math.sqrt(0.5), math.sqrt(0.5)], [1.0, 0.0], [0.0, 0.0]], rtol=1e-6)
     assert prototypes.dtype == np.float32
 

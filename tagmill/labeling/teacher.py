@@ -319,7 +319,7 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
     if scores not in ("sigmoid", "softmax"):
         raise TeacherError(f"{folder / EXPORT_INFO}: scores {scores!r} is neither sigmoid nor softmax")
     entry = info.get("prototypes") if prototypes and folder is not None and file == folder / EXPORT else None
-    centroids = _read_prototypes(folder / PROTOTYPES, len(labels), entry) if entry else None
+    centroids, temperature = _read_prototypes(folder / PROTOTYPES, len(labels), entry) if entry else (None, 1.0)
     version = file_sha256(file) if entry is None else hashlib.sha256(
         (file_sha256(file) + file_sha256(folder / PROTOTYPES)).encode()).hexdigest()
     teacher = Teacher(
@@ -328,7 +328,7 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
         mean=tuple(float(x) for x in info.get("mean", MEAN)), std=tuple(float(x) for x in info.get("std", STD)),
         scores=scores, model=model.eval(),
         trained_images=folder / TRAINED_IMAGES if folder is not None and (folder / TRAINED_IMAGES).is_file() else None,
-        prototypes=centroids, temperature=float(entry["temperature"]) if entry else 1.0)
+        prototypes=centroids, temperature=temperature)
     try:
         teacher.forward(torch.zeros(1, 3, teacher.image_size, teacher.image_size))
     except TeacherError as err:
@@ -339,10 +339,10 @@ def load_teacher(path: str, vocabulary: str = "", teacher_id: str = "",
     return teacher
 
 
-def _read_prototypes(path: Path, labels: int, entry) -> np.ndarray:
-    """The (labels, D) float32 prototypes beside a model.json whose `prototypes` entry gives their temperature
-    (np.load refuses pickled objects); the width D is checked against the model's embedding on the first
-    forward pass."""
+def _read_prototypes(path: Path, labels: int, entry) -> tuple[np.ndarray, float]:
+    """(the (labels, D) float32 prototypes, their temperature) from the file beside a model.json and its
+    `prototypes` entry (np.load refuses pickled objects); the width D is checked against the model's
+    embedding on the first forward pass."""
     temperature = entry.get("temperature") if isinstance(entry, dict) else None
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
         raise TeacherError(f"{path.parent / EXPORT_INFO}: \"prototypes\" needs a positive \"temperature\", found "
@@ -355,7 +355,7 @@ def _read_prototypes(path: Path, labels: int, entry) -> np.ndarray:
     if array.ndim != 2 or array.shape[0] != labels or array.dtype != np.float32:
         raise TeacherError(f"{path}: prototypes of shape {array.shape} and type {array.dtype}, expected float32 "
                            f"({labels}, D), one per class; retrain the model or set image_pass.prototypes = false")
-    return array
+    return array, float(temperature)
 
 
 def _fold_teachers(source: Path, folds: list[Teacher], teacher_id: str) -> FoldTeachers:

@@ -21,19 +21,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def class_prototypes(embeddings: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """float32 (classes, D): each class's mean unit embedding over the images that carry it (targets: (n,
-    classes) multi-hot), itself of unit length; zeros for a class without images (it scores 0)."""
-    return prototypes_of(prototype_sums(embeddings, targets))
-
-
 def prototype_sums(embeddings: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """float64 (classes, D): per class, the sum of its images' unit embeddings; sums of batches add up."""
     return targets.astype(np.float64).T @ _unit(embeddings.astype(np.float64))
 
 
 def prototypes_of(sums: np.ndarray) -> np.ndarray:
-    """float32 unit prototypes from `prototype_sums` (a class without images stays zeros)."""
+    """float32 (classes, D): each class's mean unit embedding over the images that carry it, itself of unit
+    length, from `prototype_sums` (targets: (n, classes) multi-hot); zeros for a class without images (it
+    scores 0)."""
     return _unit(sums).astype(np.float32)
 
 

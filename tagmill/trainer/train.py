@@ -461,8 +461,8 @@ def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_sh
 def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConfig, prototypes: dict | None = None
            ) -> Path:
     """TorchScript model (forward: images -> (logits, embedding)) with its class index (classes.json, and
-    labels.csv for `tagmill image-pass --teacher`) and how to feed it (model.json; `prototypes`: the temperature of the class prototypes in
-    prototypes.npy, which a teacher scores with, see trainer.prototypes)."""
+    labels.csv for `tagmill image-pass --teacher`) and how to feed it (model.json; `prototypes`: the
+    temperature of the class prototypes in prototypes.npy, which a teacher scores with, trainer.prototypes)."""
     model = model.cpu().eval()
     torch.jit.script(model).save(str(out / EXPORT))
     info = {"arch": cfg.arch, "pooling": cfg.pooling, "loss": cfg.loss,
