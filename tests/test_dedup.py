@@ -165,6 +165,29 @@ def test_shared_fine_detail_overrules_an_embedding_that_a_brightened_copy_moved(
     assert result["reason"].tolist() == ["verified", "embedding_differs"]
 
 
+def test_earlier_pixel_scores_are_taken_as_they_are_and_decided_anew():
+    rng = np.random.default_rng(5)
+    pixels = np.clip(rng.normal(120, 3, (64, 64, 1)) + np.linspace(0, 60, 64)[None, :, None], 0, 255)
+    original = Image.fromarray(np.repeat(pixels, 3, axis=2).astype(np.uint8))
+    thumbs = [thumbnail(original, 64)] * 3
+    emb = np.ones((3, 2), np.float32)
+    fresh = verify_pairs(emb, emb, thumbs, thumbs, 0.85, 0.8, 64)
+    assert fresh["pixel_similarity"].tolist() == pytest.approx([1.0] * 3) and not fresh["reused"].any()
+    # pairs 0 and 2: no earlier scores (NaN), compared here; pair 1: an earlier run found the pixels differ
+    earlier = np.array([[np.nan, 0.3, np.nan], [np.nan, 1.1, np.nan], [np.nan, 2.0, np.nan],
+                        [np.nan, 0.05, np.nan]], np.float32)
+    result = verify_pairs(emb, emb, thumbs, thumbs, 0.85, 0.8, 64, earlier)
+    assert result["reused"].tolist() == [False, True, False]
+    assert result["pixel_similarity"].tolist() == pytest.approx([1.0, 0.3, 1.0])
+    assert result["zoom"][1] == pytest.approx(1.1) and result["degrees"][1] == pytest.approx(2.0)
+    assert result["verified"].tolist() == [True, False, True]  # the decision is this run's
+    assert result["reason"].tolist() == ["verified", "pixels_differ", "verified"]
+    for name in ("pixel_similarity", "zoom", "degrees", "detail_correlation"):
+        assert result[name][[0, 2]].tolist() == pytest.approx(fresh[name][[0, 2]].tolist(), nan_ok=True)
+    with pytest.raises(ValueError, match=r"\(4, 3\) earlier pixel scores"):
+        verify_pairs(emb, emb, thumbs, thumbs, 0.85, 0.8, 64, earlier[:, :2])
+
+
 def test_the_tone_fit_takes_brightening_with_its_clipping_from_the_original_side():
     rng = np.random.default_rng(3)
     original = rng.uniform(0, 255, 4000)

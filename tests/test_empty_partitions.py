@@ -147,7 +147,7 @@ def test_code_candidates_of_columns_spark_knows_are_never_null(spark):
 @ONE_OR_NONE
 def test_verify_candidates(spark, tmp_path, rows):
     from tagmill.labeling.verification import thumbnail, verify_pairs
-    from tagmill.labeling.near_duplicates import EVIDENCE_SCHEMA, verify_candidates
+    from tagmill.labeling.near_duplicates import EVIDENCE_SCHEMA, PIXEL_SCORES, verify_candidates
 
     cfg = DedupConfig()
     thumbs = [thumbnail(_picture(tmp_path / f"{k}.png", shade), 32) for k, shade in ((1, 40), (2, 44))]
@@ -160,10 +160,15 @@ def test_verify_candidates(spark, tmp_path, rows):
     scores = verify_pairs(np.array(embeddings[:1], np.float32), np.array(embeddings[1:], np.float32), thumbs[:1],
                           thumbs[1:], cfg.min_cosine, cfg.min_pixel_similarity, 32)
     assert not math.isnan(scores["pixel_similarity"][0])  # the pixels were compared
-    expected = [{"item_a": 1, "item_b": 2, "hamming": 1, "cosine": float(scores["cosine"][0]),
-                 "pixel_similarity": float(scores["pixel_similarity"][0]), "verified": bool(scores["verified"][0]),
-                 "reason": scores["reason"][0]}]
-    assert _rows(out) == expected[:rows]
+    expected = [{"item_a": 1, "item_b": 2, "hamming": 1,
+                 **{name: float(scores[name][0]) for name in ("cosine", *PIXEL_SCORES)},
+                 "pixels_reused": False, "verified": bool(scores["verified"][0]), "reason": scores["reason"][0]}]
+    got = _rows(out)
+    assert len(got) == rows
+    for row, want in zip(got, expected):
+        assert row.keys() == want.keys()
+        for key, value in want.items():
+            assert row[key] == (pytest.approx(value, nan_ok=True) if isinstance(value, float) else value), key
 
 
 @ONE_OR_NONE

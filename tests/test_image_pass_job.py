@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import pickle
 import shutil
 from collections import defaultdict
@@ -18,6 +19,8 @@ from tagmill.jobs import assemble, image_pass, io, mine_logs, shards, side_info,
 from tagmill.jobs.build import run_stages
 from tagmill.jobs.cli import main
 from tagmill.labeling.image_pass import hash_images
+from tagmill.labeling.near_duplicates import PIXEL_SCORES
+from tagmill.labeling.verification import pixel_scores_version
 from tagmill.trainer.train import train
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -245,6 +248,36 @@ def test_without_a_teacher_the_image_pass_still_deduplicates(spark, passed, tmp_
     assert all(len(g) == 1 for g in groups.values())  # each component with the teacher sits in one without
     # assemble uses the image pass's clusters: one sample per cluster, not per image
     assert done[assemble.STAGE]["image_pass"] and done[assemble.STAGE]["images"]["quarantined"]["merged_duplicate"]
+
+
+def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, passed, tmp_path):
+    """A rebuild of the date (the demo's, with its teacher; or tomorrow's build) reuses the pixel scores of the
+    pairs the last run compared with the same rules and thumbnails, and decides exactly as comparing afresh;
+    other thumbnails, other scores: nothing is reused."""
+    cfg, summaries, _ = passed
+    root = tmp_path / "out"
+    for stage in (mine_logs.STAGE, side_info.STAGE, image_pass.STAGE):
+        shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
+    again = cfg.replace("outputs", root=str(root))
+
+    def pairs(c):
+        return {(r.item_a, r.item_b): r for r in _table(spark, c, image_pass.STAGE, "duplicate_pairs").collect()}
+    first = pairs(again)
+    compared = sum(not math.isnan(r.pixel_similarity) for r in first.values())
+    assert compared and not any(r.pixels_reused for r in first.values())
+    pixels = run_stages(again, [image_pass.STAGE])[image_pass.STAGE]["dedup"]["pixel_scores"]
+    assert pixels == {"version": pixel_scores_version(cfg.image_pass.thumbnail_size), "reused": compared,
+                      "reused_from": cfg.run.run_date().isoformat()}
+    second = pairs(again)
+    assert second.keys() == first.keys()
+    for key, pair in second.items():
+        assert pair.pixels_reused == (not math.isnan(first[key].pixel_similarity))
+        assert (pair.verified, pair.reason) == (first[key].verified, first[key].reason)
+        for name in PIXEL_SCORES:
+            assert getattr(pair, name) == pytest.approx(getattr(first[key], name), nan_ok=True)
+    other = again.replace("image_pass", thumbnail_size=48)
+    pixels = run_stages(other, [image_pass.STAGE])[image_pass.STAGE]["dedup"]["pixel_scores"]
+    assert pixels["reused"] == 0 and pixels["reused_from"] is None and "48 px" in pixels["version"]
 
 
 def test_likely_wrong_labels_are_flagged_out_of_fold_and_dropped_only_on_request(spark, passed, tmp_path):

@@ -231,7 +231,10 @@ def _describe(summary: dict) -> str:
                          "of them tagged by the teacher")
             lines.append(f"  likely-wrong search-log labels: {issues['flagged']} flagged in {issues['classes']} "
                          f"classes on {issues['checked_images']} images scored out of fold")
-        lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits, "
+        pixels = dedup["pixel_scores"]
+        reused = (f" (pixel scores of {pixels['reused']} reused from the run of {pixels['reused_from']})"
+                  if pixels["reused"] else "")
+        lines.append(f"  dedup: {dedup['candidate_pairs']} candidate pairs within {dedup['max_hamming']} bits{reused}, "
                      f"{dedup['verified_pairs']} verified; {dedup['exact_duplicate_images']} exact and "
                      f"{dedup['near_duplicate_images']} near duplicates merged; {dedup['kept_images']} images kept")
     if summary.get("stage") == "side-info":

@@ -25,8 +25,10 @@ from tagmill.labeling.calibration import BINS, FLOOR, STATUSES, calibrate
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
 from tagmill.labeling.label_issues import ISSUE_SCHEMA, label_issues
-from tagmill.labeling.near_duplicates import cluster_items, code_candidates, image_clusters, verify_candidates
+from tagmill.labeling.near_duplicates import (PIXEL_SCORES, cluster_items, code_candidates, image_clusters,
+                                             verify_candidates)
 from tagmill.labeling.seller_categories import category_labels
+from tagmill.labeling.verification import pixel_scores_version
 
 STAGE = stages.IMAGE_PASS
 log = logging.getLogger("tagmill.image-pass")
@@ -87,7 +89,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     log.info("image-pass %s: near-duplicate candidates within %d bits, then verification", run_date,
              cfg.dedup.max_hamming)
     candidates = code_candidates(contents, ip.code_bits // 8, cfg.dedup, cfg.run.seed)
-    evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size, embeddings=teacher is not None)
+    earlier, earlier_date = _earlier_pixel_scores(stage)
+    evidence = verify_candidates(candidates, contents, cfg.dedup, ip.thumbnail_size, embeddings=teacher is not None,
+                                 earlier=earlier)
     for side in ("a", "b"):  # the content hashes, so an analyst can look the pair up
         evidence = evidence.join(contents.select(F.col("item").alias(f"item_{side}"),
                                                  F.col("content_hash").alias(f"content_hash_{side}")), f"item_{side}")
@@ -115,11 +119,35 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     quarantine = hashed.where(F.col("reason").isNotNull()).select("image_key", "image_path", "reason", "detail")
     stage.write(quarantine.unionByName(failed), "images_quarantine")
 
-    summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds, trained_on, calibration))
+    summary = stage.finish(_counts(stage, images.count(), teacher, forward_seconds, trained_on, calibration,
+                                   earlier_date))
     log.info("image-pass %s: %d images, %d unique forwarded (%.1f images/s), %d near-duplicate pairs verified",
              run_date, summary["images"]["out"], summary["contents"]["forwarded"],
              summary["contents"]["images_per_second"], summary["dedup"]["verified_pairs"])
     return summary
+
+
+def _earlier_pixel_scores(stage: StageRun) -> tuple[DataFrame | None, str | None]:
+    """(item_a, item_b and the PIXEL_SCORES of the pairs a finished image pass compared, its run date), or
+    (None, None): the committed run of this date (a rebuild, e.g. the demo's with its teacher) or else of the
+    latest date before it (yesterday's daily build), when its pixel scores were made the same way
+    (verification.pixel_scores_version). A pair's item ids are its contents' hashes (xxhash64), so the same
+    two images meet as the same pair in every run."""
+    spark, run_date = stage.spark, stage.run_date
+    root = io.committed_path(stage.root)
+    version = pixel_scores_version(stage.cfg.image_pass.thumbnail_size)
+    # this date's committed run, unless this run writes over it in place (no attempt folder)
+    days = [run_date] if root != stage.root else []
+    days.append(io.previous_run_date(spark, root, STAGE, run_date))
+    for day in days:
+        if day is None or not io.exists(spark, stages.summary_path(root, STAGE, day)):
+            continue
+        summary = io.read_summary(spark, root, STAGE, day)
+        if (summary.get("dedup") or {}).get("pixel_scores", {}).get("version") != version:
+            continue
+        pairs = io.read_table(spark, root, STAGE, "duplicate_pairs", day)
+        return pairs.select("item_a", "item_b", *PIXEL_SCORES), day.isoformat()
+    return None, None
 
 
 def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, int]:
@@ -218,7 +246,7 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
 
 
 def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, trained_on: int,
-            calibration: dict | None) -> dict:
+            calibration: dict | None, earlier_date: str | None) -> dict:
     """Counts read back from the written tables; they must add up."""
     cfg, table = stage.cfg, stage.read
 
@@ -235,6 +263,7 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     if contents["n"] != contents["ids"]:
         raise io.CountMismatch(f"content ids collide: {contents['n']} contents, {contents['ids']} distinct ids")
     pairs = {r["reason"]: r["count"] for r in table("duplicate_pairs").groupBy("reason").count().collect()}
+    reused = table("duplicate_pairs").where(F.col("pixels_reused")).count()
     tags = table("teacher_tags").agg(F.count(F.lit(1)).alias("tags"),
                                      F.countDistinct("image_key").alias("images")).first()
     issues = table("label_issues").agg(F.count(F.lit(1)).alias("flagged"),
@@ -268,6 +297,9 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
         "dedup": {"max_hamming": cfg.dedup.max_hamming, "candidate_pairs": sum(pairs.values()),
                   "verified_pairs": pairs.get("verified", 0),
                   "rejected_pairs": {k: v for k, v in sorted(pairs.items()) if k != "verified"},
+                  # pairs whose pixels an earlier run of the same version compared are not compared again
+                  "pixel_scores": {"version": pixel_scores_version(ip.thumbnail_size), "reused": reused,
+                                   "reused_from": earlier_date},
                   "clusters": int(images["clusters"]), "kept_images": int(images["kept"]),
                   "exact_duplicate_images": int(images["exact"] or 0),
                   "near_duplicate_images": int(images["near"] or 0)},

@@ -29,9 +29,11 @@ from tagmill.labeling.layout import compact_layouts
 from tagmill.labeling.verification import verify_pairs
 
 CANDIDATE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32())])
+PIXEL_SCORES = ("pixel_similarity", "zoom", "degrees", "detail_correlation")
+"""What `verification.verify_pairs` measures on a pair's two thumbnails alone (so a later run may reuse it)."""
 EVIDENCE_SCHEMA = pa.schema([("item_a", pa.int64()), ("item_b", pa.int64()), ("hamming", pa.int32()),
-                             ("cosine", pa.float32()), ("pixel_similarity", pa.float32()),
-                             ("verified", pa.bool_()), ("reason", pa.string())])
+                             ("cosine", pa.float32()), *((name, pa.float32()) for name in PIXEL_SCORES),
+                             ("pixels_reused", pa.bool_()), ("verified", pa.bool_()), ("reason", pa.string())])
 CLUSTER_SCHEMA = pa.schema([("item", pa.int64()), ("cluster_item", pa.int64()), ("component_item", pa.int64())])
 
 
@@ -79,10 +81,12 @@ def code_candidates(contents: DataFrame, code_bytes: int, cfg: DedupConfig, seed
 
 
 def verify_candidates(candidates: DataFrame, items: DataFrame, cfg: DedupConfig, thumbnail_size: int,
-                      embeddings: bool = True) -> DataFrame:
+                      embeddings: bool = True, earlier: DataFrame | None = None) -> DataFrame:
     """candidates: item_a, item_b, hamming; items: item, embedding, thumbnail -> EVIDENCE_SCHEMA rows: the
     scores of each pair and the decision (score first, decide second; the scores stay for the report).
-    embeddings=False (no teacher): the thumbnails alone decide, the cosine stays NaN."""
+    embeddings=False (no teacher): the thumbnails alone decide, the cosine stays NaN. earlier: item_a, item_b
+    and the PIXEL_SCORES of pairs an earlier run compared with the same `verification.pixel_scores_version`:
+    those are not compared again (pixels_reused)."""
 
     def side(name):
         return items.select(F.col("item").alias(f"item_{name}"), F.col("embedding").alias(f"embedding_{name}"),
@@ -92,18 +96,23 @@ def verify_candidates(candidates: DataFrame, items: DataFrame, cfg: DedupConfig,
         for batch in batches:
             if batch.num_rows == 0:
                 continue
+            known = np.stack([batch.column(name).to_numpy(zero_copy_only=False) for name in PIXEL_SCORES])  # null: NaN
             scores = verify_pairs(embedding_matrix(batch.column("embedding_a")) if embeddings else None,
                                   embedding_matrix(batch.column("embedding_b")) if embeddings else None,
                                   batch.column("thumbnail_a").to_pylist(), batch.column("thumbnail_b").to_pylist(),
-                                  cfg.min_cosine, cfg.min_pixel_similarity, thumbnail_size)
+                                  cfg.min_cosine, cfg.min_pixel_similarity, thumbnail_size, known)
             yield pa.RecordBatch.from_arrays(
                 [batch.column("item_a"), batch.column("item_b"), batch.column("hamming"),
-                 pa.array(scores["cosine"], pa.float32()), pa.array(scores["pixel_similarity"], pa.float32()),
-                 pa.array(scores["verified"], pa.bool_()), pa.array(scores["reason"], pa.string())],
-                schema=EVIDENCE_SCHEMA)
+                 *(pa.array(scores[name], pa.float32()) for name in ("cosine", *PIXEL_SCORES)),
+                 pa.array(scores["reused"], pa.bool_()), pa.array(scores["verified"], pa.bool_()),
+                 pa.array(scores["reason"], pa.string())], schema=EVIDENCE_SCHEMA)
 
+    if earlier is None:
+        candidates = candidates.select("*", *(F.lit(None).cast("float").alias(name) for name in PIXEL_SCORES))
+    else:
+        candidates = candidates.join(earlier.select("item_a", "item_b", *PIXEL_SCORES), ["item_a", "item_b"], "left")
     joined = candidates.join(side("a"), "item_a").join(side("b"), "item_b")
-    return joined.select("item_a", "item_b", "hamming", "embedding_a", "embedding_b", "thumbnail_a",
+    return joined.select("item_a", "item_b", "hamming", *PIXEL_SCORES, "embedding_a", "embedding_b", "thumbnail_a",
                          "thumbnail_b").mapInArrow(run, spark_schema(EVIDENCE_SCHEMA))
 
 

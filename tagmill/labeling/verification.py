@@ -20,6 +20,15 @@ from PIL import Image
 from tagmill.labeling.alignment import _MAX_CUT, _Warp, _align, _median, _plausible, _structure
 
 THUMBNAIL_VERSION = 1
+PIXEL_RULES = 1
+"""The version of the pixel comparison: the rules below, the alignment (`labeling.alignment`) and how an image
+is opened and made a thumbnail. Bump it with any change to them: an image pass reuses an earlier run's pixel
+scores of a pair only under the same `pixel_scores_version`."""
+
+
+def pixel_scores_version(size: int) -> str:
+    """What a pair's pixel scores depend on besides the two images' bytes: the rules and the thumbnail."""
+    return f"pixel rules {PIXEL_RULES}, thumbnail v{THUMBNAIL_VERSION} {size} px"
 
 
 def thumbnail(image: Image.Image, size: int) -> bytes:
@@ -365,7 +374,8 @@ def _detail_correlation(a: _Picture, b: _Picture, valid: np.ndarray, xb: np.ndar
 
 
 def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: list[bytes], thumb_b: list[bytes],
-                 min_cosine: float, min_pixel_similarity: float, size: int) -> dict[str, np.ndarray]:
+                 min_cosine: float, min_pixel_similarity: float, size: int,
+                 earlier: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Score each candidate pair on finer evidence, then decide it.
 
     emb_a, emb_b: (n, D) float embeddings of the pairs' two sides, or both None without a teacher (the
@@ -408,8 +418,15 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
     norms = np.linalg.norm(emb_a, axis=1) * np.linalg.norm(emb_b, axis=1)
     cosine = ((emb_a * emb_b).sum(axis=1) / np.maximum(norms, 1e-12)).astype(np.float32)
     scores = np.full((4, n), np.nan, np.float32)
+    reused = np.zeros(n, bool)
+    if earlier is not None:
+        earlier = np.asarray(earlier, np.float32)
+        if earlier.shape != (4, n):
+            raise ValueError(f"expected (4, {n}) earlier pixel scores, got shape {earlier.shape}")
+        reused = ~np.isnan(earlier[0])
+        scores[:, reused] = earlier[:, reused]
     pictures: dict[bytes, _Picture] = {}  # a leader is compared with many members: decode it once
-    for k in range(n):  # with embeddings too: shared fine detail overrules them
+    for k in np.flatnonzero(~reused):  # with embeddings too: shared fine detail overrules them
         if min(thumb_a[k][1:3] + thumb_b[k][1:3]) + 1 < _MIN_SIDE:
             continue  # a sliver of a picture (a banner): nothing to align; its pixel similarity stays NaN
         pa = pictures.get(thumb_a[k]) or pictures.setdefault(thumb_a[k], _Picture.of(thumb_a[k]))
@@ -421,4 +438,5 @@ def verify_pairs(emb_a: np.ndarray | None, emb_b: np.ndarray | None, thumb_a: li
     verified = embedding_ok & (np.nan_to_num(similarity, nan=-1.0) >= min_pixel_similarity)
     reason = np.where(verified, "verified", np.where(embedding_ok, "pixels_differ", "embedding_differs"))
     return {"cosine": cosine, "pixel_similarity": similarity, "zoom": scores[1], "degrees": scores[2],
-            "detail_correlation": scores[3], "verified": verified, "reason": reason.astype(object)}
+            "detail_correlation": scores[3], "verified": verified, "reason": reason.astype(object),
+            "reused": reused}
