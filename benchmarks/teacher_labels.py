@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from tagmill.config import load_config
-from tagmill.demo.scoreboard import read_truth, score_build, score_cold_start, score_predictions
+from tagmill.demo.scoreboard import read_truth, score_build, score_cold_start, score_predictions, trained_on
 from tagmill.jobs.demo import run_demo
 
 from label_quality import MARKETS  # the same two markets (this script's folder is on sys.path)
@@ -45,9 +45,11 @@ def scores(out: Path, wall_s: float) -> dict:
     root, run_date = cfg.outputs.root, cfg.run.run_date()
     build = score_build(root, run_date, truth)
     cold = score_cold_start(root, run_date, truth) or {"images": 0, "tagged": 0, "tags": 0, "right": 0}
-    models = Path(root) / "models"
-    top1 = {name: score_predictions(models / folder / "test_predictions.parquet", root, run_date, truth)["top1_vs_truth"]
-            for name, folder in (("teacher_top1", f"{run_date}-teacher"), ("final_top1", str(run_date)))}
+    models = {name: Path(root) / "models" / folder
+              for name, folder in (("teacher_top1", f"{run_date}-teacher"), ("final_top1", str(run_date)))}
+    seen = trained_on(models.values())  # as the demo's scoreboard: no model scored on an image one trained on
+    top1 = {name: score_predictions(folder / "test_predictions.parquet", root, run_date, truth, seen)["top1_vs_truth"]
+            for name, folder in models.items()}
     teacher = build["label_precision"].get("teacher") or {}
     return {"cold_start_tagged": round(cold["tagged"] / cold["images"], 4) if cold["images"] else None,
             "cold_start_precision": round(cold["right"] / cold["tags"], 4) if cold["tags"] else None,

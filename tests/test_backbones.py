@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,6 +177,26 @@ def test_head_is_skipped_on_a_new_label_space(tmp_path):
     # A backbone-only file: the head keeps its init as well.
     torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, path)
     assert load_init_weights(build_model("resnet18", 7), path)["skipped"] == ["fc.bias", "fc.weight"]
+
+
+def test_a_head_carries_over_class_by_class(tmp_path):
+    source = _trained_resnet18(num_classes=5)
+    path = tmp_path / "checkpoint.pt"
+    # a `tagmill train` checkpoint: the model's state under "model", numpy's RNG state beside it
+    torch.save({"model": source.state_dict(), "numpy_rng": np.arange(3, dtype=np.uint32)}, path)
+    target = build_model("resnet18", 4)
+    fc_before = target.fc.weight.clone()
+    report = load_init_weights(target, path, head_rows=[2, -1, 0, 4])  # new class 1: not in the file's head
+    assert report == {"loaded": 122, "skipped": [], "file": str(path), "carried_classes": 3}
+    for row, theirs in ((0, 2), (2, 0), (3, 4)):
+        assert torch.equal(target.fc.weight[row], source.fc.weight[theirs])
+        assert torch.equal(target.fc.bias[row], source.fc.bias[theirs])
+    assert torch.equal(target.fc.weight[1], fc_before[1])
+    assert torch.equal(target.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    with pytest.raises(ValueError, match="its head has 5 rows, head rows up to 7 given"):
+        load_init_weights(build_model("resnet18", 4), path, head_rows=[7, -1, 0, 4])
+    with pytest.raises(ValueError, match="3 head rows given for a model of 4 classes"):
+        load_init_weights(build_model("resnet18", 4), path, head_rows=[0, 1, 2])
 
 
 def test_wrong_architecture_is_named(tmp_path):

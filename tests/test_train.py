@@ -15,7 +15,8 @@ import torch
 from tagmill.config import TrainConfig
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
-from tagmill.trainer.train import CHECKPOINT, epoch_report, load_checkpoint, train, warmup_cosine
+from tagmill.trainer.backbones import build_model, load_init_weights
+from tagmill.trainer.train import CHECKPOINT, _head_rows, epoch_report, load_checkpoint, train, warmup_cosine
 from tagmill.trainer.transforms import load_image_tensor
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
@@ -157,3 +158,27 @@ def test_the_export_carries_class_prototypes_that_a_teacher_scores_with(trained,
     scores, _ = teacher.forward(torch.stack(batch))
     truth = np.array([int(k[:4]) for k in keys])  # the fixture's keys start with the class id
     assert np.mean(scores.argmax(1) == truth) > 0.4  # 8 classes: chance is 0.125
+
+
+def test_a_model_starts_from_another_models_checkpoint_class_by_class(trained, tiny_dataset, tmp_path):
+    """The demo's final model starts from its teacher: the backbone as it is, each head row from the class of
+    the same name, whatever the two class lists' orders."""
+    source, _ = trained
+    state = load_checkpoint(source / CHECKPOINT)["model"]
+    classes = read_manifest(tiny_dataset).classes
+    reordered = [dict(c, id=i) for i, c in enumerate(reversed(classes))] + [{"id": len(classes), "name": "new"}]
+    rows = _head_rows(str(source / CHECKPOINT), reordered)
+    assert rows == [c["id"] for c in reversed(classes)] + [-1]
+    model = build_model("resnet18", len(reordered))
+    report = load_init_weights(model, source / CHECKPOINT, rows)
+    assert report["carried_classes"] == len(classes) and report["skipped"] == []
+    assert torch.equal(model.fc.weight[0], state["fc.weight"][classes[-1]["id"]])
+    assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert _head_rows(str(tmp_path / "weights.pt"), reordered) is None  # no classes.json beside: not ours
+    # a run started from it begins where it ended: its first loss is far below a fresh model's
+    short = FAST.__class__(**{**FAST.__dict__, "max_steps": 1})
+    fresh = train(tiny_dataset, tmp_path / "fresh", short, seed=3)
+    started = train(tiny_dataset, tmp_path / "started",
+                    short.__class__(**{**short.__dict__, "init_weights": str(source / CHECKPOINT)}), seed=3)
+    assert not fresh.finished and not started.finished
+    assert _losses(tmp_path / "started")[0][1] < 0.5 * _losses(tmp_path / "fresh")[0][1]

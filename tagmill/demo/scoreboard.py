@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score
 
 from tagmill import stages
 from tagmill.labeling.text import normalize_query
+from tagmill.trainer.train import TRAINED_IMAGES
 
 PROPER_FORMS = ("name", "plural", "synonym", "chinese")
 """Query-form kinds that name a category (misspellings and variants do not)."""
@@ -113,8 +114,10 @@ def score_build(outputs_root: str | Path, run_date, truth: Truth) -> dict:
     }
 
 
-def score_predictions(predictions: str | Path, outputs_root: str | Path, run_date, truth: Truth) -> dict:
-    """A model's predictions (tagmill predict's Parquet over a split) against the true categories.
+def score_predictions(predictions: str | Path, outputs_root: str | Path, run_date, truth: Truth,
+                      leave_out: frozenset[str] = frozenset()) -> dict:
+    """A model's predictions (tagmill predict's Parquet over a split) against the true categories, but on
+    the images in `leave_out` (those a compared model trained on: `trained_on`).
 
     top1_vs_truth: right when the top class names the product's category or one of its ancestors.
     map_vs_truth: the mean over classes of the average precision (scikit-learn's) of ranking the images by
@@ -125,7 +128,7 @@ def score_predictions(predictions: str | Path, outputs_root: str | Path, run_dat
     product = {r["image_key"]: r["product_id"] for r in pq.read_table(
         stages.table_path(str(outputs_root), stages.ASSEMBLE, "samples", run_date),
         columns=["image_key", "product_id"]).to_pylist()}
-    scored = [r for r in rows if r["top_names"]]
+    scored = [r for r in rows if r["top_names"] and r["key"] not in leave_out]
     lineages = [truth.lineage.get(truth.leaf_of_product.get(product.get(r["key"], ""), ""), ()) for r in scored]
     right = sum(truth.named.get(r["top_names"][0]) in lineage for r, lineage in zip(scored, lineages))
     precisions = []
@@ -136,6 +139,18 @@ def score_predictions(predictions: str | Path, outputs_root: str | Path, run_dat
             precisions.append(average_precision_score(relevant, score))
     return {"images": len(scored), "top1_vs_truth": round(right / len(scored), 4) if scored else None,
             "map_vs_truth": round(float(np.mean(precisions)), 4) if precisions else None}
+
+
+def trained_on(model_dirs) -> frozenset[str]:
+    """The image keys any of these `tagmill train` folders trained on (trained_images.txt). A rebuilt dataset's
+    test split may hold a few of its teacher's training images (a product moves split when its duplicate
+    component changes), and a model started from the teacher has seen them too: no model is scored on them."""
+    keys = set()
+    for folder in model_dirs:
+        file = Path(folder) / TRAINED_IMAGES
+        if file.is_file():
+            keys.update(file.read_text(encoding="utf-8").split())
+    return frozenset(keys)
 
 
 def score_label_issues(outputs_root: str | Path, run_date, truth: Truth) -> dict | None:

@@ -18,6 +18,7 @@ from typing import Optional
 
 # No `from __future__ import annotations` here: TorchScript reads the annotations of the scripted modules.
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -27,6 +28,25 @@ from tagmill.config import ARCHITECTURES, POOLINGS
 
 HEAD_PREFIX = "fc."
 """State-dict prefix of the classifier head; everything else is the backbone."""
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+# A tagmill checkpoint also holds numpy's RNG state (a uint32 array): these let weights_only=True rebuild it.
+# _reconstruct only allocates an array of an allowed class (np.ndarray) and dtype; it runs no other code.
+# Here, where the first loader of checkpoints (`load_init_weights`) is: the trainer and labeling.teacher load
+# the same files.
+CHECKPOINT_GLOBALS = [(_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
+                      (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
+                      np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+"""Everything beyond tensors and plain containers that a checkpoint may name: the allow-list of
+torch.serialization.safe_globals for every loader of tagmill checkpoints."""
 
 # arch -> (block kind, blocks per stage, groups, width per group)
 _SPECS = {
@@ -251,7 +271,8 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"init weights file not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(CHECKPOINT_GLOBALS):  # a `tagmill train` checkpoint too
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a non-weights pickle, a truncated file, ...
         raise ValueError(f"{path}: cannot be read as a weights-only state-dict file ({err})") from err
     if isinstance(obj, Mapping):
@@ -266,16 +287,20 @@ def _read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
-def load_init_weights(model: ImageClassifier, path: str | os.PathLike) -> dict:
+def load_init_weights(model: ImageClassifier, path: str | os.PathLike,
+                      head_rows: Optional[list[int]] = None) -> dict:
     """Load initial weights (e.g. ImageNet torchvision weights, or a checkpoint) into `model`, in place.
 
     The file (read with weights_only=True) holds a state dict, or a dict whose "state_dict" or "model"
-    entry is one; a leading "module." (DDP) is stripped. The head `fc.*` is loaded only when both
-    `fc.weight` and `fc.bias` are present with the model's shapes; otherwise (a new label space, or a
-    backbone-only file) the head keeps its init and those keys are reported in "skipped". Missing
-    `*.num_batches_tracked` entries (older files) keep the model's value. Any other missing, unexpected
-    or differently shaped key raises ValueError naming the file, the keys and the architecture the file
-    seems to fit.
+    entry is one (a `tagmill train` checkpoint among them); a leading "module." (DDP) is stripped. The head
+    `fc.*` is loaded only when both `fc.weight` and `fc.bias` are present with the model's shapes; otherwise
+    (a new label space, or a backbone-only file) the head keeps its init and those keys are reported in
+    "skipped". head_rows (a file of another model of ours, whose class names are known): for each of
+    `model`'s classes the row of the file's head it takes (-1: none, that row keeps its init), so a head
+    carries over class by class whatever the two label spaces' sizes and orders; reported as
+    "carried_classes". Missing `*.num_batches_tracked` entries (older files) keep the model's value. Any
+    other missing, unexpected or differently shaped key raises ValueError naming the file, the keys and the
+    architecture the file seems to fit.
 
     Returns {"loaded": number of tensors copied, "skipped": sorted head keys not loaded, "file": path}.
     """
@@ -283,6 +308,21 @@ def load_init_weights(model: ImageClassifier, path: str | os.PathLike) -> dict:
     expected = model.state_dict()
 
     head_keys = sorted(k for k in expected if k.startswith(HEAD_PREFIX))
+    carried = None
+    if head_rows is not None and all(k in state for k in head_keys):
+        if len(head_rows) != model.num_classes:
+            raise ValueError(f"{path}: {len(head_rows)} head rows given for a model of {model.num_classes} classes")
+        rows = torch.tensor(head_rows, dtype=torch.long)
+        have = rows >= 0
+        if bool((rows >= len(state[head_keys[0]])).any()):
+            raise ValueError(f"{path}: its head has {len(state[head_keys[0]])} rows, head rows up to "
+                             f"{int(rows.max())} given")
+        for key in head_keys:  # a head of another embedding width is left to the shape check below (skipped)
+            if state[key].shape[1:] == expected[key].shape[1:]:
+                head = expected[key].clone()
+                head[have] = state[key][rows[have]]
+                state = {**state, key: head}
+        carried = int(have.sum())
     head_fits = all(k in state and state[k].shape == expected[k].shape for k in head_keys)
     skipped = sorted(set(head_keys) | {k for k in state if k.startswith(HEAD_PREFIX)}) if not head_fits else []
 
@@ -306,4 +346,5 @@ def load_init_weights(model: ImageClassifier, path: str | os.PathLike) -> dict:
         to_load.update({k: expected[k] for k in head_keys})
     model.load_state_dict(to_load, strict=True)
     loaded = sum(1 for k in state if k not in skipped)
-    return {"loaded": loaded, "skipped": skipped, "file": str(path)}
+    report = {"loaded": loaded, "skipped": skipped, "file": str(path)}
+    return report if carried is None or skipped else {**report, "carried_classes": carried}

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from tagmill.config import TrainConfig
-from tagmill.trainer.backbones import build_model, load_init_weights, set_backbone_trainable
+from tagmill.manifest import CLASS_INDEX
+from tagmill.trainer.backbones import CHECKPOINT_GLOBALS, build_model, load_init_weights, set_backbone_trainable
 from tagmill.trainer.losses import build_loss, scores_from_logits
 from tagmill.trainer.metrics import evaluate
 from tagmill.trainer.prototypes import (TEMPERATURES, fit_temperature, prototype_sums, prototypes_of,
@@ -69,22 +70,15 @@ class CheckpointError(ValueError):
     """OUT/checkpoint.pt is not a checkpoint this run can resume from; the message names the file and the fix."""
 
 
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-# A tagmill checkpoint also holds numpy's RNG state (a uint32 array): these let weights_only=True rebuild it.
-# _reconstruct only allocates an array of an allowed class (np.ndarray) and dtype; it runs no other code.
-# Here, not in labeling.teacher (which loads the same checkpoints), because labeling imports the trainer.
-CHECKPOINT_GLOBALS = [(_numpy_reconstruct(), "numpy._core.multiarray._reconstruct"),
-                      (_numpy_reconstruct(), "numpy.core.multiarray._reconstruct"),
-                      np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-"""Everything beyond tensors and plain containers that a checkpoint may name: the allow-list of
-torch.serialization.safe_globals for every loader of tagmill checkpoints."""
+def _head_rows(init_weights: str, classes: list[dict]) -> list[int] | None:
+    """For initial weights from a `tagmill train` model folder (its checkpoint.pt or a state dict, classes.json
+    beside it; e.g. the demo's final model starts from its teacher): the row of that model's head each of
+    `classes` takes, by name (-1: a class it did not have). None for any other file."""
+    file = Path(init_weights).parent / CLASS_INDEX
+    if not file.is_file():
+        return None
+    theirs = {c["name"]: c["id"] for c in json.loads(file.read_text(encoding="utf-8"))["classes"]}
+    return [theirs.get(c["name"], -1) for c in classes]
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -177,9 +171,9 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     torch.manual_seed(seed)
     model = build_model(cfg.arch, manifest.num_classes, cfg.pooling)
     if cfg.init_weights:
-        report = load_init_weights(model, cfg.init_weights)
-        log.info("initial weights from %s: %d tensors loaded, skipped %s", cfg.init_weights, report["loaded"],
-                 report["skipped"])
+        report = load_init_weights(model, cfg.init_weights, _head_rows(cfg.init_weights, manifest.classes))
+        log.info("initial weights from %s: %d tensors loaded, skipped %s, head rows of %s classes carried over",
+                 cfg.init_weights, report["loaded"], report["skipped"], report.get("carried_classes", "no"))
     model.to(device)
     # Built after the model, so the image model starts from the same weights as a run without titles.
     semantic = (SemanticStream(word_vectors.vectors, feature_dim=model.embedding_dim,
@@ -470,7 +464,7 @@ def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConf
             "mean": MEAN, "std": STD, "num_classes": manifest.num_classes, "dataset": manifest.dataset,
             **({"prototypes": prototypes} if prototypes else {})}
     (out / EXPORT_INFO).write_text(json.dumps(info, indent=2) + "\n")
-    (out / "classes.json").write_text(json.dumps({"classes": manifest.classes}, indent=2, ensure_ascii=False) + "\n")
+    (out / CLASS_INDEX).write_text(json.dumps({"classes": manifest.classes}, indent=2, ensure_ascii=False) + "\n")
     # The same classes as an Open Images style vocabulary, so the exported folder is directly a teacher.
     with (out / EXPORT_LABELS).open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
