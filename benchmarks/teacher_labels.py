@@ -1,7 +1,7 @@
 """Benchmark: what the teacher pass does to the labels, against the truth, on two generated markets.
 
 For the default demo market and the harder one of benchmarks/label_quality.py, runs the whole demo (`tagmill
-demo`: first build, fold teachers, image pass, rebuild, final model) and prints, scored against the market's
+demo`: first build, teacher, image pass, rebuild, final model started from the teacher) and prints, scored against the market's
 truth/ (tagmill.demo.scoreboard), each target of the teacher issue next to the figure when it was filed:
 
 - cold-start listing images (no search labeled them) that get a teacher tag, and how many of those tags are
@@ -14,7 +14,7 @@ truth/ (tagmill.demo.scoreboard), each target of the teacher issue next to the f
 
     python benchmarks/teacher_labels.py [--out .bench/teacher_labels] [--only default|harder]
 
-Each market takes one demo run (about 13-15 min on 2 cores).
+Each market takes one demo run (about 17-20 min on 2 cores).
 """
 
 from __future__ import annotations

@@ -469,7 +469,9 @@ class TrainConfig(Section):
     pooling: Annotated[Pooling, _UNSUPPORTED] = "max"
     """Global pooling before the head: max (58.com's choice) or avg."""
     init_weights: str = ""
-    """A state-dict file with published ResNet/ResNeXt weights to start from (nothing is downloaded)."""
+    """A state-dict file with published ResNet/ResNeXt weights to start from (nothing is downloaded), or the
+    checkpoint.pt of a model of ours (its head rows are carried over by class name; the demo's final model
+    starts from its teacher)."""
     loss: Annotated[Loss, _UNSUPPORTED] = "asl"
     """asl (sigmoid + Asymmetric Loss), bce, softmax, or sampled_softmax (MSURU 3.4)."""
     asl_gamma_neg: float = 4.0

@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the dataset's manifest.json (default: OUTPUTS_ROOT/datasets/DATE/manifest.json)")
     p.add_argument("--out", type=Path, help="model folder (default: OUTPUTS_ROOT/models/DATE)")
     p.add_argument("--init-weights", type=Path,
-                   help="published ResNet/ResNeXt state-dict file to start from (same as --set train.init_weights=...)")
+                   help="published ResNet/ResNeXt state-dict file, or a tagmill model's checkpoint.pt (head rows "
+                        "carried over by class name), to start from (same as --set train.init_weights=...)")
     p.add_argument("--folds", type=int, default=0, metavar="K",
                    help="train K fold teachers into OUT/fold-0..K-1 instead, each without one K-th of the train "
                         "shards; OUT is then an out-of-fold teacher for `tagmill image-pass --teacher OUT`")
