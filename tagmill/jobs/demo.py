@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import json
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     """Generate the market, build it from the search log, train a teacher on that dataset, run the image
     pass with it over every listing image (cold-start listings included), rebuild with teacher tags and
     dedup, and train the demo model on the result."""
+    started = time.monotonic()
     merged = {section: dict(values) for section, values in DEMO_OVERRIDES.items()}
     for section, values in overrides.items():
         merged.setdefault(section, {}).update(values)
@@ -96,7 +98,7 @@ def run_demo(out: Path, overrides: dict) -> int:
         # cold-start top-1 0.23 against 0.64, 67 cold-start images tagged against 191
         print(f"\n== teacher: {cfg.train.arch} trained on the first build (search-log labels and sellers' "
               f"categories, no teacher tags; {cfg.train.image_size} px, {cfg.train.epochs} epochs on CPU) ==")
-        result = run_train(cfg, None, teacher_dir)
+        result = _timed_train(cfg, teacher_dir)
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
     if not user_teacher:  # a user's teacher (another vocabulary, maybe another architecture) starts nothing
@@ -113,7 +115,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     start = "started from the teacher's weights" if cfg.train.init_weights else "from scratch"
     print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {start}, {cfg.train.epochs} epochs "
           "on CPU, search-log labels + teacher tags, deduplicated) ==")
-    result = run_train(cfg, None, None)
+    result = _timed_train(cfg, default_model_dir(cfg))
     print(f"\nvalidation metrics after {result.epochs_done} epochs, next to chance level:")
     print_metrics(result.metrics, result.chance)
     print(f"\nmodel: {default_model_dir(cfg)}/model.ts  (tagmill predict --model {default_model_dir(cfg)} ...)")
@@ -121,13 +123,22 @@ def run_demo(out: Path, overrides: dict) -> int:
     cotrained_dir = Path(f"{default_model_dir(cfg)}-titles")
     print(f"\n== train with the titles as side information (SICoT co-training, lambda {COTRAINING_WEIGHT:g}; "
           "same data, model, start and seed) ==")
-    cotrained = run_train(cfg.replace("train", side_info_weight=COTRAINING_WEIGHT), None, cotrained_dir)
+    cotrained = _timed_train(cfg.replace("train", side_info_weight=COTRAINING_WEIGHT), cotrained_dir)
     print(_head_tail(result.metrics, cotrained.metrics))
     last = epoch_report(cotrained_dir, cotrained.epochs_done)
     print(f"share of the mixed feature's entries taken from the titles (last epoch): {last['semantic_share']:.3f}")
     print("\n" + truth_scoreboard(cfg, market, {"teacher (first build, no teacher tags)": teacher_dir,
                                                 "final model (rebuilt dataset)": default_model_dir(cfg)}))
+    print(f"\ndemo wall time: {time.monotonic() - started:.0f} s (each stage's and each training's time above)")
     return 0
+
+
+def _timed_train(cfg: Config, out: Path):
+    """run_train, then how long it took."""
+    started = time.monotonic()
+    result = run_train(cfg, None, out)
+    print(f"trained in {time.monotonic() - started:.0f} s")
+    return result
 
 
 def _executed_notebook(cfg: Config, dest: Path) -> str:
@@ -188,6 +199,7 @@ def _print_stages(cfg: Config, summaries: dict[str, dict]) -> None:
         print(_describe(summary))
         print(f"  outputs:  {stages.stage_path(cfg.outputs.root, stage, '<table>')}/run_date={run_date}/")
         print(f"  summary:  {stages.summary_path(cfg.outputs.root, stage, run_date)}")
+        print(f"  time:     {summary['seconds']:.0f} s")
 
 
 def _planted_duplicates(cfg: Config, market: Path) -> str:
