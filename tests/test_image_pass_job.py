@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from tagmill.jobs import assemble, image_pass, io, mine_logs, shards, side_info, taxonomy
 from tagmill.jobs.build import run_stages
+from tagmill.jobs.frame import StageRun
 from tagmill.jobs.cli import main
 from tagmill.labeling.image_pass import hash_images
 from tagmill.labeling.near_duplicates import PIXEL_SCORES
@@ -253,7 +254,7 @@ def test_without_a_teacher_the_image_pass_still_deduplicates(spark, passed, tmp_
 def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, passed, tmp_path):
     """A rebuild of the date (the demo's, with its teacher; or tomorrow's build) reuses the pixel scores of the
     pairs the last run compared with the same rules and thumbnails, and decides exactly as comparing afresh;
-    other thumbnails, other scores: nothing is reused."""
+    other thumbnails or other rules: nothing is reused."""
     cfg, summaries, _ = passed
     root = tmp_path / "out"
     for stage in (mine_logs.STAGE, side_info.STAGE, image_pass.STAGE):
@@ -275,9 +276,16 @@ def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, 
         assert (pair.verified, pair.reason) == (first[key].verified, first[key].reason)
         for name in PIXEL_SCORES:
             assert getattr(pair, name) == pytest.approx(getattr(first[key], name), nan_ok=True)
-    other = again.replace("image_pass", thumbnail_size=48)
-    pixels = run_stages(other, [image_pass.STAGE])[image_pass.STAGE]["dedup"]["pixel_scores"]
-    assert pixels["reused"] == 0 and pixels["reused_from"] is None and "48 px" in pixels["version"]
+    # another thumbnail size or an older verifier (another version in the run's summary): nothing is reused
+    attempt = again.replace("outputs", root=f"{io.attempts_path(str(root), again.run.run_date())}/check")
+    date = again.run.run_date().isoformat()
+    assert image_pass._earlier_pixel_scores(StageRun(spark, attempt, image_pass.STAGE))[1] == date
+    assert image_pass._earlier_pixel_scores(StageRun(spark, attempt.replace("image_pass", thumbnail_size=48),
+                                                     image_pass.STAGE)) == (None, None)
+    summary = io.read_summary(spark, str(root), image_pass.STAGE, again.run.run_date())
+    summary["dedup"]["pixel_scores"]["version"] = "pixel rules 0"
+    io.write_json(spark, io.summary_path(str(root), image_pass.STAGE, again.run.run_date()), summary)
+    assert image_pass._earlier_pixel_scores(StageRun(spark, attempt, image_pass.STAGE)) == (None, None)
 
 
 def test_likely_wrong_labels_are_flagged_out_of_fold_and_dropped_only_on_request(spark, passed, tmp_path):
