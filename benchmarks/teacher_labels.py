@@ -1,20 +1,22 @@
 """Benchmark: what the teacher pass does to the labels, against the truth, on two generated markets.
 
 For the default demo market and the harder one of benchmarks/label_quality.py, runs the whole demo (`tagmill
-demo`: first build, teacher, image pass, rebuild, final model started from the teacher) and prints, scored against the market's
-truth/ (tagmill.demo.scoreboard), each target of the teacher issue next to the figure when it was filed:
+demo`: first build, teacher, image pass, rebuild, final model started from the teacher) and prints, scored
+against the market's truth/ (tagmill.demo.scoreboard), each target of the teacher issue next to the figure
+when it was filed:
 
 - cold-start listing images (no search labeled them) that get a teacher tag, and how many of those tags are
   right (target: precision >= 0.90 while >= 80 % are tagged);
 - precision of every published label (>= 0.95) and of those whose provenance is the teacher;
 - test-split top-1 against the true categories of (a) the teacher, trained on the first build without teacher
-  tags, and (b) the final model, trained on the rebuilt dataset (target: (b) >= 0.85 and >= (a)); both as
-  `tagmill predict` scores them, by their logits (the image pass scores the teacher by its class prototypes);
+  tags, and (b) the final model, started from the teacher and trained on the rebuilt dataset (target: (b) >=
+  0.85 and >= (a)); both on the test images neither trained on, as `tagmill predict` scores them, by their
+  logits (the image pass scores the teacher by its class prototypes);
 - the demo's wall time (target: at most 1.3 x the 755 s it took when the issue was filed).
 
     python benchmarks/teacher_labels.py [--out .bench/teacher_labels] [--only default|harder]
 
-Each market takes one demo run (about 17-20 min on 2 cores).
+Each market takes one demo run (about 15-16 min on 2 cores, run alone).
 """
 
 from __future__ import annotations
