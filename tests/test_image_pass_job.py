@@ -5,6 +5,7 @@ as a second label source (cold start included), and refused inputs."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import math
 import pickle
@@ -255,7 +256,7 @@ def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, 
     """A rebuild of the date (the demo's, with its teacher; or tomorrow's build) reuses the pixel scores of the
     pairs the last run compared with the same rules and thumbnails, and decides exactly as comparing afresh;
     other thumbnails or other rules: nothing is reused."""
-    cfg, summaries, _ = passed
+    cfg, _, _ = passed
     root = tmp_path / "out"
     for stage in (mine_logs.STAGE, side_info.STAGE, image_pass.STAGE):
         shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
@@ -280,6 +281,8 @@ def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, 
     attempt = again.replace("outputs", root=f"{io.attempts_path(str(root), again.run.run_date())}/check")
     date = again.run.run_date().isoformat()
     assert image_pass._earlier_pixel_scores(StageRun(spark, attempt, image_pass.STAGE))[1] == date
+    tomorrow = attempt.replace("run", date=(again.run.run_date() + dt.timedelta(days=1)).isoformat())
+    assert image_pass._earlier_pixel_scores(StageRun(spark, tomorrow, image_pass.STAGE))[1] == date  # the daily build
     assert image_pass._earlier_pixel_scores(StageRun(spark, attempt.replace("image_pass", thumbnail_size=48),
                                                      image_pass.STAGE)) == (None, None)
     summary = io.read_summary(spark, str(root), image_pass.STAGE, again.run.run_date())
@@ -291,7 +294,8 @@ def test_a_rebuild_compares_no_pair_on_pixels_that_the_last_run_compared(spark, 
 def test_likely_wrong_labels_are_flagged_out_of_fold_and_dropped_only_on_request(spark, passed, tmp_path):
     cfg, _, _ = passed
     root = tmp_path / "out"
-    for stage in (mine_logs.STAGE, side_info.STAGE):
+    # the image pass's outputs too: its pixel scores are reused (dedup is not what this test is about)
+    for stage in (mine_logs.STAGE, side_info.STAGE, image_pass.STAGE):
         shutil.copytree(Path(cfg.outputs.root) / stage, root / stage)
     # the same model as if trained elsewhere (no trained_images.txt): every labeled image is out of fold, so
     # each class has enough labels to judge

@@ -175,6 +175,9 @@ def test_a_model_starts_from_another_models_checkpoint_class_by_class(trained, t
     assert torch.equal(model.fc.weight[0], state["fc.weight"][classes[-1]["id"]])
     assert torch.equal(model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
     assert _head_rows(str(tmp_path / "weights.pt"), reordered) is None  # no classes.json beside: not ours
+    (tmp_path / "classes.json").write_text('{"classes": [{"label": "x"}]}')
+    with pytest.raises(ValueError, match="classes.json: not the class index of a `tagmill train` model"):
+        _head_rows(str(tmp_path / "weights.pt"), reordered)
     # a run started from it begins where it ended: its first loss is far below a fresh model's
     short = FAST.__class__(**{**FAST.__dict__, "max_steps": 1})
     fresh = train(tiny_dataset, tmp_path / "fresh", short, seed=3)

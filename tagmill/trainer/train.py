@@ -77,7 +77,12 @@ def _head_rows(init_weights: str, classes: list[dict]) -> list[int] | None:
     file = Path(init_weights).parent / CLASS_INDEX
     if not file.is_file():
         return None
-    theirs = {c["name"]: c["id"] for c in json.loads(file.read_text(encoding="utf-8"))["classes"]}
+    try:
+        theirs = {c["name"]: int(c["id"]) for c in json.loads(file.read_text(encoding="utf-8"))["classes"]}
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{file}: not the class index of a `tagmill train` model ({type(err).__name__}: {err}); "
+                         f"train.init_weights {init_weights} is taken for a model of ours because it lies beside "
+                         "it: move the weights file elsewhere or fix the index") from None
     return [theirs.get(c["name"], -1) for c in classes]
 
 
