@@ -9,7 +9,7 @@ format (`MID,DisplayName`). Scores first, decision second: `Teacher.forward` giv
 A model file is recognised from its bytes and zip member names before anything is unpickled. tagmill never
 unpickles arbitrary objects: TorchScript archives are read by TorchScript's own loader, checkpoints by
 `torch.load(weights_only=True)`, which constructs only tensors, plain containers and the few numpy types
-named in `trainer.train.CHECKPOINT_GLOBALS`; anything else is refused with a TeacherError.
+named in `trainer.backbones.CHECKPOINT_GLOBALS`; anything else is refused with a TeacherError.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ import numpy as np
 import torch
 
 from tagmill.checksums import file_sha256
-from tagmill.trainer.backbones import build_model
+from tagmill.trainer.backbones import CHECKPOINT_GLOBALS, build_model
 from tagmill.trainer.folds import FOLD_PREFIX
 from tagmill.trainer.prototypes import prototype_scores
-from tagmill.trainer.train import (CHECKPOINT, CHECKPOINT_GLOBALS, EXPORT, EXPORT_INFO, EXPORT_LABELS,
-                                   PROTOTYPES, TRAINED_IMAGES)
+from tagmill.trainer.train import CHECKPOINT, EXPORT, EXPORT_INFO, EXPORT_LABELS, PROTOTYPES, TRAINED_IMAGES
 from tagmill.trainer.transforms import MEAN, STD
 
 log = logging.getLogger("tagmill.teacher")
