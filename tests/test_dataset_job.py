@@ -86,6 +86,10 @@ def test_counts_add_up_and_planted_bad_images_are_quarantined(spark, built):
     assert set(images["quarantined"]) <= {"no_label_in_label_space"}
     samples = summaries[shards.STAGE]["samples"]
     assert samples["in"] == images["out"] == samples["out"] + sum(samples["quarantined"].values())
+    # the summary names where the dataset and the gate's pages are once the run has committed
+    published = summaries[shards.STAGE]
+    for path in (published["manifest"], published["gate"]["data_docs"], published["gate"]["page"]):
+        assert Path(path).is_file() and "_attempts" not in path, path
     market = Path(cfg.inputs.image_root).parent
     with open(market / "truth" / "bad_images.csv", encoding="utf-8") as f:
         planted = {r["image_path"]: IMAGE_REASON[r["kind"]] for r in csv.DictReader(f)}

@@ -138,6 +138,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         folder = stages.word_vectors_path(stage.root, run_date)
         vectors = {name: io.read_bytes(spark, f"{folder}/{name}") for name in WORD_VECTOR_FILES}
     manifest = finish_publish(dataset, shards, class_rows, meta, vectors, CLS_ENTRIES)
+    # where the dataset and the gate's pages are once the run commits (a summary is read after it)
+    published = io.committed_path(dataset)
     summary = stage.finish({
         "samples": {"in": samples_in, "out": sharded, "quarantined": quarantined},
         "splits": {split: totals.model_dump() for split, totals in manifest.splits.items()},
@@ -145,9 +147,9 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "shard_seconds": {"total": round(sum(s["milliseconds"] for s in shards) / 1000, 1),
                           "slowest": round(max((s["milliseconds"] for s in shards), default=0) / 1000, 1)},
         "classes": manifest.num_classes,
-        "dataset": dataset,
-        "manifest": f"{dataset}/manifest.json",
-        "gate": gate_summary,
+        "dataset": published,
+        "manifest": f"{published}/manifest.json",
+        "gate": {**gate_summary, "data_docs": io.committed_path(gate.docs_index), "page": io.committed_path(page)},
     })
     log.info("shards %s: published %d samples in %d shards at %s", run_date, sharded, len(shards), dataset)
     return summary
