@@ -262,8 +262,11 @@ def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, tr
     contents = table("contents").agg(F.count(F.lit(1)).alias("n"), F.countDistinct("item").alias("ids")).first()
     if contents["n"] != contents["ids"]:
         raise io.CountMismatch(f"content ids collide: {contents['n']} contents, {contents['ids']} distinct ids")
-    pairs = {r["reason"]: r["count"] for r in table("duplicate_pairs").groupBy("reason").count().collect()}
-    reused = table("duplicate_pairs").where(F.col("pixels_reused")).count()
+    by_reason = (table("duplicate_pairs").groupBy("reason")
+                 .agg(F.count(F.lit(1)).alias("count"), F.sum(F.col("pixels_reused").cast("long")).alias("reused"))
+                 .collect())
+    pairs = {r["reason"]: r["count"] for r in by_reason}
+    reused = sum(r["reused"] or 0 for r in by_reason)
     tags = table("teacher_tags").agg(F.count(F.lit(1)).alias("tags"),
                                      F.countDistinct("image_key").alias("images")).first()
     issues = table("label_issues").agg(F.count(F.lit(1)).alias("flagged"),

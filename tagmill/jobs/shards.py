@@ -151,6 +151,6 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         "manifest": f"{published}/manifest.json",
         "gate": {**gate_summary, "data_docs": io.committed_path(gate.docs_index), "page": io.committed_path(page)},
     })
-    log.info("shards %s: published %d samples in %d shards at %s", run_date, sharded, len(shards), dataset)
+    log.info("shards %s: published %d samples in %d shards at %s", run_date, sharded, len(shards), published)
     return summary
 
