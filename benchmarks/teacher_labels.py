@@ -28,7 +28,8 @@ from pathlib import Path
 
 from tagmill.config import load_config
 from tagmill.demo.scoreboard import read_truth, score_build, score_cold_start, score_predictions, trained_on
-from tagmill.jobs.demo import run_demo
+from tagmill.jobs.demo import run_demo, scored_teacher
+from tagmill.jobs.train import default_model_dir
 
 from label_quality import MARKETS  # the same two markets (this script's folder is on sys.path)
 
@@ -47,8 +48,7 @@ def scores(out: Path, wall_s: float) -> dict:
     root, run_date = cfg.outputs.root, cfg.run.run_date()
     build = score_build(root, run_date, truth)
     cold = score_cold_start(root, run_date, truth) or {"images": 0, "tagged": 0, "tags": 0, "right": 0}
-    models = {name: Path(root) / "models" / folder
-              for name, folder in (("teacher_top1", f"{run_date}-teacher"), ("final_top1", str(run_date)))}
+    models = {"teacher_top1": scored_teacher(cfg), "final_top1": default_model_dir(cfg)}
     seen = trained_on(models.values())  # as the demo's scoreboard: no model scored on an image one trained on
     top1 = {name: score_predictions(folder / "test_predictions.parquet", root, run_date, truth, seen)["top1_vs_truth"]
             for name, folder in models.items()}

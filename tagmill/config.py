@@ -486,6 +486,9 @@ class TrainConfig(Section):
     """Side of the square crop the model trains and predicts on."""
     epochs: _Positive = 10
     """Passes over the training split."""
+    fold_epochs: _Positive = 1
+    """Cold-start fold teachers (`tagmill train --cold-start-folds K`, trainer.folds): the epochs each fold model
+    trains from the shared trunk, which trains the other `epochs - fold_epochs` without any fold's images."""
     freeze_epochs: _NotNegative = 1
     """OLX: train only the head for this many epochs, then unfreeze the backbone."""
     batch_size: _Positive = 64

@@ -63,13 +63,16 @@ def side_info_market(mined_market, tmp_path_factory):
     return cfg, run_stages(cfg, [side_info.STAGE])[side_info.STAGE]
 
 
-def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int = 32, shard_samples: int = 25):
+def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int = 32, shard_samples: int = 25,
+                      seller_every: int = 0):
     """Publish a small dataset with the project's own writer: demo-generator images of `classes` leaves
-    (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2. Returns the
-    manifest path."""
+    (class path = domain, group), 70% train / 30% validation, single labels, repeats 1 or 2; with
+    seller_every = n, image i of each class with i % n == 0 is labeled by its seller's category alone (a
+    cold-start listing's), the others by the search log. Returns the manifest path."""
     from tagmill.demo.images import design_signatures, draw_image
     from tagmill.demo.titled import publish_samples, sample_record
     from tagmill.demo.vocabulary import build_leaves
+    from tagmill.labeling.sources import SELLER_CATEGORY
 
     leaves = build_leaves()
     signatures = design_signatures(leaves, seed=7)
@@ -81,6 +84,8 @@ def make_tiny_dataset(folder, classes: int = 8, per_class: int = 30, size: int =
             images[key] = draw_image(signatures[leaf.index], size, 7, class_id * 1000 + i)
             samples.append(sample_record(key, class_id, leaf.name_en, "train" if i % 10 < 7 else "validation",
                                          f"p{class_id}-{i}", leaf.name_en, repeats=1 + i % 2))
+            if seller_every and i % seller_every == 0:
+                samples[-1]["labels"][0].update(source=SELLER_CATEGORY, tier=None)
     class_rows = [{"class_id": c, "name": leaf.name_en, "path": [leaf.domain, leaf.group]}
                   for c, leaf in enumerate(picked)]
     return str(publish_samples(folder, samples, images.__getitem__, class_rows, "tiny", shard_samples=shard_samples))

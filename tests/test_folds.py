@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from tagmill.config import TrainConfig
+from conftest import make_tiny_dataset
+from tagmill.config import ConfigError, TrainConfig
+from tagmill.labeling.sources import SEARCH_LOG
 from tagmill.labeling.teacher import FoldTeachers, load_teacher
-from tagmill.trainer.folds import fold_manifests, train_folds
-from tagmill.trainer.reader import read_manifest
+from tagmill.trainer.folds import cold_start_folds, fold_manifests, train_cold_start_folds, train_folds
+from tagmill.trainer.reader import DatasetError, read_manifest
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=1, freeze_epochs=0, batch_size=32, optimizer="adamw",
                    lr=0.002, num_workers=0, use_repeats=False)
@@ -59,3 +61,35 @@ def test_fold_teachers_load_as_one_teacher_that_never_saw_the_images_it_tags(tin
     scores, embedding = teacher.forward(torch.zeros(4, 3, 32, 32))
     assert scores.shape == (4, 2 * classes) and embedding.shape[0] == 4
     np.testing.assert_allclose(scores[:, :classes], teacher.folds[0].forward(torch.zeros(4, 3, 32, 32))[0])
+
+
+def test_cold_start_folds_hold_out_exactly_the_images_no_search_labeled_from_the_trunk_and_their_fold(
+        tiny_dataset, tmp_path):
+    # images 0, 4, 8, ... of each class are labeled by their seller's category alone
+    manifest = make_tiny_dataset(tmp_path / "data", seller_every=4)
+    shards = read_manifest(manifest).shards_for("train")
+    train = set().union(*(_keys(s.path) for s in shards))
+    cold = {k for k in train if int(k[4:], 16) % 4 == 0}
+    assert len(train) == 168 and len(cold) == 48
+    folds = cold_start_folds(manifest, 2, SEARCH_LOG)
+    assert folds == [frozenset(cold & set().union(*(_keys(s.path) for s in shards[f::2]))) for f in (0, 1)]
+    assert all(folds) and set().union(*folds) == cold
+
+    cfg = FAST.model_copy(update={"epochs": 2, "fold_epochs": 1})
+    results = train_cold_start_folds(manifest, tmp_path / "teacher", cfg, seed=1, k=2, searched=SEARCH_LOG)
+    assert [r.epochs_done for r in results] == [1, 1]
+    trunk = tmp_path / "teacher" / "trunk"
+    assert set((trunk / "trained_images.txt").read_text().split()) == train - cold
+    # one step per batch of the samples it trains on: the held-out ones are not in the stream at all
+    assert len((trunk / "losses.jsonl").read_text().splitlines()) == -(-len(train - cold) // FAST.batch_size)
+    teacher = load_teacher(str(tmp_path / "teacher"))  # the fold models; the trunk is not one
+    assert isinstance(teacher, FoldTeachers) and len(teacher.folds) == 2
+    for fold, model in enumerate(teacher.folds):
+        assert set(model.trained_images.read_text().split()) == train - folds[fold]
+        steps = len((tmp_path / "teacher" / f"fold-{fold}" / "losses.jsonl").read_text().splitlines())
+        assert steps == -(-len(train - folds[fold]) // FAST.batch_size)
+
+    with pytest.raises(ConfigError, match="train.fold_epochs"):
+        train_cold_start_folds(manifest, tmp_path / "no-trunk", FAST, seed=1, k=2, searched=SEARCH_LOG)
+    with pytest.raises(DatasetError, match="every training sample has a search-log label"):
+        train_cold_start_folds(tiny_dataset, tmp_path / "none", cfg, seed=1, k=2, searched=SEARCH_LOG)

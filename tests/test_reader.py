@@ -359,6 +359,26 @@ def test_resume_continues_batch_by_batch_as_the_uninterrupted_epoch(dataset, wor
     assert loader_batches(stream) == full
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_held_out_samples_never_come_and_the_epoch_counts_and_resumes_without_them(dataset, workers):
+    # a fold model's held-out images (trainer.folds): a whole shard's and scattered ones, repeats counted
+    held = frozenset(key_of(i) for i in (*range(SIZES[0]), SIZES[0] + 1, sum(SIZES) - 1))
+    for use_repeats in (False, True):
+        stream = stream_of(dataset, num_workers=workers, use_repeats=use_repeats, held_out=held)
+        expected = Counter(k for k in expanded(use_repeats) if k not in held)
+        batches = loader_batches(stream)
+        assert Counter(keys(batches)) == expected
+        assert stream.samples_per_epoch() == sum(expected.values()) and len(batches) == stream.batches_per_epoch()
+        # the draws are those of the whole stream's copies of the same keys: holding out changes nothing else
+        whole = Counter(s for b in loader_batches(stream_of(dataset, num_workers=workers, use_repeats=use_repeats))
+                        for s in b)
+        assert Counter(s for b in batches for s in b) == Counter({s: n for s, n in whole.items() if s[0] not in held})
+        for b in (1, len(batches) - 1):
+            stream.resume_at(b)
+            assert loader_batches(stream) == batches[b:], b
+        stream.set_epoch(0)
+
+
 class CountingDecode:
     def __init__(self):
         self.calls = 0

@@ -155,10 +155,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.init_weights:
         args.set.append(f"train.init_weights={json.dumps(str(args.init_weights))}")
+    if args.cold_start and not args.folds:
+        print("tagmill: error: --cold-start needs --folds K (how many folds the images are split into)",
+              file=sys.stderr)
+        return 2
     if args.folds:
         from tagmill.jobs.train import run_train_folds
 
-        run_train_folds(_config(args), args.manifest, args.out, args.folds)
+        run_train_folds(_config(args), args.manifest, args.out, args.folds, args.cold_start)
     else:
         run_train(_config(args), args.manifest, args.out)
     return 0
@@ -219,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=0, metavar="K",
                    help="train K fold teachers into OUT/fold-0..K-1 instead, each without one K-th of the train "
                         "shards; OUT is then an out-of-fold teacher for `tagmill image-pass --teacher OUT`")
+    p.add_argument("--cold-start", action="store_true",
+                   help="with --folds: split only the training images no search-log label names (cold-start "
+                        "listings, the images a teacher is there to tag) into the K folds; a shared trunk trains "
+                        "train.epochs - train.fold_epochs epochs without them, each fold model train.fold_epochs "
+                        "more from it (about one model's cost, not K)")
     _add_config_options(p, spark=False)
     p.add_argument("--date", help="run date YYYY-MM-DD of the dataset (overrides run.date)")
     p.set_defaults(func=cmd_train)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tagmill.config import Config
+from tagmill.labeling.sources import SEARCH_LOG
 
 
 def default_manifest(cfg: Config) -> Path:
@@ -31,12 +32,16 @@ def run_train(cfg: Config, manifest: Path | None, out: Path | None):
     return result
 
 
-def run_train_folds(cfg: Config, manifest: Path | None, out: Path | None, k: int) -> list:
-    """Train k fold teachers (trainer.folds) into OUT/fold-F; OUT is then one out-of-fold teacher."""
-    from tagmill.trainer.folds import train_folds
+def run_train_folds(cfg: Config, manifest: Path | None, out: Path | None, k: int, cold_start: bool = False) -> list:
+    """Train k fold teachers (trainer.folds) into OUT/fold-F; OUT is then one out-of-fold teacher. cold_start:
+    only the training images without a search-log label are split into folds, after a shared trunk."""
+    from tagmill.trainer.folds import train_cold_start_folds, train_folds
 
-    out = out or default_model_dir(cfg)
-    results = train_folds(manifest or default_manifest(cfg), out, cfg.train, cfg.run.seed, k)
+    out, manifest = out or default_model_dir(cfg), manifest or default_manifest(cfg)
+    if cold_start:
+        results = train_cold_start_folds(manifest, out, cfg.train, cfg.run.seed, k, SEARCH_LOG)
+    else:
+        results = train_folds(manifest, out, cfg.train, cfg.run.seed, k)
     print(f"{k} fold teachers trained in {out}/fold-0..{k - 1}; pass {out} as image_pass.teacher: each image is "
           "tagged only by the folds that never trained on it")
     return results

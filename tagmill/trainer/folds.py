@@ -9,20 +9,33 @@ model trains on one photo of a product whose other photo it tags. Two products j
 duplicate (one split group, dataset.assemble.split_groups) may still fall in two folds. Each fold model gets a manifest of its own beside it, naming the
 dataset's shards by relative path: the dataset itself is never touched. Validation and test stay whole, so
 every fold model is validated on the same images.
+
+Cold-start folds (`train_cold_start_folds`) cost about one model instead of k: only the training samples no
+search-log label names (a cold-start listing's photos, labeled by its seller's category alone: the images a
+teacher is there to tag) are split into folds, by shard as above. A trunk trains `epochs - fold_epochs`
+epochs without any of them; each fold model starts from it and trains `fold_epochs` more on everything but
+its fold. No fold model has seen its fold's images (nor has the trunk), and every other training image
+needs no teacher tag. The same out-of-fold reading applies: trained_images.txt lists what each model saw.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import tarfile
 from pathlib import Path
 
-from tagmill.config import TrainConfig
+from tagmill.config import ConfigError, TrainConfig
 from tagmill.manifest import MANIFEST, parse_manifest
+
+log = logging.getLogger("tagmill.folds")
 
 FOLD_PREFIX = "fold-"
 """Fold models sit in OUT/fold-0, OUT/fold-1, ...; a teacher folder holding them is read by
 labeling.teacher.load_teacher as one teacher."""
+TRUNK = "trunk"
+"""Cold-start folds' shared start: OUT/trunk (not a fold: load_teacher does not read it)."""
 
 
 def fold_manifests(manifest_path: str | Path, k: int, out: Path) -> list[Path]:
@@ -65,3 +78,43 @@ def train_folds(manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: in
     from tagmill.trainer.train import train
 
     return [train(fold, fold.parent, cfg, seed + i) for i, fold in enumerate(fold_manifests(manifest_path, k, out))]
+
+
+def cold_start_folds(manifest_path: str | Path, k: int, searched: str) -> list[frozenset[str]]:
+    """Fold F's images: the keys of the train split's samples without a label of source `searched` (the search
+    log's name, labeling.sources) in the train shards i with i % k == F."""
+    from tagmill.trainer.reader import read_manifest
+
+    folds: list[set[str]] = [set() for _ in range(k)]
+    for i, shard in enumerate(read_manifest(manifest_path).shards_for("train")):
+        with tarfile.open(shard.path) as tar:
+            for member in tar:
+                if member.name.endswith(".json"):
+                    meta = json.loads(tar.extractfile(member).read())
+                    if not any(label.get("source") == searched for label in meta.get("labels", ())):
+                        folds[i % k].add(meta["key"])
+    return [frozenset(fold) for fold in folds]
+
+
+def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: int, k: int,
+                           searched: str) -> list:
+    """OUT/trunk, then k fold models into OUT/fold-F (module docstring); each resumes like `tagmill train`.
+    Returns the fold models' TrainResults. Raises ConfigError when train.fold_epochs leaves the trunk no epoch,
+    DatasetError when every training sample has a search-log label (no fold would hold an image)."""
+    from tagmill.trainer.reader import DatasetError
+    from tagmill.trainer.train import CHECKPOINT, train
+
+    if cfg.fold_epochs >= cfg.epochs:
+        raise ConfigError("train.fold_epochs", f"{cfg.fold_epochs} leaves the trunk none of train.epochs = "
+                          f"{cfg.epochs}", "set train.fold_epochs below train.epochs")
+    folds = cold_start_folds(manifest_path, k, searched)
+    if not any(folds):
+        raise DatasetError(f"{manifest_path}: every training sample has a search-log label, so no fold holds an "
+                           "image to tag; train one model (`tagmill train`) or shard-level folds (--folds)")
+    log.info("cold-start folds: %s training images without a search-log label held out", [len(f) for f in folds])
+    trunk = out / TRUNK
+    train(manifest_path, trunk, cfg.model_copy(update={"epochs": cfg.epochs - cfg.fold_epochs}), seed,
+          held_out=frozenset().union(*folds))
+    branch = cfg.model_copy(update={"epochs": cfg.fold_epochs, "init_weights": str(trunk / CHECKPOINT)})
+    return [train(manifest_path, out / f"{FOLD_PREFIX}{f}", branch, seed + 1 + f, held_out=fold)
+            for f, fold in enumerate(folds)]

@@ -5,7 +5,8 @@ everything starts from `read_manifest`. `check_shards` compares each shard's siz
 manifest before training starts. `ShardStream` is the sample stream, laid out so that a run can stop
 anywhere and continue exactly:
 
-- sample space: the shards in a per-epoch shuffled order, each sample repeated `repeats` times;
+- sample space: the shards in a per-epoch shuffled order, each sample repeated `repeats` times (a held-out
+  sample none: its shard's length is counted once, up front, without it);
 - ranks: that sequence cut into equal contiguous ranges, wrapping to the start to pad (DistributedSampler);
 - workers: each rank's range cut into near-equal contiguous ranges; a worker opens only its shards;
 - per worker: a seeded shuffle buffer over the raw items, then decoding of the items it emits;
@@ -218,11 +219,14 @@ class ShardStream(IterableDataset):
 
     shuffle_buffer=0 turns shuffling off entirely (shards in the order given, samples in file order);
     use_repeats=False gives each sample once. rank/world_size pick this process's share; every rank gets
-    the same number of samples and batches (the last ranks are padded from the start of the epoch)."""
+    the same number of samples and batches (the last ranks are padded from the start of the epoch).
+    held_out: sample keys the stream never yields (a fold model's held-out images, trainer.folds); the shards
+    that hold some are read once here to count the stream without them, so resumption stays exact."""
 
     def __init__(self, shards: Sequence[ShardInfo], *, num_classes: int, decode: Callable[[bytes, dict, Any], Any],
                  seed: int, batch_size: int, num_workers: int = 0, shuffle_buffer: int = 1000,
-                 use_repeats: bool = True, rank: int = 0, world_size: int = 1, augment: bool = True):
+                 use_repeats: bool = True, rank: int = 0, world_size: int = 1, augment: bool = True,
+                 held_out: frozenset[str] = frozenset()):
         super().__init__()
         if seed < 0 or batch_size < 1 or num_workers < 0 or shuffle_buffer < 0 or num_classes < 0:
             raise ValueError(f"ShardStream: expected seed >= 0, batch_size >= 1, num_workers >= 0, "
@@ -241,6 +245,10 @@ class ShardStream(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.augment = augment
+        self.held_out = frozenset(held_out)
+        self._sizes = {s.path: _stream_size(s, use_repeats) - (_held_out_positions(s, self.held_out, use_repeats,
+                                                                                    num_classes) if held_out else 0)
+                       for s in self.shards}
         self.epoch = 0
         self._rotation, self._skips = 0, (0,) * self._workers()
 
@@ -285,7 +293,7 @@ class ShardStream(IterableDataset):
         return max(1, self.num_workers)
 
     def _epoch_length(self) -> int:
-        return sum(_stream_size(s, self.use_repeats) for s in self.shards)
+        return sum(self._sizes.values())
 
     def _worker_counts(self) -> list[int]:
         return split_evenly(self.samples_per_epoch(), self._workers())
@@ -302,8 +310,9 @@ class ShardStream(IterableDataset):
             return iter(())
         shards = self._epoch_shards()
         start = self.rank * self.samples_per_epoch() + sum(counts[:worker])
-        plan = worker_plan([_stream_size(s, self.use_repeats) for s in shards], start, start + counts[worker])
-        items = _read_plan(((shards[i], lo, hi) for i, lo, hi in plan), self.use_repeats, self.num_classes)
+        plan = worker_plan([self._sizes[s.path] for s in shards], start, start + counts[worker])
+        items = _read_plan(((shards[i], lo, hi) for i, lo, hi in plan), self.use_repeats, self.num_classes,
+                           self.held_out)
         if self.shuffle_buffer:
             rng = np.random.default_rng([self.seed, self.epoch, _BUFFER, self.rank, worker])
             items = _shuffle(items, self.shuffle_buffer, rng)
@@ -387,22 +396,39 @@ class _Raw(NamedTuple):
     """`<shard path>:<member>`, for error messages."""
 
 
-def _read_plan(plan: Iterable[tuple[ShardInfo, int, int]], use_repeats: bool, num_classes: int) -> Iterator[_Raw]:
+def _read_plan(plan: Iterable[tuple[ShardInfo, int, int]], use_repeats: bool, num_classes: int,
+               held_out: frozenset[str] = frozenset()) -> Iterator[_Raw]:
     for shard, lo, hi in plan:
-        yield from _read_shard(shard, lo, hi, use_repeats, num_classes)
+        yield from _read_shard(shard, lo, hi, use_repeats, num_classes, held_out)
 
 
-def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_classes: int) -> Iterator[_Raw]:
-    """The items at positions lo..hi-1 of one shard (a sample with repeats r fills r positions). Members
-    before `lo` are skipped by seeking; their JSON is read only when repeats are needed to count positions."""
-    path = str(shard.path)
-    pos, samples, key = 0, 0, None
+def _open_shard(path: str) -> tarfile.TarFile:
     try:
-        tar = tarfile.open(path, mode="r:")
+        return tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as err:
         raise ShardReadError(f"{path}: cannot be opened as a tar ({err}); run check_shards first, or rebuild "
                              f"with `tagmill shards`") from None
-    with tar:
+
+
+def _held_out_positions(shard: ShardInfo, held_out: frozenset[str], use_repeats: bool, num_classes: int) -> int:
+    """How many of the shard's stream positions its held-out samples would fill."""
+    path, key, positions = str(shard.path), None, 0
+    with _open_shard(path) as tar:
+        while (pair := _next_pair(tar, path, key)) is not None:
+            key, _, json_member = pair
+            if key in held_out:
+                positions += _read_meta(tar, json_member, key, path, num_classes)["repeats"] if use_repeats else 1
+    return positions
+
+
+def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_classes: int,
+                held_out: frozenset[str] = frozenset()) -> Iterator[_Raw]:
+    """The items at positions lo..hi-1 of one shard (a sample with repeats r fills r positions; a held-out
+    sample none). Members before `lo` are skipped by seeking; their JSON is read only when repeats are needed
+    to count positions."""
+    path = str(shard.path)
+    pos, samples, key = 0, 0, None
+    with _open_shard(path) as tar:
         while pos < hi:
             pair = _next_pair(tar, path, key)
             if pair is None:
@@ -411,6 +437,8 @@ def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_class
                                      f"check_shards first, or rebuild with `tagmill shards`")
             key, jpg_member, json_member = pair
             samples += 1
+            if key in held_out:
+                continue
             meta = _read_meta(tar, json_member, key, path, num_classes) if use_repeats or pos + 1 > lo else None
             copies = meta["repeats"] if use_repeats else 1
             first, end = max(pos, lo), min(pos + copies, hi)

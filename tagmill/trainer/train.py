@@ -145,8 +145,10 @@ class TrainResult:
     """The same metrics for random scores and embeddings on the same validation rows."""
 
 
-def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed: int) -> TrainResult:
-    """Train on the manifest's train split, evaluate on its validation split after every epoch.
+def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed: int,
+          held_out: frozenset[str] = frozenset()) -> TrainResult:
+    """Train on the manifest's train split but the samples keyed in `held_out` (a fold model's, trainer.folds),
+    evaluate on its validation split after every epoch.
 
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
@@ -193,7 +195,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                                    train=True)
     stream = ShardStream(train_shards, num_classes=manifest.num_classes, decode=decode,
                          seed=seed, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                         shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats, rank=rank, world_size=world)
+                         shuffle_buffer=cfg.shuffle_buffer, use_repeats=cfg.use_repeats, rank=rank, world_size=world,
+                         held_out=held_out)
     steps_per_epoch = stream.batches_per_epoch()
     optimizer = _optimizer(model, cfg, semantic)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -282,8 +285,9 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
             return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
-        export(model, manifest, out, cfg, _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed, device))
-        write_trained_images(manifest, out)
+        export(model, manifest, out, cfg,
+               _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed, device, held_out))
+        write_trained_images(manifest, out, held_out)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
 
 
@@ -369,13 +373,14 @@ def _targets_only(jpg: bytes, meta: dict, rng, *, num_classes: int) -> dict:
     return {"image": torch.zeros(0), "target": target, "key": meta["key"]}
 
 
-def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode_images: bool = True):
+def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode_images: bool = True,
+                 held_out: frozenset[str] = frozenset()):
     decode = (functools.partial(decode_sample, num_classes=manifest.num_classes, image_size=cfg.image_size,
                                 train=False) if decode_images
               else functools.partial(_targets_only, num_classes=manifest.num_classes))
     return ShardStream(shards, num_classes=manifest.num_classes, decode=decode, seed=seed,
                        batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, use_repeats=False,
-                       augment=False)
+                       augment=False, held_out=held_out)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig, semantic: SemanticStream | None = None
@@ -435,19 +440,20 @@ def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream |
 
 
 def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_shards, out: Path, cfg: TrainConfig,
-                seed: int, device) -> dict:
-    """OUT/prototypes.npy, the classes' prototypes over the train split (each image once, eval view), and
-    their temperature fitted on the validation split (trainer.prototypes); returns model.json's entry. Both
-    passes add up batch by batch: memory does not grow with the split."""
-    def batches(shards):
+                seed: int, device, held_out: frozenset[str] = frozenset()) -> dict:
+    """OUT/prototypes.npy, the classes' prototypes over the train split but `held_out` (each image once, eval
+    view; a fold model's prototypes hold none of the images it is to tag), and their temperature fitted on the
+    validation split (trainer.prototypes); returns model.json's entry. Both passes add up batch by batch:
+    memory does not grow with the split."""
+    def batches(shards, held_out=frozenset()):
         model.eval()
         with torch.no_grad():
-            for batch in make_loader(_eval_stream(manifest, shards, cfg, seed)):
+            for batch in make_loader(_eval_stream(manifest, shards, cfg, seed, held_out=held_out)):
                 _, embedding = model(batch["image"].to(device))
                 yield embedding.cpu().numpy(), batch["target"].numpy()
 
     sums = np.zeros((manifest.num_classes, model.embedding_dim))
-    for embedding, targets in batches(train_shards):
+    for embedding, targets in batches(train_shards, held_out):
         sums += prototype_sums(embedding, targets)
     prototypes = prototypes_of(sums)
     losses = np.zeros(len(TEMPERATURES))
@@ -478,11 +484,11 @@ def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConf
     return out / EXPORT
 
 
-def write_trained_images(manifest: Manifest, out: Path) -> Path:
-    """OUT/trained_images.txt: the sample keys of the dataset's train split, one per line, sorted."""
+def write_trained_images(manifest: Manifest, out: Path, held_out: frozenset[str] = frozenset()) -> Path:
+    """OUT/trained_images.txt: the sample keys of the dataset's train split but `held_out`, one per line, sorted."""
     keys: set[str] = set()
     for shard in manifest.shards_for("train"):
         with tarfile.open(shard.path) as tar:
             keys.update(name.rsplit(".", 1)[0] for name in tar.getnames())
-    (out / TRAINED_IMAGES).write_text("".join(f"{k}\n" for k in sorted(keys)), encoding="utf-8")
+    (out / TRAINED_IMAGES).write_text("".join(f"{k}\n" for k in sorted(keys - held_out)), encoding="utf-8")
     return out / TRAINED_IMAGES
