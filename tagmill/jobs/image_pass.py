@@ -57,8 +57,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
 
     partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
     unique = (hashed.where(F.col("reason").isNull()).groupBy("content_hash")
-              .agg(F.min("image_path").alias("image_path"))
-              .repartition(partitions, "content_hash").sortWithinPartitions("content_hash"))
+              .agg(F.min("image_path").alias("image_path")))
+    if teacher is not None and len(teacher.folds) > 1:  # a fold model need not score what it trained on
+        unique = unique.join(_seen_by(spark, hashed, teacher), "content_hash", "left").fillna(0, ["seen_by"])
+    unique = unique.repartition(partitions, "content_hash").sortWithinPartitions("content_hash")
     if teacher is None:
         log.info("image-pass %s: no teacher (image_pass.teacher): decoding each unique image once for its "
                  "layout code and thumbnail; no teacher tags, embeddings or cold-start tagging", run_date)
@@ -148,6 +150,18 @@ def _earlier_pixel_scores(stage: StageRun) -> tuple[DataFrame | None, str | None
         pairs = io.read_table(spark, root, STAGE, "duplicate_pairs", day)
         return pairs.select("item_a", "item_b", *PIXEL_SCORES), day.isoformat()
     return None, None
+
+
+def _seen_by(spark: SparkSession, hashed: DataFrame, teacher) -> DataFrame:
+    """content_hash, seen_by: bit f set where fold model f (f > 0; the first runs on every image, for the
+    embedding) trained on an image of that content (its trained_images.txt)."""
+    seen = spark.createDataFrame([], "image_key string, bit long")
+    for fold, model in enumerate(teacher.folds[1:], 1):
+        if model.trained_images is not None:
+            trained = spark.read.text(str(model.trained_images)).select(F.col("value").alias("image_key"))
+            seen = seen.unionByName(trained.select("image_key", F.lit(1 << fold).cast("long").alias("bit")))
+    return (hashed.select("image_key", "content_hash").join(seen, "image_key")
+            .groupBy("content_hash").agg(F.bit_or("bit").alias("seen_by")))
 
 
 def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, int]:

@@ -119,12 +119,13 @@ def fit_threads() -> int:
     return cores
 
 
-def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | FoldTeachers | None,
-                  thresholds: np.ndarray | None, cfg: ImagePassConfig,
+def forward_batch(items: list[tuple[str, str]] | list[tuple[str, str, int]], root: str,
+                  teacher: Teacher | FoldTeachers | None, thresholds: np.ndarray | None, cfg: ImagePassConfig,
                   allowed: tuple[str, ...] = ()) -> pa.RecordBatch:
-    """FORWARD_SCHEMA rows for (content hash, image path) items: each image decoded once, the decodable
-    ones forwarded together; a file that cannot be decoded gets its reason instead of a result. Without a
-    teacher the tags and the embedding stay null (size, layout and thumbnail need none)."""
+    """FORWARD_SCHEMA rows for (content hash, image path[, seen_by]) items: each image decoded once, the
+    decodable ones forwarded together; a file that cannot be decoded gets its reason instead of a result.
+    Without a teacher the tags and the embedding stay null (size, layout and thumbnail need none). seen_by:
+    bit f set where fold model f trained on an image of this content (FoldTeachers.forward skips it there)."""
     n = len(items)
     width, height = [None] * n, [None] * n
     reason: list[str | None] = [None] * n
@@ -132,7 +133,7 @@ def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | Fo
     thumbs: list[bytes | None] = [None] * n
     layouts: list[np.ndarray | None] = [None] * n
     views, done = [], []
-    for i, (_, path) in enumerate(items):
+    for i, (_, path, *_) in enumerate(items):
         try:
             image = open_image(read_bytes(root, path, allowed), cfg.max_pixels)
         except ImageProblem as err:
@@ -148,14 +149,20 @@ def forward_batch(items: list[tuple[str, str]], root: str, teacher: Teacher | Fo
     tag_scores: list[list[float] | None] = [None] * n
     embeddings: list[np.ndarray | None] = [None] * n
     if done:
-        scores, embedding = teacher.forward(torch.from_numpy(np.stack(views)), bf16=cfg.bf16)
+        batch = torch.from_numpy(np.stack(views))
+        if isinstance(teacher, FoldTeachers) and len(items[0]) > 2:
+            bits = np.array([items[i][2] for i in done], np.int64)
+            seen = (bits[:, None] >> np.arange(len(teacher.folds))) & 1 == 1
+            scores, embedding = teacher.forward(batch, bf16=cfg.bf16, seen=seen)
+        else:
+            scores, embedding = teacher.forward(batch, bf16=cfg.bf16)
         for i, tags in zip(done, select_tags(scores, thresholds, cfg.top_k * len(teacher.folds))):
             tag_ids[i] = [t for t, _ in tags]
             tag_scores[i] = [s for _, s in tags]
         for i, row in zip(done, embedding):
             embeddings[i] = row
     return pa.RecordBatch.from_arrays([
-        pa.array([h for h, _ in items], pa.string()), pa.array(width, pa.int32()), pa.array(height, pa.int32()),
+        pa.array([item[0] for item in items], pa.string()), pa.array(width, pa.int32()), pa.array(height, pa.int32()),
         pa.array(tag_ids, pa.list_(pa.int32())), pa.array(tag_scores, pa.list_(pa.float32())),
         float_lists(embeddings), float_lists(layouts), pa.array(thumbs, pa.binary()), pa.array(reason, pa.string()),
         pa.array(detail, pa.string())], schema=FORWARD_SCHEMA)
@@ -173,24 +180,27 @@ def float_lists(rows: list[np.ndarray | None]) -> pa.Array:
 
 def forward_images(unique: DataFrame, root: str, cfg: ImagePassConfig,
                    allowed: tuple[str, ...] = ()) -> DataFrame:
-    """unique: content_hash, image_path (one path per distinct content) -> FORWARD_SCHEMA rows.
+    """unique: content_hash, image_path (one path per distinct content), optionally seen_by (forward_batch)
+    -> FORWARD_SCHEMA rows.
 
     Batches follow the order of each partition, so sort the input within partitions for reproducible
     batches (a model's float results can depend on the batch it ran in)."""
+
+    columns = ["content_hash", "image_path"] + (["seen_by"] if "seen_by" in unique.columns else [])
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         fit_threads()
         teacher, thresholds = worker_teacher(cfg)
         pending: list[tuple[str, str]] = []
         for batch in batches:
-            pending += zip(batch.column("content_hash").to_pylist(), batch.column("image_path").to_pylist())
+            pending += zip(*(batch.column(c).to_pylist() for c in columns))
             while len(pending) >= cfg.batch_size:
                 yield forward_batch(pending[: cfg.batch_size], root, teacher, thresholds, cfg, allowed)
                 pending = pending[cfg.batch_size:]
         if pending:
             yield forward_batch(pending, root, teacher, thresholds, cfg, allowed)
 
-    return unique.select("content_hash", "image_path").mapInArrow(run, spark_schema(FORWARD_SCHEMA))
+    return unique.select(*columns).mapInArrow(run, spark_schema(FORWARD_SCHEMA))
 
 
 def check_teacher(cfg: ImagePassConfig) -> Teacher | FoldTeachers | None:

@@ -258,9 +258,20 @@ class FoldTeachers:
     mean = property(lambda self: self.folds[0].mean)
     std = property(lambda self: self.folds[0].std)
 
-    def forward(self, batch: torch.Tensor, bf16: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        outputs = [t.forward(batch, bf16) for t in self.folds]
-        return np.concatenate([scores for scores, _ in outputs], 1), outputs[0][1]
+    def forward(self, batch: torch.Tensor, bf16: bool = False, seen: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """seen: bool (n, folds), True where a fold model trained on the image: that model does not run on it and
+        its scores stay 0 (the image pass keeps no fold's scores of an image it trained on). The first fold
+        runs on every image: the embedding is its."""
+        n, parts, embedding = batch.shape[0], [], None
+        for fold, teacher in enumerate(self.folds):
+            rows = np.flatnonzero(~seen[:, fold]) if seen is not None and fold else np.arange(n)
+            scores = np.zeros((n, len(teacher.labels)), np.float32)
+            if len(rows):
+                scores[rows], out = teacher.forward(batch if len(rows) == n else batch[torch.from_numpy(rows)], bf16)
+                embedding = out if fold == 0 else embedding
+            parts.append(scores)
+        return np.concatenate(parts, 1), embedding
 
 
 def bf16_supported() -> bool:

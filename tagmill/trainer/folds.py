@@ -13,8 +13,8 @@ every fold model is validated on the same images.
 Cold-start folds (`train_cold_start_folds`) cost about one model instead of k: only the training samples no
 search-log label names (a cold-start listing's photos, labeled by its seller's category alone: the images a
 teacher is there to tag) are split into folds, by shard as above. A trunk trains `epochs - fold_epochs`
-epochs without any of them; each fold model starts from it and trains `fold_epochs` more on everything but
-its fold. No fold model has seen its fold's images (nor has the trunk), and every other training image
+epochs without any of them; each fold model continues the trunk's run (its checkpoint: weights, optimizer,
+learning-rate schedule) for the last `fold_epochs` on everything but its fold. No fold model has seen its fold's images (nor has the trunk), and every other training image
 needs no teacher tag. The same out-of-fold reading applies: trained_images.txt lists what each model saw.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -113,8 +114,13 @@ def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfi
                            "image to tag; train one model (`tagmill train`) or shard-level folds (--folds)")
     log.info("cold-start folds: %s training images without a search-log label held out", [len(f) for f in folds])
     trunk = out / TRUNK
-    train(manifest_path, trunk, cfg.model_copy(update={"epochs": cfg.epochs - cfg.fold_epochs}), seed,
-          held_out=frozenset().union(*folds))
-    branch = cfg.model_copy(update={"epochs": cfg.fold_epochs, "init_weights": str(trunk / CHECKPOINT)})
-    return [train(manifest_path, out / f"{FOLD_PREFIX}{f}", branch, seed + 1 + f, held_out=fold)
-            for f, fold in enumerate(folds)]
+    train(manifest_path, trunk, cfg, seed, held_out=frozenset().union(*folds),
+          stop_after_epoch=cfg.epochs - cfg.fold_epochs)
+    results = []
+    for f, fold in enumerate(folds):
+        folder = out / f"{FOLD_PREFIX}{f}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / CHECKPOINT).exists():  # else the fold model resumes its own run
+            shutil.copyfile(trunk / CHECKPOINT, folder / CHECKPOINT)
+        results.append(train(manifest_path, folder, cfg, seed, held_out=fold))
+    return results

@@ -146,9 +146,10 @@ class TrainResult:
 
 
 def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed: int,
-          held_out: frozenset[str] = frozenset()) -> TrainResult:
+          held_out: frozenset[str] = frozenset(), stop_after_epoch: int = 0) -> TrainResult:
     """Train on the manifest's train split but the samples keyed in `held_out` (a fold model's, trainer.folds),
-    evaluate on its validation split after every epoch.
+    evaluate on its validation split after every epoch. stop_after_epoch > 0 stops after that epoch as
+    max_steps does (checkpointed, not exported; a cold-start fold trunk).
 
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
@@ -206,10 +207,13 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     epoch, step_in_epoch, global_step, history = 0, 0, 0, []
     if (out / CHECKPOINT).exists():
         epoch, step_in_epoch, global_step, history = _restore(out / CHECKPOINT, model, optimizer, scheduler, semantic)
+        # the schedule goes on from the same share of the run: the same step on a plain resume; where a fold model
+        # continues its trunk's checkpoint on other samples (trainer.folds), an epoch there had another length
+        scheduler.last_epoch = epoch * steps_per_epoch + step_in_epoch
         log.info("resuming at epoch %d, step %d of %d", epoch + 1, step_in_epoch, steps_per_epoch)
     chance = chance_metrics(manifest, val_shards, cfg, seed) if main else {}
     steps_this_run, metrics = 0, {}
-    while epoch < cfg.epochs:
+    while epoch < min(cfg.epochs, stop_after_epoch or cfg.epochs):
         frozen = epoch < cfg.freeze_epochs
         set_backbone_trainable(model, not frozen)  # frozen: only fc learns, BN statistics stay too (OLX)
         net = _distributed(model, world, device)  # re-wrapped per epoch: DDP syncs what is trainable now
@@ -284,6 +288,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         _barrier(world)  # the other processes wait while the first validates and checkpoints
         if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
             return TrainResult(out, epoch, global_step, False, metrics, chance)
+    if epoch < cfg.epochs:  # stopped after stop_after_epoch
+        return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
         export(model, manifest, out, cfg,
                _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed, device, held_out))
