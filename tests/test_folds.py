@@ -118,6 +118,14 @@ def test_cold_start_folds_hold_out_exactly_the_images_no_search_labeled_from_the
         assert steps[0]["step"] == trunk_steps[-1]["step"] + 1
         assert steps[0]["lr"] == pytest.approx(cfg.lr * warmup_cosine(n + 1, round(cfg.warmup_epochs * n), 2 * n))
         assert results[fold].steps_done == len(trunk_steps) + n
+    # their weight average: one model of the whole train split, a start for another model
+    averaged = tmp_path / "teacher" / "averaged"
+    assert set((averaged / "trained_images.txt").read_text().split()) == train
+    states = [torch.load(tmp_path / "teacher" / f"fold-{f}" / "checkpoint.pt", weights_only=False)["model"]
+              for f in (0, 1)]
+    mean = torch.load(averaged / "checkpoint.pt", weights_only=True)["model"]
+    torch.testing.assert_close(mean["fc.weight"], (states[0]["fc.weight"] + states[1]["fc.weight"]) / 2)
+    assert load_teacher(str(averaged)).labels == teacher.folds[0].labels
     # run again, each model resumes its own finished run rather than starting over from the trunk's
     again = train_cold_start_folds(manifest, tmp_path / "teacher", cfg, seed=1, k=2, searched=SEARCH_LOG)
     assert [r.steps_done for r in again] == [r.steps_done for r in results]

@@ -23,7 +23,7 @@ from tagmill.jobs.build import run_stages
 from tagmill.jobs.train import default_model_dir, print_metrics, run_train, run_train_folds
 from tagmill.taxonomy.notebook import NOTEBOOK, execute_notebook
 from tagmill.taxonomy.report import write_report
-from tagmill.trainer.folds import FOLD_PREFIX
+from tagmill.trainer.folds import AVERAGED
 from tagmill.trainer.predict import images_in_dataset, predict, write_predictions
 from tagmill.trainer.train import CHECKPOINT, epoch_report
 
@@ -104,9 +104,9 @@ def run_demo(out: Path, overrides: dict) -> int:
               f"(search-log labels and sellers' categories, no teacher tags; {cfg.train.image_size} px on CPU): a "
               f"trunk {cfg.train.epochs - cfg.train.fold_epochs} epochs without the {TEACHER_FOLDS} folds of "
               f"images no search labeled, each fold model {cfg.train.fold_epochs} more without its own ==")
-        started = time.monotonic()
+        teacher_started = time.monotonic()
         result = run_train_folds(cfg, None, teacher_dir, TEACHER_FOLDS, cold_start=True)[0]
-        print(f"trained in {time.monotonic() - started:.0f} s; fold 0's validation metrics:")
+        print(f"trained in {time.monotonic() - teacher_started:.0f} s; validation metrics of fold 0:")
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))
     if not user_teacher:  # a user's teacher (another vocabulary, maybe another architecture) starts nothing
@@ -136,7 +136,7 @@ def run_demo(out: Path, overrides: dict) -> int:
     print(_head_tail(result.metrics, cotrained.metrics))
     last = epoch_report(cotrained_dir, cotrained.epochs_done)
     print(f"share of the mixed feature's entries taken from the titles (last epoch): {last['semantic_share']:.3f}")
-    print("\n" + truth_scoreboard(cfg, market, {"teacher (first build, no teacher tags; fold 0)":
+    print("\n" + truth_scoreboard(cfg, market, {"teacher (first build, no teacher tags; its folds' mean)":
                                                 scored_teacher(cfg),
                                                 "final model (rebuilt dataset)": default_model_dir(cfg)}))
     print(f"\ndemo wall time: {time.monotonic() - started:.0f} s (each stage's and each training's time above)")
@@ -149,9 +149,11 @@ def demo_teacher_dir(cfg: Config) -> Path:
 
 
 def scored_teacher(cfg: Config) -> Path:
-    """The demo teacher's fold model that the scoreboard scores as model (a) and the final model starts from:
-    fold 0 (each fold model saw every search-labeled training image, and half of the others)."""
-    return demo_teacher_dir(cfg) / f"{FOLD_PREFIX}0"
+    """The one model of the demo teacher that the scoreboard scores as model (a) and the final model starts
+    from: its fold models' weight average (trainer.folds.AVERAGED), which has seen every training image. On
+    the default market the final model started from it was right on 0.863 of the test split, from fold 0's
+    weights on 0.829 (same rebuilt dataset, seed and test split)."""
+    return demo_teacher_dir(cfg) / AVERAGED
 
 
 def _timed_train(cfg: Config, out: Path):

@@ -16,6 +16,7 @@ teacher is there to tag) are split into folds, by shard as above. A trunk trains
 epochs without any of them; each fold model continues the trunk's run (its checkpoint: weights, optimizer,
 learning-rate schedule) for the last `fold_epochs` on everything but its fold. No fold model has seen its fold's images (nor has the trunk), and every other training image
 needs no teacher tag. The same out-of-fold reading applies: trained_images.txt lists what each model saw.
+The fold models' weight average (OUT/averaged) is one model of the whole split, for what wants one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ FOLD_PREFIX = "fold-"
 labeling.teacher.load_teacher as one teacher."""
 TRUNK = "trunk"
 """Cold-start folds' shared start: OUT/trunk (not a fold: load_teacher does not read it)."""
+AVERAGED = "averaged"
+"""Cold-start folds' mean: OUT/averaged, one model of every training image (train.export_average)."""
 
 
 def fold_manifests(manifest_path: str | Path, k: int, out: Path) -> list[Path]:
@@ -99,11 +102,12 @@ def cold_start_folds(manifest_path: str | Path, k: int, searched: str) -> list[f
 
 def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: int, k: int,
                            searched: str) -> list:
-    """OUT/trunk, then k fold models into OUT/fold-F (module docstring); each resumes like `tagmill train`.
-    Returns the fold models' TrainResults. Raises ConfigError when train.fold_epochs leaves the trunk no epoch,
+    """OUT/trunk, then k fold models into OUT/fold-F (module docstring), each resuming like `tagmill train`, and
+    their weights' mean into OUT/averaged (a model of the whole train split for what wants one model: the
+    demo's score of the teacher, a start for the final model). Returns the fold models' TrainResults. Raises ConfigError when train.fold_epochs leaves the trunk no epoch,
     DatasetError when every training sample has a search-log label (no fold would hold an image)."""
     from tagmill.trainer.reader import DatasetError
-    from tagmill.trainer.train import CHECKPOINT, train
+    from tagmill.trainer.train import CHECKPOINT, export_average, train
 
     if cfg.fold_epochs >= cfg.epochs:
         raise ConfigError("train.fold_epochs", f"{cfg.fold_epochs} leaves the trunk none of train.epochs = "
@@ -123,4 +127,5 @@ def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfi
         if not (folder / CHECKPOINT).exists():  # else the fold model resumes its own run
             shutil.copyfile(trunk / CHECKPOINT, folder / CHECKPOINT)
         results.append(train(manifest_path, folder, cfg, seed, held_out=fold))
+    export_average([r.out_dir for r in results], manifest_path, out / AVERAGED, cfg, seed)
     return results

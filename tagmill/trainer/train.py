@@ -490,6 +490,30 @@ def export(model: torch.nn.Module, manifest: Manifest, out: Path, cfg: TrainConf
     return out / EXPORT
 
 
+def export_average(folders: list[Path], manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: int) -> Path:
+    """OUT as a finished `tagmill train` output of the mean of the weights of the models in `folders` (their
+    checkpoint.pt), which must share a start: the fine-tunes of one model average into one model that works as
+    well as each or better (Wortsman et al. 2022, "model soups"). Cold-start fold models share their trunk
+    (trainer.folds), and their mean has seen every training image. OUT gets checkpoint.pt (the weights and
+    arch, a train.init_weights file), the export with prototypes over the whole train split, and
+    trained_images.txt. Returns OUT."""
+    states = [load_checkpoint(Path(f) / CHECKPOINT)["model"] for f in folders]
+    mean = {k: sum(s[k] for s in states) / len(states) if v.is_floating_point() else v for k, v in states[0].items()}
+    manifest = read_manifest(manifest_path)
+    model = build_model(cfg.arch, manifest.num_classes, cfg.pooling)
+    model.load_state_dict(mean)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": mean, "arch": cfg.arch}, out / CHECKPOINT)
+    shards, _ = check_shards(manifest.shards, cfg.on_bad_shard)
+    device = torch.device(cfg.device)
+    model.to(device)
+    export(model, manifest, out, cfg, _prototypes(model, manifest, [s for s in shards if s.split == "train"],
+                                                  [s for s in shards if s.split == "validation"], out, cfg, seed,
+                                                  device))
+    write_trained_images(manifest, out)
+    return out
+
+
 def write_trained_images(manifest: Manifest, out: Path, held_out: frozenset[str] = frozenset()) -> Path:
     """OUT/trained_images.txt: the sample keys of the dataset's train split but `held_out`, one per line, sorted."""
     keys: set[str] = set()
