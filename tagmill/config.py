@@ -487,8 +487,8 @@ class TrainConfig(Section):
     epochs: _Positive = 10
     """Passes over the training split."""
     fold_epochs: _Positive = 1
-    """Cold-start fold teachers (`tagmill train --cold-start-folds K`, trainer.folds): the epochs each fold model
-    trains from the shared trunk, which trains the other `epochs - fold_epochs` without any fold's images."""
+    """Cold-start fold teachers (`tagmill train --folds K --cold-start`, trainer.folds): the last epochs, which
+    each fold model trains on from the shared trunk; the trunk trains the others without any fold's images."""
     freeze_epochs: _NotNegative = 1
     """OLX: train only the head for this many epochs, then unfreeze the backbone."""
     batch_size: _Positive = 64

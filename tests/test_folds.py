@@ -148,7 +148,8 @@ def test_the_image_pass_runs_a_fold_model_only_on_the_images_it_did_not_train_on
     only_0, only_1 = sorted(trained[0] - trained[1])[:2], sorted(trained[1] - trained[0])[:2]
     # h0: two images, one of them fold 1's; h1: fold 1's; h2: fold 0's only; h3: an image no fold trained on
     hashed = spark.createDataFrame([(only_1[0], "h0"), ("ffff0000000000000000", "h0"), (only_1[1], "h1"),
-                                    (only_0[0], "h2"), ("ffff0000000000000001", "h3")], "image_key string, content_hash string")
+                                    (only_0[0], "h2"), ("ffff0000000000000001", "h3")],
+                                   "image_key string, content_hash string")
     bits = {r.content_hash: r.seen_by for r in _seen_by(spark, hashed, teacher).collect()}
     assert bits == {"h0": 2, "h1": 2}  # bit 1 = fold 1; fold 0 runs on every image (the embedding is its)
     rng = np.random.default_rng(3)

@@ -14,9 +14,10 @@ Cold-start folds (`train_cold_start_folds`) cost about one model instead of k: o
 search-log label names (a cold-start listing's photos, labeled by its seller's category alone: the images a
 teacher is there to tag) are split into folds, by shard as above. A trunk trains `epochs - fold_epochs`
 epochs without any of them; each fold model continues the trunk's run (its checkpoint: weights, optimizer,
-learning-rate schedule) for the last `fold_epochs` on everything but its fold. No fold model has seen its fold's images (nor has the trunk), and every other training image
-needs no teacher tag. The same out-of-fold reading applies: trained_images.txt lists what each model saw.
-The fold models' weight average (OUT/averaged) is one model of the whole split, for what wants one.
+learning-rate schedule) for the last `fold_epochs` on everything but its fold. No fold model has seen its
+fold's images (nor has the trunk), and every other training image needs no teacher tag. The same
+out-of-fold reading applies: trained_images.txt lists what each model saw. The fold models' weight average
+(OUT/averaged) is one model of the whole split, for what wants one.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfi
                            searched: str) -> list:
     """OUT/trunk, then k fold models into OUT/fold-F (module docstring), each resuming like `tagmill train`, and
     their weights' mean into OUT/averaged (a model of the whole train split for what wants one model: the
-    demo's score of the teacher, a start for the final model). Returns the fold models' TrainResults. Raises ConfigError when train.fold_epochs leaves the trunk no epoch,
-    DatasetError when every training sample has a search-log label (no fold would hold an image)."""
+    demo's score of the teacher, a start for the final model). Returns the fold models' TrainResults.
+    Raises ConfigError when train.fold_epochs leaves the trunk no epoch, DatasetError when every training
+    sample has a search-log label (no fold would hold an image)."""
     from tagmill.trainer.reader import DatasetError
     from tagmill.trainer.train import CHECKPOINT, export_average, train
 
