@@ -163,3 +163,10 @@ def test_the_image_pass_runs_a_fold_model_only_on_the_images_it_did_not_train_on
     for h in ("h0", "h1", "h2", "h3"):
         folds = {int(t) // classes for t in rows[h]["tag_ids"]}
         assert folds == ({0} if h in ("h0", "h1") else {0, 1}), h
+
+
+def test_cold_start_without_folds_is_refused_with_the_fix(capsys):
+    from tagmill.jobs.cli import main
+
+    assert main(["-q", "train", "--cold-start"]) == 2
+    assert "--cold-start needs --folds K" in capsys.readouterr().err
