@@ -155,13 +155,21 @@ def _earlier_pixel_scores(stage: StageRun) -> tuple[DataFrame | None, str | None
 def _seen_by(spark: SparkSession, hashed: DataFrame, teacher) -> DataFrame:
     """content_hash, seen_by: bit f set where fold model f (f > 0; the first runs on every image, for the
     embedding) trained on an image of that content (its trained_images.txt)."""
-    seen = spark.createDataFrame([], "image_key string, bit long")
-    for fold, model in enumerate(teacher.folds[1:], 1):
-        if model.trained_images is not None:
-            trained = spark.read.text(str(model.trained_images)).select(F.col("value").alias("image_key"))
-            seen = seen.unionByName(trained.select("image_key", F.lit(1 << fold).cast("long").alias("bit")))
-    return (hashed.select("image_key", "content_hash").join(seen, "image_key")
+    bits = _trained_images(spark, teacher).where(F.col("fold") > 0).select(
+        "image_key", F.pow(F.lit(2), F.col("fold")).cast("long").alias("bit"))
+    return (hashed.select("image_key", "content_hash").join(bits, "image_key")
             .groupBy("content_hash").agg(F.bit_or("bit").alias("seen_by")))
+
+
+def _trained_images(spark: SparkSession, teacher) -> DataFrame:
+    """image_key, fold: the images each fold model trained on (its trained_images.txt; a model trained
+    elsewhere names none)."""
+    trained = spark.createDataFrame([], "image_key string, fold int")
+    for fold, model in enumerate(teacher.folds):
+        if model.trained_images is not None:
+            keys = spark.read.text(str(model.trained_images)).select(F.col("value").alias("image_key"))
+            trained = trained.unionByName(keys.select("image_key", F.lit(fold).alias("fold")))
+    return trained
 
 
 def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, int]:
@@ -189,12 +197,7 @@ def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teache
 
     tags: image_key, mid, name, fold, score, teacher_id, teacher_version; images: image_key, cluster."""
     clusters = images.select("image_key", "cluster")
-    seen = spark.createDataFrame([], "cluster string, fold int")
-    for fold, model in enumerate(teacher.folds):
-        if model.trained_images is not None:
-            trained = spark.read.text(str(model.trained_images)).select(F.col("value").alias("image_key"))
-            seen = seen.unionByName(trained.join(clusters, "image_key").select("cluster", F.lit(fold).alias("fold")))
-    seen = seen.distinct()
+    seen = _trained_images(spark, teacher).join(clusters, "image_key").select("cluster", "fold").distinct()
     unseen = (clusters.join(seen.groupBy("cluster").count(), "cluster", "left")
               .select("image_key", (F.lit(len(teacher.folds)) - F.coalesce("count", F.lit(0))).alias("folds")))
     kept = (tags.join(clusters, "image_key").join(seen, ["cluster", "fold"], "left_anti")

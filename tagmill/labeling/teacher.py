@@ -269,7 +269,8 @@ class FoldTeachers:
             scores = np.zeros((n, len(teacher.labels)), np.float32)
             if len(rows):
                 scores[rows], out = teacher.forward(batch if len(rows) == n else batch[torch.from_numpy(rows)], bf16)
-                embedding = out if fold == 0 else embedding
+                if fold == 0:
+                    embedding = out
             parts.append(scores)
         return np.concatenate(parts, 1), embedding
 

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tarfile
 from pathlib import Path
 
 from tagmill.config import ConfigError, TrainConfig
@@ -88,16 +87,14 @@ def train_folds(manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: in
 def cold_start_folds(manifest_path: str | Path, k: int, searched: str) -> list[frozenset[str]]:
     """Fold F's images: the keys of the train split's samples without a label of source `searched` (the search
     log's name, labeling.sources) in the train shards i with i % k == F."""
-    from tagmill.trainer.reader import read_manifest
+    from tagmill.trainer.reader import read_manifest, sample_metas
 
+    manifest = read_manifest(manifest_path)
     folds: list[set[str]] = [set() for _ in range(k)]
-    for i, shard in enumerate(read_manifest(manifest_path).shards_for("train")):
-        with tarfile.open(shard.path) as tar:
-            for member in tar:
-                if member.name.endswith(".json"):
-                    meta = json.loads(tar.extractfile(member).read())
-                    if not any(label.get("source") == searched for label in meta.get("labels", ())):
-                        folds[i % k].add(meta["key"])
+    for i, shard in enumerate(manifest.shards_for("train")):
+        for meta in sample_metas(shard, manifest.num_classes):
+            if not any(label.get("source") == searched for label in meta.get("labels", ())):
+                folds[i % k].add(meta["key"])
     return [frozenset(fold) for fold in folds]
 
 

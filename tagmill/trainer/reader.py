@@ -40,7 +40,7 @@ from tagmill.word_vector_files import WordVectors, load_word_vectors
 
 __all__ = ["FORMAT", "MANIFEST", "BAD_SHARD_POLICIES", "DatasetError", "CorruptShard", "ShardReadError", "ShardInfo",
            "Manifest", "read_manifest", "check_shards", "ShardStream", "make_loader", "decode_sample",
-           "load_image_tensor", "TITLE_MAX_LEN", "collate_titles", "load_dataset_word_vectors"]
+           "load_image_tensor", "TITLE_MAX_LEN", "collate_titles", "load_dataset_word_vectors", "sample_metas"]
 
 TITLE_MAX_LEN = 32
 """Longest title the trainer feeds the semantic stream, in word ids: a batch's titles are padded to its
@@ -246,9 +246,11 @@ class ShardStream(IterableDataset):
         self.world_size = world_size
         self.augment = augment
         self.held_out = frozenset(held_out)
-        self._sizes = {s.path: _stream_size(s, use_repeats) - (_held_out_positions(s, self.held_out, use_repeats,
-                                                                                    num_classes) if held_out else 0)
-                       for s in self.shards}
+        self._sizes = {s.path: _stream_size(s, use_repeats) for s in self.shards}
+        if self.held_out:
+            for s in self.shards:
+                self._sizes[s.path] -= sum(meta["repeats"] if use_repeats else 1
+                                           for meta in sample_metas(s, num_classes, self.held_out))
         self.epoch = 0
         self._rotation, self._skips = 0, (0,) * self._workers()
 
@@ -410,15 +412,15 @@ def _open_shard(path: str) -> tarfile.TarFile:
                              f"with `tagmill shards`") from None
 
 
-def _held_out_positions(shard: ShardInfo, held_out: frozenset[str], use_repeats: bool, num_classes: int) -> int:
-    """How many of the shard's stream positions its held-out samples would fill."""
-    path, key, positions = str(shard.path), None, 0
+def sample_metas(shard: ShardInfo, num_classes: int, keys: frozenset[str] | None = None) -> Iterator[dict]:
+    """The sample JSON of each of the shard's samples in file order (only those keyed in `keys` when given; the
+    others' JSON is not read), checked as the stream checks it."""
+    path, key = str(shard.path), None
     with _open_shard(path) as tar:
         while (pair := _next_pair(tar, path, key)) is not None:
             key, _, json_member = pair
-            if key in held_out:
-                positions += _read_meta(tar, json_member, key, path, num_classes)["repeats"] if use_repeats else 1
-    return positions
+            if keys is None or key in keys:
+                yield _read_meta(tar, json_member, key, path, num_classes)
 
 
 def _read_shard(shard: ShardInfo, lo: int, hi: int, use_repeats: bool, num_classes: int,
