@@ -280,6 +280,11 @@ class ImagePassConfig(Section):
     calibration_min_positives: _Positive = 5
     """Right checks a class needs above its own threshold; with fewer it takes the threshold of all classes
     pooled (unless its few checks already fall short of the target)."""
+    pool_listing_images: bool = True
+    """Score a listing's images together: each class's score of an image is the mean of its out-of-fold scores
+    over the scored images of its listing (a class an image's top_k did not hold counts 0), since a listing's
+    photos show one product. Views that agree add up; one odd view is outvoted. Calibration and the tags use
+    the pooled scores. Off for a marketplace whose listings mix products (bundles, lots)."""
     keep_unchecked_tags: bool = False
     """Keep, at `threshold`, the tags of classes no search-log label names (an external teacher's vocabulary),
     whose precision nothing can estimate."""

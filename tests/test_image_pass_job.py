@@ -321,3 +321,23 @@ def test_likely_wrong_labels_are_flagged_out_of_fold_and_dropped_only_on_request
     kept = search_log_labels(checked)
     dropped = search_log_labels(checked.replace("dataset", drop_label_issues=True))
     assert dropped < kept  # the flagged labels left the dataset, and only with drop_label_issues
+
+
+def test_a_listing_s_images_are_scored_together(spark):
+    tags = spark.createDataFrame(
+        [("a1", "m1", "sofa", 0.9), ("a1", "m2", "lamp", 0.3), ("a2", "m1", "sofa", 0.6),
+         ("b1", "m2", "lamp", 0.8)],
+        "image_key string, mid string, name string, score float").selectExpr(
+        "image_key", "mid", "name", "score", "'t' as teacher_id", "'1' as teacher_version")
+    # a3 was scored and kept no tag (it counts 0); a9 is listed and was not scored (out of fold: a fold trained
+    # on it), so it neither counts nor gets a score
+    scored = spark.createDataFrame([(k,) for k in ("a1", "a2", "a3", "b1")], "image_key string")
+    listings = spark.createDataFrame([("a1", "p1"), ("a2", "p1"), ("a3", "p1"), ("a9", "p1"), ("b1", "p2"),
+                                      ("b1", "p3")], "image_key string, product_id string")
+    pooled = image_pass._pooled_by_listing(tags, scored, listings)
+    assert pooled.columns == tags.columns
+    got = {(r.image_key, r.name): round(r.score, 6) for r in pooled.collect()}
+    # sofa: (0.9 + 0.6 + 0) / 3 for every scored image of p1; lamp: 0.3 / 3 = 0.1, over the floor (0.05);
+    # b1 pools with p2, the smaller of its two listings, alone
+    assert got == {**{(k, "sofa"): 0.5 for k in ("a1", "a2", "a3")},
+                   **{(k, "lamp"): 0.1 for k in ("a1", "a2", "a3")}, ("b1", "lamp"): 0.8}

@@ -106,7 +106,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     if teacher is None:
         tags, trained_on = spark.createDataFrame([], TAG_SCHEMA), 0
     else:
-        tags, trained_on = _teacher_scores(spark, contents, out, teacher)
+        listings = stage.read("images", stages.MINE_LOGS) if ip.pool_listing_images else None
+        tags, trained_on = _teacher_scores(spark, contents, out, teacher, listings)
     tags = stage.write(tags, "teacher_scores")  # out of fold, every score down to calibration.FLOOR
     if ip.target_precision and teacher:
         issues = _label_issues(stage, tags)
@@ -172,10 +173,12 @@ def _trained_images(spark: SparkSession, teacher) -> DataFrame:
     return trained
 
 
-def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, int]:
+def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame, teacher,
+                    listings: DataFrame | None = None) -> tuple[DataFrame, int]:
     """(TAG_SCHEMA rows of every forwarded tag, out of fold; how many images no fold may tag).
 
-    contents: content_hash, tag_ids, tag_scores; images: image_key, content_hash, cluster."""
+    contents: content_hash, tag_ids, tag_scores; images: image_key, content_hash, cluster; listings:
+    image_key, product_id, to pool each listing's scores (_pooled_by_listing), or None."""
     labels = spark.createDataFrame([(i, x.mid, x.name, x.fold) for i, x in enumerate(teacher.labels)],
                                    "label_index int, mid string, name string, fold int")  # the vocabulary
     tags = (images.select("image_key", "content_hash")
@@ -186,7 +189,29 @@ def _teacher_scores(spark: SparkSession, contents: DataFrame, images: DataFrame,
             .select("image_key", "mid", "name", "fold", "score", F.lit(teacher.teacher_id).alias("teacher_id"),
                     F.lit(teacher.version).alias("teacher_version")))
     tags, unseen = _out_of_fold(spark, tags, images, teacher)
+    if listings is not None:
+        tags = _pooled_by_listing(tags, unseen.where(F.col("folds") > 0).select("image_key"), listings)
     return tags, unseen.where(F.col("folds") == 0).count()
+
+
+def _pooled_by_listing(tags: DataFrame, scored: DataFrame, listings: DataFrame) -> DataFrame:
+    """tags with each image's score of a class replaced by the mean of that class's scores over the scored
+    images of its listing (ImagePassConfig.pool_listing_images): an image with no score for the class adds 0,
+    a pooled score under calibration.FLOOR goes. An image listed by several products pools with the smallest
+    product id's images.
+
+    tags: image_key, mid, name, score, teacher_id, teacher_version (out of fold); scored: image_key of every
+    image scored out of fold, tagged or not; listings: image_key, product_id."""
+    listing = (listings.groupBy("image_key").agg(F.min("product_id").alias("listing"))
+               .join(scored, "image_key"))
+    size = listing.groupBy("listing").agg(F.count(F.lit(1)).alias("size"))
+    pooled = (tags.join(listing, "image_key")
+              .groupBy("listing", "mid", "name", "teacher_id", "teacher_version").agg(F.sum("score").alias("total"))
+              .join(size, "listing")
+              .select("listing", "mid", "name", (F.col("total") / F.col("size")).cast("float").alias("score"),
+                      "teacher_id", "teacher_version")
+              .where(F.col("score") >= FLOOR))
+    return listing.join(pooled, "listing").select(*tags.columns)
 
 
 def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teacher) -> tuple[DataFrame, DataFrame]:
