@@ -249,16 +249,14 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
     ip, spark = stage.cfg.image_pass, stage.spark
     scores = scores.withColumn(
         "bin", F.least(F.floor(F.col("score") * BINS).cast("int"), F.lit(BINS - 1)))
-    labels = stage.read("image_labels", stages.MINE_LOGS).select("image_key", F.col("label").alias("name"))
+    mined = stage.read("image_labels", stages.MINE_LOGS)
+    labels = mined.select("image_key", F.col("label").alias("name"))
     if stage.cfg.dataset.seller_categories:  # a seller's own category checks a tag as well as a search does
         sellers = category_labels(stage.read("images", stages.MINE_LOGS), stage.cfg.text, ancestors=True)
         labels = labels.unionByName(sellers.select("image_key", F.col("label").alias("name")))
     labels = labels.distinct()
     checks = labels.join(scores.select("image_key").distinct(), "image_key")
-    # classes balanced (labeling.calibration): an image weighs the mean of 1 / (checked images of its label)
-    per_label = checks.groupBy("name").agg((F.lit(1.0) / F.count(F.lit(1))).alias("share"))
-    weights = checks.join(per_label, "name").groupBy("image_key").agg(F.avg("share").alias("weight"))
-    checked = (scores.join(weights, "image_key")
+    checked = (scores.join(_check_weights(checks, mined.select("image_key").distinct()), "image_key")
                .join(checks.withColumn("right", F.lit(1)), ["image_key", "name"], "left"))
     histogram = (checked.groupBy("name", "bin").agg(
         F.count(F.lit(1)).alias("checked"), F.count("right").alias("right"),
@@ -285,6 +283,24 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
                "estimated_precision": round(int(kept["right"].sum()) / int(kept["checked"].sum()), 4)
                if int(kept["checked"].sum()) else None}
     return tags, thresholds, summary
+
+
+def _check_weights(checks: DataFrame, searched: DataFrame) -> DataFrame:
+    """image_key, weight of each checked image (labeling.calibration): a cold-start image (no search-log label,
+    its seller's category checks it) is one of the images the teacher is there to tag and weighs 1; a searched
+    image weighs the mean of 1 / (searched checked images of its label), scaled so that the searched images
+    weigh as many as they are: each label's searched images weigh alike.
+
+    checks: image_key, name (the labels of the images the teacher scored out of fold); searched: image_key of
+    the images with search-log labels."""
+    cold = checks.join(searched, "image_key", "left_anti").select("image_key").distinct()
+    on_searched = checks.join(searched, "image_key", "left_semi")
+    per_label = on_searched.groupBy("name").agg((F.lit(1.0) / F.count(F.lit(1))).alias("share"))
+    balanced = on_searched.join(per_label, "name").groupBy("image_key").agg(F.avg("share").alias("share"))
+    total = balanced.agg(F.count(F.lit(1)).alias("n"), F.sum("share").alias("total"))
+    scaled = balanced.crossJoin(F.broadcast(total)).select(
+        "image_key", (F.col("share") * F.col("n") / F.col("total")).alias("weight"))
+    return cold.withColumn("weight", F.lit(1.0)).unionByName(scaled)
 
 
 def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, trained_on: int,
