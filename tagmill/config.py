@@ -274,8 +274,8 @@ class ImagePassConfig(Section):
     teacher trained elsewhere has no prototypes and scores by its logits either way."""
     target_precision: Annotated[float, Field(ge=0, lt=1), Says("{value} is not in [0, 1)", "use e.g. 0.9")] = 0.9
     """Each teacher class gets the lowest threshold at which its tags are right this often, estimated on the
-    search-log (and seller-category) labeled images the teacher never trained on, weighted like the cold-start
-    images it tags (labeling.calibration); a class that cannot reach it gets no tags. 0: no calibration, `threshold` or
+    search-log (and seller-category) labeled images the teacher never trained on, reweighted to the label mix of
+    the cold-start images it tags (labeling.calibration); a class that cannot reach it gets no tags. 0: no calibration, `threshold` or
     `thresholds_file` for every class."""
     calibration_min_positives: _Positive = 5
     """Right checks a class needs above its own threshold; with fewer it takes the threshold of all classes

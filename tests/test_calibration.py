@@ -3,9 +3,10 @@ whose precision per score bin is known."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from tagmill.labeling.calibration import THRESHOLD_COLUMNS, calibrate
+from tagmill.labeling.calibration import THRESHOLD_COLUMNS, calibrate, label_shift_ratios
 
 
 def histogram(name: str, bins: dict[int, tuple[int, int]]) -> list[tuple]:
@@ -58,7 +59,7 @@ def test_a_class_no_search_label_names_is_unchecked():
     assert pd.isna(table.set_index("name").loc["Sofa bed", "threshold"])
 
 
-def test_precision_is_estimated_with_the_classes_balanced():
+def test_precision_is_estimated_with_the_checks_weighted():
     # "mug" is right on 40 checked mug images, and wrong on 4 images of a rare class ("cup") the checked images
     # hold only 4 of: 40 of 44 counted (0.91), but with each label's images weighing 1 in all, the cup images
     # weigh as much as the mug ones and the class's precision is 0.5
@@ -70,3 +71,11 @@ def test_precision_is_estimated_with_the_classes_balanced():
     row = calibrate(weighted, ["mug"], {"mug"}, target=0.9, min_positives=5).iloc[0]
     assert row["status"] == "refused" and row["precision"] == 0.5
     assert (row["checked"], row["right"]) == (44, 40)  # the checks are still counted as they are
+
+
+def test_checks_weigh_by_how_much_more_common_their_label_is_among_the_cold_start_images():
+    # no cold-start check: a uniform target, each label's checks weigh alike in all (3 * 2/3 = 1 * 2)
+    assert np.allclose(label_shift_ratios(np.array([3.0, 1.0]), np.array([0.0, 0.0])), [2 / 3, 2])
+    # cold-start checks of the second label only: it is 4/5 of the (add-one smoothed) target mix, 1/4 of the checks
+    assert np.allclose(label_shift_ratios(np.array([3.0, 1.0]), np.array([0.0, 3.0])),
+                       [(1 / 5) / (3 / 4), (4 / 5) / (1 / 4)])

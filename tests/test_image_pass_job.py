@@ -343,11 +343,14 @@ def test_a_listing_s_images_are_scored_together(spark):
                    **{(k, "lamp"): 0.1 for k in ("a1", "a2", "a3")}, ("b1", "lamp"): 0.8}
 
 
-def test_a_cold_start_check_weighs_one_and_searched_checks_weigh_their_label_alike(spark):
+def test_checks_are_reweighted_to_the_label_mix_of_the_cold_start_images(spark):
     # c1, c2: cold start, checked by their sellers' categories; s1-s3 searched: two of "mug", one of "vase"
     checks = spark.createDataFrame([("c1", "sofa"), ("c2", "sofa"), ("c2", "furniture"), ("s1", "mug"),
                                     ("s2", "mug"), ("s3", "vase")], "image_key string, name string")
     searched = spark.createDataFrame([("s1",), ("s2",), ("s3",), ("s9",)], "image_key string")
     got = {r.image_key: round(r.weight, 6) for r in image_pass._check_weights(checks, searched).collect()}
-    # searched: 1/2, 1/2, 1 scaled so that they weigh 3 in all: 0.75, 0.75, 1.5
-    assert got == {"c1": 1.0, "c2": 1.0, "s1": 0.75, "s2": 0.75, "s3": 1.5}
+    # cold-start mix, add-one smoothed over 4 labels: sofa 3/7, furniture 2/7, mug 1/7, vase 1/7; among all
+    # 6 checks: 2/6, 1/6, 2/6, 1/6; an image weighs the mean of its labels' ratios
+    sofa, furniture, mug, vase = 18 / 14, 12 / 7, 3 / 7, 6 / 7
+    assert got == {"c1": round(sofa, 6), "c2": round((sofa + furniture) / 2, 6), "s1": round(mug, 6),
+                   "s2": round(mug, 6), "s3": round(vase, 6)}

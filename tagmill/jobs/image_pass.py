@@ -21,7 +21,7 @@ from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
-from tagmill.labeling.calibration import BINS, FLOOR, STATUSES, calibrate
+from tagmill.labeling.calibration import BINS, FLOOR, STATUSES, calibrate, label_shift_ratios
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
 from tagmill.labeling.label_issues import ISSUE_SCHEMA, label_issues
@@ -286,21 +286,20 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
 
 
 def _check_weights(checks: DataFrame, searched: DataFrame) -> DataFrame:
-    """image_key, weight of each checked image (labeling.calibration): a cold-start image (no search-log label,
-    its seller's category checks it) is one of the images the teacher is there to tag and weighs 1; a searched
-    image weighs the mean of 1 / (searched checked images of its label), scaled so that the searched images
-    weigh as many as they are: each label's searched images weigh alike.
+    """image_key, weight of each checked image: the checks reweighted to the label mix of the images the
+    teacher is there to tag, those of listings no search touched (labeling.calibration.label_shift_ratios,
+    with that mix counted on the checked cold-start images); an image weighs the mean of its labels' ratios.
 
     checks: image_key, name (the labels of the images the teacher scored out of fold); searched: image_key of
     the images with search-log labels."""
-    cold = checks.join(searched, "image_key", "left_anti").select("image_key").distinct()
-    on_searched = checks.join(searched, "image_key", "left_semi")
-    per_label = on_searched.groupBy("name").agg((F.lit(1.0) / F.count(F.lit(1))).alias("share"))
-    balanced = on_searched.join(per_label, "name").groupBy("image_key").agg(F.avg("share").alias("share"))
-    total = balanced.agg(F.count(F.lit(1)).alias("n"), F.sum("share").alias("total"))
-    scaled = balanced.crossJoin(F.broadcast(total)).select(
-        "image_key", (F.col("share") * F.col("n") / F.col("total")).alias("weight"))
-    return cold.withColumn("weight", F.lit(1.0)).unionByName(scaled)
+    every = checks.groupBy("name").agg(F.count(F.lit(1)).alias("checked"))
+    cold = (checks.join(searched, "image_key", "left_anti").groupBy("name")
+            .agg(F.count(F.lit(1)).alias("cold")))
+    counts = every.join(cold, "name", "left").fillna(0, ["cold"]).toPandas()  # one row per label
+    ratios = label_shift_ratios(counts["checked"].to_numpy(float), counts["cold"].to_numpy(float))
+    ratio = checks.sparkSession.createDataFrame(list(zip(counts["name"], ratios.tolist())),
+                                                "name string, ratio double")
+    return checks.join(F.broadcast(ratio), "name").groupBy("image_key").agg(F.avg("ratio").alias("weight"))
 
 
 def _counts(stage: StageRun, images_in: int, teacher, forward_seconds: float, trained_on: int,
