@@ -12,9 +12,11 @@ when it was filed and the one before the demo's teacher became cold-start fold m
   tags, and (b) the final model, started from the teacher and trained on the rebuilt dataset (target: (b) >=
   0.85 and >= (a)); both on the test images neither trained on, as `tagmill predict` scores them, by their
   logits (the image pass scores the teacher by its class prototypes);
-- the demo's wall time (target: at most 1.3 x the 755 s it took when the issue was filed).
+- the demo's wall time (target: at most 1.3 x the 755 s it took when the issue was filed; the machine's speed
+  varies from day to day, so pass `--filed-wall-s` with the filed commit's (7abc37a) demo time measured on this
+  machine the same day, and the budget is 1.3 x that).
 
-    python benchmarks/teacher_labels.py [--out .bench/teacher_labels] [--only default|harder]
+    python benchmarks/teacher_labels.py [--out .bench/teacher_labels] [--only default|harder] [--filed-wall-s S]
 
 Each market takes one demo run (about 15-16 min on 2 cores, run alone).
 """
@@ -38,7 +40,7 @@ FILED = {"default": {"cold_start_precision": 0.13, "all_labels": 0.56, "teacher_
                      "teacher_top1": 0.621, "final_top1": 0.549, "wall_s": 755.0}}
 """The default market's figures when the issue was filed (its text and the first measured demo time); the
 harder market was not measured then. The cold-start figure then was the precision of all teacher tags."""
-WALL_LIMIT = 1.3 * FILED["default"]["wall_s"]
+WALL_GROWTH = 1.3
 ONE_TEACHER = {"default": {"cold_start_tagged": 0.268, "cold_start_precision": 0.946, "all_labels": 0.989,
                            "teacher_labels": 0.972, "teacher_top1": 0.833, "final_top1": 0.891, "wall_s": 876.0},
                "harder": {"cold_start_tagged": 0.134, "cold_start_precision": 0.911, "all_labels": 0.991,
@@ -65,7 +67,7 @@ def scores(out: Path, wall_s: float) -> dict:
             **top1, "wall_s": round(wall_s, 1)}
 
 
-def report(name: str, now: dict) -> str:
+def report(name: str, now: dict, wall_limit: float) -> str:
     filed, before = FILED.get(name, {}), ONE_TEACHER.get(name, {})
     rows = [("cold-start images tagged", "cold_start_tagged", ">= 0.80"),
             ("their tags right", "cold_start_precision", ">= 0.90"),
@@ -73,7 +75,7 @@ def report(name: str, now: dict) -> str:
             ("teacher-provenance labels right", "teacher_labels", ""),
             ("(a) teacher, test top-1 vs truth (logits)", "teacher_top1", ""),
             ("(b) final model, test top-1 vs truth", "final_top1", ">= 0.85 and >= (a)"),
-            ("demo wall time, s", "wall_s", f"<= {WALL_LIMIT:.0f}")]
+            ("demo wall time, s", "wall_s", f"<= {wall_limit:.0f}")]
     lines = [f"{name} market", f"  {'figure':40s} {'filed':>8s} {'1 teacher':>9s} {'now':>8s}  target"]
     for label, key, target in rows:
         lines.append(f"  {label:40s} {_figure(filed.get(key)):>8s} {_figure(before.get(key)):>9s} "
@@ -82,7 +84,7 @@ def report(name: str, now: dict) -> str:
            and (now["cold_start_precision"] or 0) >= 0.9,
            (now["all_labels"] or 0) >= 0.95,
            (now["final_top1"] or 0) >= max(0.85, now["teacher_top1"] or 0),
-           now["wall_s"] <= WALL_LIMIT]
+           now["wall_s"] <= wall_limit]
     names = ("cold start", "all labels", "final top-1", "wall time")
     lines.append("  targets: " + "; ".join(f"{n} {'met' if ok else 'NOT met'}" for n, ok in zip(names, met)))
     return "\n".join(lines)
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(REPO / ".bench" / "teacher_labels"))
     parser.add_argument("--only", choices=sorted(MARKETS), help="one market only")
+    parser.add_argument("--filed-wall-s", type=float, default=FILED["default"]["wall_s"],
+                        help="the default demo's wall time at the filed commit 7abc37a on this machine, measured "
+                             "the same day (default: %(default)s s, the filing day's); the budget is 1.3 x this")
     args = parser.parse_args(argv)
     results, reports = {}, []
     for name in [args.only] if args.only else MARKETS:
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.time()
         run_demo(out, {"demo": dict(MARKETS[name])})
         results[name] = scores(out, time.time() - started)
-        reports.append(report(name, results[name]))
+        reports.append(report(name, results[name], WALL_GROWTH * args.filed_wall_s))
     print("\n\n" + "\n\n".join(reports))
     (Path(args.out) / "scores.json").write_text(json.dumps(results, indent=2, sort_keys=True))
     print(f"\nscores: {Path(args.out) / 'scores.json'}")

@@ -354,3 +354,17 @@ def test_checks_are_reweighted_to_the_label_mix_of_the_cold_start_images(spark):
     sofa, furniture, mug, vase = 18 / 14, 12 / 7, 3 / 7, 6 / 7
     assert got == {"c1": round(sofa, 6), "c2": round((sofa + furniture) / 2, 6), "s1": round(mug, 6),
                    "s2": round(mug, 6), "s3": round(vase, 6)}
+
+
+def test_a_searched_tag_checks_the_class_the_taxonomy_merged_it_into(spark, passed):
+    cfg, _, _ = passed
+    attempt = StageRun(spark, cfg, image_pass.STAGE)
+    classes = image_pass._tag_classes(attempt)  # the passed build's taxonomy run
+    mapped = {r.tag: r.class_name for r in classes.collect()}
+    taxonomy_map = _table(spark, cfg, taxonomy.STAGE, "tag_map").where(F.col("class_name").isNotNull())
+    assert mapped == {r.tag: r.class_name for r in taxonomy_map.collect()}
+    labels = spark.createDataFrame([("i1", "billfold"), ("i1", "wallet"), ("i2", "lamp")],
+                                   "image_key string, name string")
+    renamed = image_pass._in_classes(labels, spark.createDataFrame([("billfold", "wallet"), ("钱包", "wallet")],
+                                                                    "tag string, class_name string"))
+    assert sorted(map(tuple, renamed.collect())) == [("i1", "wallet"), ("i1", "wallet"), ("i2", "lamp")]

@@ -106,7 +106,10 @@ def run(spark: SparkSession, cfg: Config) -> dict:
     if teacher is None:
         tags, trained_on = spark.createDataFrame([], TAG_SCHEMA), 0
     else:
-        listings = stage.read("images", stages.MINE_LOGS) if ip.pool_listing_images else None
+        # pooled only under calibration: otherwise the forward pass kept each image's tags over a threshold
+        # already, and a mean of what is left would not be a score
+        pool = ip.pool_listing_images and ip.target_precision
+        listings = stage.read("images", stages.MINE_LOGS) if pool else None
         tags, trained_on = _teacher_scores(spark, contents, out, teacher, listings)
     tags = stage.write(tags, "teacher_scores")  # out of fold, every score down to calibration.FLOOR
     if ip.target_precision and teacher:
@@ -254,6 +257,9 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
     if stage.cfg.dataset.seller_categories:  # a seller's own category checks a tag as well as a search does
         sellers = category_labels(stage.read("images", stages.MINE_LOGS), stage.cfg.text, ancestors=True)
         labels = labels.unionByName(sellers.select("image_key", F.col("label").alias("name")))
+    classes = _tag_classes(stage)
+    if classes is not None:  # a tag checks the class the taxonomy put it in (the teacher's classes are those)
+        labels = _in_classes(labels, classes)
     labels = labels.distinct()
     checks = labels.join(scores.select("image_key").distinct(), "image_key")
     checked = (scores.join(_check_weights(checks, mined.select("image_key").distinct()), "image_key")
@@ -283,6 +289,27 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
                "estimated_precision": round(int(kept["right"].sum()) / int(kept["checked"].sum()), 4)
                if int(kept["checked"].sum()) else None}
     return tags, thresholds, summary
+
+
+def _tag_classes(stage: StageRun) -> DataFrame | None:
+    """tag, class_name: the class the taxonomy put each mined tag in (a misspelling, synonym or translation in
+    the class it was merged into), from the taxonomy run of this date, else of the latest date before it; None
+    before any. A teacher trained on a tagmill dataset names these classes, while mine-logs' labels are the
+    tags as searched: without the map, a wallet image searched as "billfold" or "钱包" would check a "wallet"
+    tag as wrong."""
+    spark, root, run_date = stage.spark, io.committed_path(stage.root), stage.run_date
+    for day in (run_date, io.previous_run_date(spark, root, stages.TAXONOMY, run_date)):
+        if day is not None and io.exists(spark, stages.summary_path(root, stages.TAXONOMY, day)):
+            return (io.read_table(spark, root, stages.TAXONOMY, "tag_map", day)
+                    .where(F.col("class_name").isNotNull()).select("tag", "class_name").distinct())
+    return None
+
+
+def _in_classes(labels: DataFrame, classes: DataFrame) -> DataFrame:
+    """labels (image_key, name) with each tag renamed to its class (classes: tag, class_name, _tag_classes);
+    a tag the map lacks stays as it is."""
+    return (labels.join(F.broadcast(classes), labels["name"] == classes["tag"], "left")
+            .select("image_key", F.coalesce("class_name", "name").alias("name")))
 
 
 def _check_weights(checks: DataFrame, searched: DataFrame) -> DataFrame:
