@@ -3,8 +3,9 @@
 One global threshold on a sigmoid keeps mostly noise: on the demo, the teacher's tags at 0.5-0.6 were right 4 %
 of the time and those at 0.9-1.0 74-90 %, and the errors come in pairs of look-alike classes. So each class gets
 the lowest threshold at which its tags are right at least `target` of the time, estimated on the images that
-can check it: images with search-log labels (right when one of them names the class) that the teacher never
-trained on (a model is overconfident on its own training images).
+can check it: images with search-log labels (right when one of them names the class, a tag read as the class
+the taxonomy merged it into) that the teacher never trained on (a model is overconfident on its own training
+images).
 
 The checks are not a sample of the images the teacher is there to tag, those of listings no search touched: a
 listing no search touched is most often of a tail category, while the checked images are mostly searched ones,
