@@ -323,7 +323,8 @@ def _check_weights(checks: DataFrame, searched: DataFrame) -> DataFrame:
     every = checks.groupBy("name").agg(F.count(F.lit(1)).alias("checked"))
     cold = (checks.join(searched, "image_key", "left_anti").groupBy("name")
             .agg(F.count(F.lit(1)).alias("cold")))
-    counts = every.join(cold, "name", "left").fillna(0, ["cold"]).toPandas()  # one row per label
+    # one row per label, in a fixed order so that the sums, and the published precision, never vary
+    counts = every.join(cold, "name", "left").fillna(0, ["cold"]).orderBy("name").toPandas()
     ratios = label_shift_ratios(counts["checked"].to_numpy(float), counts["cold"].to_numpy(float))
     ratio = checks.sparkSession.createDataFrame(list(zip(counts["name"], ratios.tolist())),
                                                 "name string, ratio double")
