@@ -511,6 +511,11 @@ class TrainConfig(Section):
     """Linear warm-up, then a cosine decay to zero over the remaining steps."""
     num_workers: _NotNegative = 2
     """DataLoader worker processes per training process (0: read in the training process)."""
+    channels_last: bool = True
+    """Hold the model's weights and each batch of images in channels-last (NHWC) memory order, in training
+    and in its validation, prototype and prediction passes: the convolution libraries' native order on CPUs
+    and on GPUs' tensor cores, so no layer reorders its input. The results differ from channels-first
+    (NCHW) in the last float bits only. Measured on 2 CPU cores (benchmarks/train_memory_format.py)."""
     shuffle_buffer: _NotNegative = 1000
     """Samples held by the shuffle buffer of each worker."""
     use_repeats: bool = True

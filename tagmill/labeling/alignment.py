@@ -128,8 +128,9 @@ class _Fit:
         _LOSS_CAP (_LOSS_CAP if under a quarter fall in B: a pad of A must not count against the right
         warp), and what `system` needs to improve on it (None then)."""
         xb, yb = warp.map(self.xs, self.ys, self.level)
-        ok = self.b.inside(xb, yb, self.level, 0.5)
-        if ok.sum() < max(12, 0.25 * len(ok)):
+        inside = self.b.inside(xb, yb, self.level, 0.5)
+        ok = np.flatnonzero(inside)  # indices, found once for the three arrays they pick from
+        if len(ok) < max(12, 0.25 * len(inside)):
             return _LOSS_CAP, None
         sampled, gx, gy = self.b.sample(self.stack, xb[ok], yb[ok], self.level)
         residual = self.values[ok] - (np.float32(warp.gain) * sampled + np.float32(warp.bias))
@@ -140,11 +141,16 @@ class _Fit:
         gain, ok, sampled, gx, gy, residual = parts
         g, s = np.float32(gain), self.scale
         x, y = self.xs[ok], self.ys[ok]
-        jac = np.stack([g * (gx * x + gy * y), g * (gy * x - gx * y), g * gx / s, g * gy / s, sampled,
-                        np.ones_like(sampled)], axis=1)
+        jac = np.empty((len(sampled), 6), np.float32)  # columns filled in place: np.stack costs more here
+        jac[:, 0] = g * (gx * x + gy * y)
+        jac[:, 1] = g * (gy * x - gx * y)
+        jac[:, 2] = g * gx / s
+        jac[:, 3] = g * gy / s
+        jac[:, 4] = sampled
+        jac[:, 5] = 1.0
         centred = np.abs(residual)  # the bias takes up any offset
         limit = 4.685 * (1.4826 * _median(centred) + 1.0)
-        weighted = jac * (np.clip(1.0 - (centred / limit) ** 2, 0.0, None) ** 2)[:, None]
+        weighted = jac * (np.maximum(1.0 - (centred / limit) ** 2, 0.0) ** 2)[:, None]
         return (weighted.T @ jac).astype(np.float64), (weighted.T @ residual).astype(np.float64)
 
     def refine(self, warp: _Warp, iterations: int, rotate: bool = True) -> tuple[_Warp, float]:
@@ -152,7 +158,7 @@ class _Fit:
         stays within what near copies show (gain 0.6-1.6, rotation up to twice _MAX_DEGREES, zoom within a
         quarter of the start); rotate=False keeps the rotation as it is."""
         loss, parts = self.evaluate(warp)
-        free = [0, 1, 2, 3, 4, 5] if rotate else [0, 2, 3, 4, 5]
+        free = _ALL if rotate else _NO_ROTATION
         damping, start_zoom, s = 1e-3, warp.zoom, self.scale
         hessian = gradient = None
         for _ in range(iterations):
@@ -160,10 +166,10 @@ class _Fit:
                 break
             if hessian is None:
                 hessian, gradient = self.system(parts)
-            h, g = hessian[np.ix_(free, free)], gradient[free]
+            h, g = (hessian, gradient) if rotate else (hessian[free][:, free], gradient[free])
             scale = np.sqrt(np.maximum(np.diag(h), 1e-12))
             step = np.zeros(6)
-            damped = h / np.outer(scale, scale) + damping * np.eye(len(free))
+            damped = h / (scale[:, None] * scale) + damping * _EYES[len(free)]
             step[free] = np.linalg.solve(damped, g / scale) / scale
             trial = _Warp(warp.a + step[0], warp.b + step[1], warp.tx + step[2], warp.ty + step[3],
                           warp.gain + step[4], warp.bias + step[5])
@@ -180,6 +186,11 @@ class _Fit:
                 if damping > 1e3:
                     break
         return warp, loss
+
+
+_ALL, _NO_ROTATION = np.arange(6), np.array([0, 2, 3, 4, 5])
+"""The warp parameters `_Fit.refine` steps (a, b, tx, ty, gain, bias), and those but b (the rotation)."""
+_EYES = {n: np.eye(n) for n in (5, 6)}
 
 
 def _plausible(a: _Picture, b: _Picture, warp: _Warp, slack: float = 0.0) -> bool:
