@@ -511,11 +511,6 @@ class TrainConfig(Section):
     """Linear warm-up, then a cosine decay to zero over the remaining steps."""
     num_workers: _NotNegative = 2
     """DataLoader worker processes per training process (0: read in the training process)."""
-    channels_last: bool = True
-    """Hold the model's weights and each batch of images in channels-last (NHWC) memory order, in training
-    and in its validation, prototype and prediction passes: the convolution libraries' native order on CPUs
-    and on GPUs' tensor cores, so no layer reorders its input. The results differ from channels-first
-    (NCHW) in the last float bits only. Measured on 2 CPU cores (benchmarks/train_memory_format.py)."""
     shuffle_buffer: _NotNegative = 1000
     """Samples held by the shuffle buffer of each worker."""
     use_repeats: bool = True
@@ -528,6 +523,11 @@ class TrainConfig(Section):
     """k of P@k and C@k (MSURU 5.1)."""
     head_tail_boundary: _Positive = 200
     """Classes with at least this many training images are head classes (SICoT 4.1)."""
+    prototypes: bool = True
+    """Write the class prototypes (prototypes.npy, one more pass over the train and validation splits after
+    training: ~20 s of the demo's) that an image pass scores this model by when it is a teacher. Off for a model
+    no image pass will use, e.g. the demo's co-trained comparison model; a model without them scores by its
+    logits."""
     checkpoint_every: _NotNegative = 0
     """Also checkpoint every this many steps inside an epoch (0: only at epoch ends)."""
     device: Annotated[str, _check(lambda d: d == "cpu" or re.fullmatch(r"cuda(:\d+)?", d),

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tagmill.config import TrainConfig
+from tagmill.labeling.teacher import load_teacher
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
 from tagmill.trainer.backbones import build_model, load_init_weights
@@ -185,3 +186,16 @@ def test_a_model_starts_from_another_models_checkpoint_class_by_class(trained, t
                     short.__class__(**{**short.__dict__, "init_weights": str(source / CHECKPOINT)}), seed=3)
     assert not fresh.finished and not started.finished
     assert _losses(tmp_path / "started")[0][1] < 0.5 * _losses(tmp_path / "fresh")[0][1]
+
+
+def test_a_model_trained_without_prototypes_scores_by_its_logits_as_a_teacher(tiny_dataset, tmp_path):
+    out = tmp_path / "no-prototypes"
+    result = train(tiny_dataset, out, FAST.__class__(**{**FAST.__dict__, "epochs": 1, "prototypes": False}), seed=7)
+    assert result.finished and (out / "model.ts").is_file()
+    assert not (out / "prototypes.npy").exists()
+    assert "prototypes" not in json.loads((out / "model.json").read_text())
+    teacher = load_teacher(str(out))
+    assert teacher.prototypes is None
+    scores, _ = teacher.forward(torch.zeros(2, 3, 32, 32))
+    logits, _ = torch.jit.load(str(out / "model.ts"))(torch.zeros(2, 3, 32, 32))
+    np.testing.assert_allclose(scores, torch.sigmoid(logits).detach().numpy(), rtol=1e-5)

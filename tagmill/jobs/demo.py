@@ -132,7 +132,9 @@ def run_demo(out: Path, overrides: dict) -> int:
     cotrained_dir = Path(f"{default_model_dir(cfg)}-titles")
     print(f"\n== train with the titles as side information (SICoT co-training, lambda {COTRAINING_WEIGHT:g}; "
           "same data, model, start and seed) ==")
-    cotrained = _timed_train(cfg.replace("train", side_info_weight=COTRAINING_WEIGHT), cotrained_dir)
+    # a comparison, never a teacher: no class prototypes (train.prototypes)
+    cotrained = _timed_train(cfg.replace("train", side_info_weight=COTRAINING_WEIGHT, prototypes=False),
+                             cotrained_dir)
     print(_head_tail(result.metrics, cotrained.metrics))
     last = epoch_report(cotrained_dir, cotrained.epochs_done)
     print(f"share of the mixed feature's entries taken from the titles (last epoch): {last['semantic_share']:.3f}")

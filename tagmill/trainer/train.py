@@ -182,7 +182,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         report = load_init_weights(model, cfg.init_weights, _head_rows(cfg.init_weights, manifest.classes))
         log.info("initial weights from %s: %d tensors loaded, skipped %s, head rows of %s classes carried over",
                  cfg.init_weights, report["loaded"], report["skipped"], report.get("carried_classes", "no"))
-    model.to(device, memory_format=memory_format(cfg))
+    model.to(device)
     # Built after the model, so the image model starts from the same weights as a run without titles.
     semantic = (SemanticStream(word_vectors.vectors, feature_dim=model.embedding_dim,
                                nonlinearity=cfg.side_info_nonlinearity).to(device) if side_info else None)
@@ -291,16 +291,10 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
     if epoch < cfg.epochs:  # stopped after stop_after_epoch
         return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
-        export(model, manifest, out, cfg,
-               _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed, device, held_out))
+        export(model, manifest, out, cfg, _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed,
+                                                      device, held_out) if cfg.prototypes else None)
         write_trained_images(manifest, out, held_out)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
-
-
-def memory_format(cfg: TrainConfig) -> torch.memory_format:
-    """The order the model's weights are held in (train.channels_last). A convolution whose weights are
-    channels-last works channels-last whatever order its input comes in, so only the model is converted."""
-    return torch.channels_last if cfg.channels_last else torch.preserve_format
 
 
 def _process_group(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -512,7 +506,7 @@ def export_average(folders: list[Path], manifest_path: str | Path, out: Path, cf
     torch.save({"model": mean, "arch": cfg.arch}, out / CHECKPOINT)
     shards, _ = check_shards(manifest.shards, cfg.on_bad_shard)
     device = torch.device(cfg.device)
-    model.to(device, memory_format=memory_format(cfg))
+    model.to(device)
     export(model, manifest, out, cfg, _prototypes(model, manifest, [s for s in shards if s.split == "train"],
                                                   [s for s in shards if s.split == "validation"], out, cfg, seed,
                                                   device))
