@@ -238,28 +238,11 @@ def _out_of_fold(spark: SparkSession, tags: DataFrame, images: DataFrame, teache
 
 def _label_issues(stage: StageRun, scores: DataFrame) -> DataFrame:
     """label_issues rows (labeling.label_issues): the search-log labels of the images the teacher never
-    trained on that its out-of-fold scores (down to calibration.FLOOR) flag as likely wrong, each judged as
-    the class the taxonomy put it in (_tag_classes)."""
+    trained on that its out-of-fold scores (down to calibration.FLOOR) flag as likely wrong."""
     checked = scores.select("image_key").distinct()
-    labels = (stage.read("image_labels", stages.MINE_LOGS).select("image_key", F.col("label").alias("name"))
-              .join(checked, "image_key"))
-    return _tags_judged_as_classes(labels, scores, _tag_classes(stage), checked.count())
-
-
-def _tags_judged_as_classes(labels: DataFrame, scores: DataFrame, classes: DataFrame | None,
-                            checked_images: int) -> DataFrame:
-    """label_issues rows of mined tags judged as their classes, each flag on the image's tags of the flagged
-    class (what assemble drops with dataset.drop_label_issues). The teacher scores the taxonomy's classes, so
-    a "billfold" label is judged by the image's "wallet" score; as itself it would never be judged.
-
-    labels: image_key, name (the tags as searched); scores: image_key, name, score (the teacher's out of fold);
-    classes: tag, class_name (_tag_classes), or None (every tag judged as itself)."""
-    judged = labels.select("image_key", "name", F.col("name").alias("tag"))
-    judged = (judged if classes is None else _in_classes(judged, classes)).withColumnRenamed("name", "label")
-    flagged = label_issues(judged.select("image_key", "label"),
-                           scores.select("image_key", F.col("name").alias("label"), "score"), checked_images, FLOOR)
-    return (flagged.join(judged, ["image_key", "label"])
-            .select("image_key", F.col("tag").alias("label"), "score", "class_labels", "class_issues"))
+    labels = stage.read("image_labels", stages.MINE_LOGS).select("image_key", "label").join(checked, "image_key")
+    return label_issues(labels, scores.select("image_key", F.col("name").alias("label"), "score"), checked.count(),
+                        FLOOR)
 
 
 def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame, DataFrame, dict]:
@@ -324,10 +307,10 @@ def _tag_classes(stage: StageRun) -> DataFrame | None:
 
 
 def _in_classes(labels: DataFrame, classes: DataFrame) -> DataFrame:
-    """labels (image_key, name, any further columns) with each tag in `name` renamed to its class (classes:
-    tag, class_name, _tag_classes); a tag the map lacks stays as it is."""
-    renamed = [F.coalesce("class_name", "name").alias("name") if c == "name" else labels[c] for c in labels.columns]
-    return labels.join(F.broadcast(classes), labels["name"] == classes["tag"], "left").select(*renamed)
+    """labels (image_key, name) with each tag renamed to its class (classes: tag, class_name, _tag_classes);
+    a tag the map lacks stays as it is."""
+    return (labels.join(F.broadcast(classes), labels["name"] == classes["tag"], "left")
+            .select("image_key", F.coalesce("class_name", "name").alias("name")))
 
 
 def _check_weights(checks: DataFrame, searched: DataFrame) -> DataFrame:
