@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted(MARKETS), help="one market only")
     parser.add_argument("--filed-wall-s", type=float, default=FILED["default"]["wall_s"],
                         help="the default demo's wall time at the filed commit 7abc37a on this machine, measured "
-                             f"the same day (default: %(default)s s, the filing day's); the budget is {WALL_GROWTH} x this")
+                             f"the same day (default: %(default)s s, the filing day's); the budget is "
+                             f"{WALL_GROWTH} x this")
     args = parser.parse_args(argv)
     results, reports = {}, []
     for name in [args.only] if args.only else MARKETS:

@@ -509,7 +509,7 @@ def export_average(folders: list[Path], manifest_path: str | Path, out: Path, cf
     model.to(device)
     export(model, manifest, out, cfg, _prototypes(model, manifest, [s for s in shards if s.split == "train"],
                                                   [s for s in shards if s.split == "validation"], out, cfg, seed,
-                                                  device))
+                                                  device) if cfg.prototypes else None)
     write_trained_images(manifest, out)
     return out
 
