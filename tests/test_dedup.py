@@ -15,7 +15,8 @@ from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
 from tagmill.labeling.candidates import SearchPlan, _table_pairs, candidate_pairs, search_plan
 from tagmill.labeling.clusters import canonical_order, cluster
-from tagmill.labeling.verification import _tone_residual, thumbnail, verify_pairs
+from tagmill.labeling.alignment import _Fit, _Warp
+from tagmill.labeling.verification import _Picture, _tone_residual, thumbnail, verify_pairs
 
 # ---- candidates ------------------------------------------------------------------------------------------
 
@@ -134,6 +135,25 @@ def test_thumbnail_format():
     assert len(thumbnail(Image.new("L", (10, 400)), 16)) == 3 + 1 * 16 + 2 * 1 * 8
     with pytest.raises(ValueError, match="16..256"):
         thumbnail(image, 8)
+
+
+def test_the_compiled_fit_finds_a_known_shift_and_gain():
+    """labeling.lucas_kanade through alignment._Fit: B is A's picture moved 2.5 px right and 1.5 px up, its
+    luma scaled by 0.8; from the identity the full-size fit lands on the shift (X_B = X_A + 2.5, Y_B = Y_A -
+    1.5) and a gain of 1 / 0.8 (A ~ gain * B + bias), well within a tenth of a pixel."""
+    rng = np.random.default_rng(3)
+    field = np.asarray(Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).resize(
+        (96, 96), Image.Resampling.BICUBIC), np.float32)
+    shifted = np.asarray(Image.fromarray(field).transform((96, 96), Image.Transform.AFFINE,
+                                                          (1, 0, -2.5, 0, 1, 1.5), Image.Resampling.BICUBIC))
+    crop = (16, 16, 80, 80)
+    a = _Picture.of(thumbnail(Image.fromarray(field.astype(np.uint8)).crop(crop), 64))
+    b = _Picture.of(thumbnail(Image.fromarray((0.8 * shifted).astype(np.uint8)).crop(crop), 64))
+    luma = np.array([1.0, 0.0, 0.0], np.float32)
+    warp, loss = _Fit(a, b, luma, 0).refine(_Warp(1.0, 0.0, 0.0, 0.0), 12)
+    assert warp.tx == pytest.approx(2.5, abs=0.1) and warp.ty == pytest.approx(-1.5, abs=0.1)
+    assert warp.zoom == pytest.approx(1.0, abs=0.01) and abs(warp.degrees) < 0.3
+    assert warp.gain == pytest.approx(1 / 0.8, abs=0.05) and loss < 2.0
 
 
 def test_verify_decides_on_the_embedding_first():

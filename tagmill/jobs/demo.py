@@ -105,7 +105,8 @@ def run_demo(out: Path, overrides: dict) -> int:
               f"trunk {cfg.train.epochs - cfg.train.fold_epochs} epochs without the {TEACHER_FOLDS} folds of "
               f"images no search labeled, each fold model {cfg.train.fold_epochs} more without its own ==")
         teacher_started = time.monotonic()
-        result = run_train_folds(cfg, None, teacher_dir, TEACHER_FOLDS, cold_start=True)[0]
+        # the averaged model is scored by its logits and started from: no prototypes (train.prototypes)
+        result = run_train_folds(cfg, None, teacher_dir, TEACHER_FOLDS, cold_start=True, average_prototypes=False)[0]
         print(f"trained in {time.monotonic() - teacher_started:.0f} s; validation metrics of fold 0:")
         print_metrics(result.metrics, result.chance)
     cfg = cfg.replace("image_pass", teacher=user_teacher or str(teacher_dir))

@@ -32,14 +32,16 @@ def run_train(cfg: Config, manifest: Path | None, out: Path | None):
     return result
 
 
-def run_train_folds(cfg: Config, manifest: Path | None, out: Path | None, k: int, cold_start: bool = False) -> list:
+def run_train_folds(cfg: Config, manifest: Path | None, out: Path | None, k: int, cold_start: bool = False,
+                    average_prototypes: bool = True) -> list:
     """Train k fold teachers (trainer.folds) into OUT/fold-F; OUT is then one out-of-fold teacher. cold_start:
-    only the training images without a search-log label are split into folds, after a shared trunk."""
+    only the training images without a search-log label are split into folds, after a shared trunk, and the
+    fold models' mean goes to OUT/averaged (with prototypes unless average_prototypes is False)."""
     from tagmill.trainer.folds import train_cold_start_folds, train_folds
 
     out, manifest = out or default_model_dir(cfg), manifest or default_manifest(cfg)
     if cold_start:
-        results = train_cold_start_folds(manifest, out, cfg.train, cfg.run.seed, k, SEARCH_LOG)
+        results = train_cold_start_folds(manifest, out, cfg.train, cfg.run.seed, k, SEARCH_LOG, average_prototypes)
     else:
         results = train_folds(manifest, out, cfg.train, cfg.run.seed, k)
     print(f"{k} fold teachers trained in {out}/fold-0..{k - 1}; pass {out} as image_pass.teacher: each image is "

@@ -1,8 +1,9 @@
 """Geometric alignment of two thumbnails for `labeling.verification`: the similarity transform (zoom,
 rotation, shift) and brightness fit that map one picture onto the other, and what a near-copy edit can be.
 
-`_align`: a few starting zooms ranked by phase correlation at half size, then Lucas-Kanade (`_Fit`) at
-quarter, half and full size, the rotation picked at full size from a few turns. It reads the pyramids of
+`_align`: a few starting zooms ranked by phase correlation at half size, then Lucas-Kanade (`_Fit`; its loop
+is compiled, `labeling.lucas_kanade`) at quarter, half and full size, the rotation picked at full size from a
+few turns. It reads the pyramids of
 `labeling.verification._Picture` (a decoded thumbnail); `_plausible` and `_MAX_CUT` bound the zoom,
 rotation and cut of a near copy, for the comparison as well.
 """
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tagmill.labeling import lucas_kanade
 
 if TYPE_CHECKING:
     from tagmill.labeling.verification import _Picture
@@ -31,8 +34,6 @@ _ZOOM_RANGE = (0.75, 1.34)
 _MAX_CUT = 0.22
 """Each picture's part that the other does not show, pads aside, is at most this share of it: crops of up
 to ~10 % a side (19 % of the area), a straightened rotation's cut, or two such edits of one photo."""
-_LOSS_CAP = 30.0
-"""A pixel's residual counts at most this much in an alignment's loss."""
 _RETRY_LOSS = 6.0
 """A coarse fit this poor also tries the runner-up starting zoom."""
 _GIVE_UP = 0.6
@@ -118,79 +119,23 @@ class _Fit:
             keep = strength >= max(float(np.quantile(strength, 0.75)), 2.0)
             if keep.sum() < 24:
                 keep = strength >= float(np.quantile(strength, 0.75))
-        self.xs, self.ys, self.values = xs[keep], ys[keep], sa.ravel()[keep]
-        self.b, self.level, self.scale = b, level, np.float32(2.0 ** level)
+        self.xs, self.ys, self.values = xs[keep], ys[keep], np.ascontiguousarray(sa.ravel()[keep])
+        half_w, half_h = b.half_size()
+        # what `lucas_kanade` reads of B's frame: scale, half size, centre index at this level, margin (level px)
+        self.frame = np.array([2.0 ** level, half_w, half_h, *b.offsets[level], 0.5])
         self.spread = float(np.abs(self.values - _median(self.values)).mean()) + 1e-6
         """Mean absolute deviation of the values read: what a loss is measured against."""
 
-    def evaluate(self, warp: _Warp) -> tuple[float, tuple | None]:
-        """The loss of a warp: the mean residual over the pixels read that fall in B, each capped at
-        _LOSS_CAP (_LOSS_CAP if under a quarter fall in B: a pad of A must not count against the right
-        warp), and what `system` needs to improve on it (None then)."""
-        xb, yb = warp.map(self.xs, self.ys, self.level)
-        inside = self.b.inside(xb, yb, self.level, 0.5)
-        ok = np.flatnonzero(inside)  # indices, found once for the three arrays they pick from
-        if len(ok) < max(12, 0.25 * len(inside)):
-            return _LOSS_CAP, None
-        sampled, gx, gy = self.b.sample(self.stack, xb[ok], yb[ok], self.level)
-        residual = self.values[ok] - (np.float32(warp.gain) * sampled + np.float32(warp.bias))
-        return float(np.minimum(np.abs(residual), _LOSS_CAP).mean()), (warp.gain, ok, sampled, gx, gy, residual)
-
-    def system(self, parts: tuple) -> tuple[np.ndarray, np.ndarray]:
-        """Tukey-weighted normal equations (6 x 6, 6) of a Gauss-Newton step from `evaluate`'s parts."""
-        gain, ok, sampled, gx, gy, residual = parts
-        g, s = np.float32(gain), self.scale
-        x, y = self.xs[ok], self.ys[ok]
-        jac = np.empty((len(sampled), 6), np.float32)  # columns filled in place: np.stack costs more here
-        jac[:, 0] = g * (gx * x + gy * y)
-        jac[:, 1] = g * (gy * x - gx * y)
-        jac[:, 2] = g * gx / s
-        jac[:, 3] = g * gy / s
-        jac[:, 4] = sampled
-        jac[:, 5] = 1.0
-        centred = np.abs(residual)  # the bias takes up any offset
-        limit = 4.685 * (1.4826 * _median(centred) + 1.0)
-        weighted = jac * (np.maximum(1.0 - (centred / limit) ** 2, 0.0) ** 2)[:, None]
-        return (weighted.T @ jac).astype(np.float64), (weighted.T @ residual).astype(np.float64)
-
     def refine(self, warp: _Warp, iterations: int, rotate: bool = True) -> tuple[_Warp, float]:
-        """The warp after up to `iterations` steps, and its loss. A step is taken only if it lowers the loss and
-        stays within what near copies show (gain 0.6-1.6, rotation up to twice _MAX_DEGREES, zoom within a
-        quarter of the start); rotate=False keeps the rotation as it is."""
-        loss, parts = self.evaluate(warp)
-        free = _ALL if rotate else _NO_ROTATION
-        damping, start_zoom, s = 1e-3, warp.zoom, self.scale
-        hessian = gradient = None
-        for _ in range(iterations):
-            if parts is None:
-                break
-            if hessian is None:
-                hessian, gradient = self.system(parts)
-            h, g = (hessian, gradient) if rotate else (hessian[free][:, free], gradient[free])
-            scale = np.sqrt(np.maximum(np.diag(h), 1e-12))
-            step = np.zeros(6)
-            damped = h / (scale[:, None] * scale) + damping * _EYES[len(free)]
-            step[free] = np.linalg.solve(damped, g / scale) / scale
-            trial = _Warp(warp.a + step[0], warp.b + step[1], warp.tx + step[2], warp.ty + step[3],
-                          warp.gain + step[4], warp.bias + step[5])
-            sane = (0.6 <= trial.gain <= 1.6 and abs(trial.degrees) <= 2 * _MAX_DEGREES
-                    and 0.8 < trial.zoom / start_zoom < 1.25)
-            trial_loss, trial_parts = self.evaluate(trial) if sane else (math.inf, None)
-            if trial_loss < loss:
-                warp, loss, parts, hessian = trial, trial_loss, trial_parts, None
-                damping *= 0.3
-                if abs(step[2]) < 0.02 * s and abs(step[3]) < 0.02 * s and max(abs(step[0]), abs(step[1])) < 2e-4:
-                    break
-            else:
-                damping *= 10.0
-                if damping > 1e3:
-                    break
-        return warp, loss
-
-
-_ALL, _NO_ROTATION = np.arange(6), np.array([0, 2, 3, 4, 5])
-"""The warp parameters `_Fit.refine` steps (a, b, tx, ty, gain, bias), and those but b (the rotation)."""
-_EYES = {n: np.eye(n) for n in (5, 6)}
+        """The warp after up to `iterations` steps, and its loss: the mean residual over the pixels read that
+        fall in B, each capped (lucas_kanade.LOSS_CAP, also the loss when under a quarter fall in B: a pad of A
+        must not count against the right warp). A step is taken only if it lowers the loss and stays within
+        what near copies show (gain 0.6-1.6, rotation up to twice _MAX_DEGREES, zoom within a quarter of the
+        start); rotate=False keeps the rotation as it is."""
+        start = np.array([warp.a, warp.b, warp.tx, warp.ty, warp.gain, warp.bias])
+        found, loss = lucas_kanade.refine(self.xs, self.ys, self.values, self.stack, self.frame, start, iterations,
+                                          rotate, _MAX_DEGREES)
+        return _Warp(*(float(v) for v in found)), float(loss)
 
 
 def _plausible(a: _Picture, b: _Picture, warp: _Warp, slack: float = 0.0) -> bool:

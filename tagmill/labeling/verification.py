@@ -11,6 +11,7 @@ verified pairs.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -20,10 +21,11 @@ from PIL import Image
 from tagmill.labeling.alignment import _MAX_CUT, _Warp, _align, _median, _plausible, _structure
 
 THUMBNAIL_VERSION = 1
-PIXEL_RULES = 1
+PIXEL_RULES = 2
 """The version of the pixel comparison: the rules below, the alignment (`labeling.alignment`) and how an image
 is opened and made a thumbnail. Bump it with any change to them: an image pass reuses an earlier run's pixel
-scores of a pair only under the same `pixel_scores_version`."""
+scores of a pair only under the same `pixel_scores_version`. 2: the alignment's inner loop compiled
+(`labeling.lucas_kanade`, sums in float64), so a score may differ from version 1's in its last digits."""
 
 
 def pixel_scores_version(size: int) -> str:
@@ -134,16 +136,17 @@ _MIN_SIDE = 12
 
 
 def _edge_padded(image: np.ndarray) -> np.ndarray:
-    """A 2-D array with its outer rows and columns repeated once (np.pad's "edge" mode, without its cost)."""
-    rows = np.concatenate([image[:1], image, image[-1:]])
-    return np.concatenate([rows[:, :1], rows, rows[:, -1:]], axis=1)
+    """An array with the outer rows and columns of its last two axes repeated once (np.pad's "edge" mode,
+    without its cost)."""
+    rows = np.concatenate([image[..., :1, :], image, image[..., -1:, :]], axis=-2)
+    return np.concatenate([rows[..., :1], rows, rows[..., -1:]], axis=-1)
 
 
 def _box3(image: np.ndarray) -> np.ndarray:
-    """3 x 3 mean of a 2-D array, edges repeated."""
+    """3 x 3 mean over the last two axes, edges repeated (each plane of a stack on its own)."""
     p = _edge_padded(image)
-    h, w = image.shape
-    return sum(p[i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0
+    h, w = image.shape[-2:]
+    return sum(p[..., i:i + h, j:j + w] for i in range(3) for j in range(3)) / 9.0
 
 
 def _max3(image: np.ndarray) -> np.ndarray:
@@ -184,14 +187,13 @@ class _Picture:
             planes.append(0.25 * (q[:, 0::2, 0::2] + q[:, 1::2, 0::2] + q[:, 0::2, 1::2] + q[:, 1::2, 1::2]))
         lk = []
         for level, plane in enumerate(planes):
-            values = plane if level == 0 else np.stack([_box3(channel) for channel in plane])
+            values = plane if level == 0 else _box3(plane)
             gy, gx = np.gradient(values, axis=(1, 2))
             lk.append(np.ascontiguousarray(np.stack([values, gx, gy]).transpose(2, 3, 0, 1), np.float32))
-        smooth = np.stack([_box3(plane) for plane in ycc])
-        busy = np.zeros(ycc.shape[1:], np.float32)
-        for plane in smooth:
-            gy, gx = np.gradient(plane)
-            busy += np.hypot(gx, gy)
+        smooth = _box3(ycc)
+        gy, gx = np.gradient(smooth, axis=(1, 2))
+        edges = np.hypot(gx, gy)
+        busy = edges[0] + edges[1] + edges[2]  # all channels summed
         detail = np.stack([ycc[0] - smooth[0], _max3(busy)], axis=-1)
         luma = ycc[0]
         plainest = min(float(side.std()) for side in (luma[0], luma[-1], luma[:, 0], luma[:, -1]))
@@ -215,10 +217,7 @@ class _Picture:
         return self.grids[level]
 
     def _grid(self, level: int) -> tuple[np.ndarray, np.ndarray]:
-        h, w = self.planes[level].shape[1:]
-        off_x, off_y = self.offset(level)
-        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-        return (xs - np.float32(off_x)).ravel(), (ys - np.float32(off_y)).ravel()
+        return _centred_grid(*self.planes[level].shape[1:], *self.offset(level))
 
     def inside(self, x: np.ndarray, y: np.ndarray, level: int, margin: float) -> np.ndarray:
         """Whether centred level coordinates lie in the frame, at least `margin` level px from its edge."""
@@ -232,9 +231,19 @@ class _Picture:
         return _bilinear(stack, x + off_x, y + off_y)
 
 
+@functools.cache
+def _centred_grid(h: int, w: int, off_x: float, off_y: float) -> tuple[np.ndarray, np.ndarray]:
+    """`_Picture.grid` of an h x w level (made once per size: thumbnails come in a few sizes), read-only."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    grid = (xs - np.float32(off_x)).ravel(), (ys - np.float32(off_y)).ravel()
+    for axis in grid:
+        axis.setflags(write=False)
+    return grid
+
+
 def _bilinear(stack: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    # The alignment calls this some 40 times per pair on ~1,000 points, so numpy's per-call cost is most of
-    # it: ufuncs and array methods are called directly, not through np.clip and np.take's Python wrappers.
+    # A few calls per pair (the starting zooms, the comparison) on ~1,000 points each, where numpy's per-call
+    # cost counts: ufuncs and array methods are called directly, not through np.clip and np.take's wrappers.
     h, w, c = stack.shape
     x = np.minimum(np.maximum(x, 0), w - 1.001)
     y = np.minimum(np.maximum(y, 0), h - 1.001)

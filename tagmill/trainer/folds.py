@@ -99,10 +99,12 @@ def cold_start_folds(manifest_path: str | Path, k: int, searched: str) -> list[f
 
 
 def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfig, seed: int, k: int,
-                           searched: str) -> list:
+                           searched: str, average_prototypes: bool = True) -> list:
     """OUT/trunk, then k fold models into OUT/fold-F (module docstring), each resuming like `tagmill train`, and
     their weights' mean into OUT/averaged (a model of the whole train split for what wants one model: the
-    demo's score of the teacher, a start for the final model). Returns the fold models' TrainResults.
+    demo's score of the teacher, a start for the final model), with class prototypes (cfg.prototypes) unless
+    average_prototypes is False: a model scored by its logits or trained on needs none, and their pass over
+    the train split costs about a fifth of an epoch. Returns the fold models' TrainResults.
     Raises ConfigError when train.fold_epochs leaves the trunk no epoch, DatasetError when every training
     sample has a search-log label (no fold would hold an image)."""
     from tagmill.trainer.reader import DatasetError
@@ -126,5 +128,6 @@ def train_cold_start_folds(manifest_path: str | Path, out: Path, cfg: TrainConfi
         if not (folder / CHECKPOINT).exists():  # else the fold model resumes its own run
             shutil.copyfile(trunk / CHECKPOINT, folder / CHECKPOINT)
         results.append(train(manifest_path, folder, cfg, seed, held_out=fold))
-    export_average([r.out_dir for r in results], manifest_path, out / AVERAGED, cfg, seed)
+    export_average([r.out_dir for r in results], manifest_path, out / AVERAGED,
+                   cfg if average_prototypes else cfg.model_copy(update={"prototypes": False}), seed)
     return results
