@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 LOSS_CAP = 30.0
-"""A pixel's residual counts at most this much in a loss (labeling.alignment._LOSS_CAP)."""
+"""A pixel's residual counts at most this much in an alignment's loss."""
 _TUKEY = 4.685
 """Tukey's biweight constant, in robust standard deviations (1.4826 x the median absolute residual)."""
 
