@@ -121,17 +121,14 @@ class _Fit:
                 keep = strength >= float(np.quantile(strength, 0.75))
         self.xs, self.ys, self.values = xs[keep], ys[keep], np.ascontiguousarray(sa.ravel()[keep])
         half_w, half_h = b.half_size()
-        # what `lucas_kanade` reads of B's frame: scale, half size, centre index at this level, margin (level px)
-        self.frame = np.array([2.0 ** level, half_w, half_h, *b.offsets[level], 0.5])
+        # what `lucas_kanade` reads of B's frame: scale, half size, centre index at this level
+        self.frame = np.array([2.0 ** level, half_w, half_h, *b.offsets[level]])
         self.spread = float(np.abs(self.values - _median(self.values)).mean()) + 1e-6
         """Mean absolute deviation of the values read: what a loss is measured against."""
 
     def refine(self, warp: _Warp, iterations: int, rotate: bool = True) -> tuple[_Warp, float]:
-        """The warp after up to `iterations` steps, and its loss: the mean residual over the pixels read that
-        fall in B, each capped (lucas_kanade.LOSS_CAP, also the loss when under a quarter fall in B: a pad of A
-        must not count against the right warp). A step is taken only if it lowers the loss and stays within
-        what near copies show (gain 0.6-1.6, rotation up to twice _MAX_DEGREES, zoom within a quarter of the
-        start); rotate=False keeps the rotation as it is."""
+        """The warp after up to `iterations` steps from `warp`, and its loss (`lucas_kanade.refine`: the rules
+        of a step); rotate=False keeps the rotation as it is."""
         start = np.array([warp.a, warp.b, warp.tx, warp.ty, warp.gain, warp.bias])
         found, loss = lucas_kanade.refine(self.xs, self.ys, self.values, self.stack, self.frame, start, iterations,
                                           rotate, _MAX_DEGREES)

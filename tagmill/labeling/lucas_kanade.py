@@ -19,6 +19,8 @@ LOSS_CAP = 30.0
 """A pixel's residual counts at most this much in an alignment's loss."""
 _TUKEY = 4.685
 """Tukey's biweight constant, in robust standard deviations (1.4826 x the median absolute residual)."""
+_MARGIN = 0.5
+"""A point counts as in B when it lies at least this far (level px) inside B's frame."""
 
 
 @njit(cache=True, nogil=True)
@@ -28,12 +30,12 @@ def _evaluate(xs, ys, values, stack, warp, frame, out):
     point: its index, B's value, x and y gradient (bilinear samples) and the residual.
 
     frame: level scale s, B's half width and height at level 0, B's offsets (index of its frame centre) at
-    this level, the margin (level px) a point keeps from B's edge."""
-    s, half_w, half_h, off_x, off_y, margin = frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]
+    this level."""
+    s, half_w, half_h, off_x, off_y = frame[0], frame[1], frame[2], frame[3], frame[4]
     a, b = np.float32(warp[0]), np.float32(warp[1])
     tx, ty = np.float32(warp[2] / s), np.float32(warp[3] / s)
     gain, bias = np.float32(warp[4]), np.float32(warp[5])
-    limit_x, limit_y = half_w / s - margin, half_h / s - margin
+    limit_x, limit_y = half_w / s - _MARGIN, half_h / s - _MARGIN
     h, w = stack.shape[0], stack.shape[1]
     n, count, total = len(xs), 0, 0.0
     for k in range(n):
@@ -49,7 +51,7 @@ def _evaluate(xs, ys, values, stack, warp, frame, out):
             top = stack[y0, x0, c] + (stack[y0, x0 + 1, c] - stack[y0, x0, c]) * fx
             bottom = stack[y0 + 1, x0, c] + (stack[y0 + 1, x0 + 1, c] - stack[y0 + 1, x0, c]) * fx
             out[1 + c, count] = top + (bottom - top) * fy
-        residual = values[k] - (gain * np.float32(out[1, count]) + bias)
+        residual = values[k] - (gain * out[1, count] + bias)
         out[0, count], out[4, count] = k, residual
         total += min(abs(residual), LOSS_CAP)
         count += 1
@@ -97,7 +99,7 @@ def refine(xs, ys, values, stack, frame, start, iterations, rotate, max_degrees)
     warp = start.copy()
     loss, count = _evaluate(xs, ys, values, stack, warp, frame, parts)
     damping, start_zoom = 1e-3, math.hypot(warp[0], warp[1])
-    hessian, gradient = np.zeros((6, 6)), np.zeros(6)
+    hessian, gradient = np.zeros((6, 6)), np.zeros(6)  # typed here for numba; made at the first step
     stale = True
     for _ in range(iterations):
         if count < 0:
