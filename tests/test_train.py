@@ -17,7 +17,8 @@ from tagmill.labeling.teacher import load_teacher
 from tagmill.trainer.predict import images_in_dataset, images_in_folder, predict, write_predictions
 from tagmill.trainer.reader import CorruptShard, read_manifest
 from tagmill.trainer.backbones import build_model, load_init_weights
-from tagmill.trainer.train import CHECKPOINT, _head_rows, epoch_report, load_checkpoint, train, warmup_cosine
+from tagmill.trainer.train import (CHECKPOINT, _head_rows, _prototypes, epoch_report, load_checkpoint, train,
+                                   warmup_cosine)
 from tagmill.trainer.transforms import load_image_tensor
 
 FAST = TrainConfig(arch="resnet18", image_size=32, epochs=2, freeze_epochs=0, batch_size=32, optimizer="adamw",
@@ -49,9 +50,11 @@ def test_short_training_run_beats_chance_clearly(trained):
 
 
 def test_resume_continues_the_same_loss_curve(tiny_dataset, tmp_path):
+    """Also: the whole run validates after its last epoch only (train.validate_every 0), the parts after each, and
+    it is the same run: validating touches no weight, optimizer state or random stream that training draws on."""
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     cfg = FAST.__class__(**{**FAST.__dict__, "num_workers": 2, "loss": "sampled_softmax", "sampling_ratio": 0.5})
-    train(tiny_dataset, whole, cfg, seed=5)
+    train(tiny_dataset, whole, cfg.__class__(**{**cfg.__dict__, "validate_every": 0}), seed=5)
     stopped = train(tiny_dataset, parts, cfg.__class__(**{**cfg.__dict__, "max_steps": 5}), seed=5)
     assert not stopped.finished and stopped.steps_done == 5  # mid-epoch: 8 steps per epoch
     stopped = train(tiny_dataset, parts, cfg.__class__(**{**cfg.__dict__, "max_steps": 6}), seed=5)
@@ -60,6 +63,11 @@ def test_resume_continues_the_same_loss_curve(tiny_dataset, tmp_path):
     assert done.finished
     assert _losses(parts) == _losses(whole)
     assert len(_losses(whole)) == 16
+    assert [epoch_report(whole, e)["validation"] == {} for e in (1, 2)] == [True, False]
+    assert epoch_report(whole, 2)["validation"] == epoch_report(parts, 2)["validation"] != {}
+    assert epoch_report(parts, 1)["validation"] != {}
+    mine, theirs = (load_checkpoint(folder / CHECKPOINT)["model"] for folder in (whole, parts))
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 
 def test_frozen_epoch_trains_only_the_head(tiny_dataset, tmp_path):
@@ -141,7 +149,7 @@ def test_two_ranks_train_in_step_and_do_not_hang_on_uneven_shards(tiny_dataset, 
     assert (out / "model.ts").exists()
 
 
-def test_the_export_carries_class_prototypes_that_a_teacher_scores_with(trained, tiny_dataset):
+def test_the_export_carries_class_prototypes_that_a_teacher_scores_with(trained, tiny_dataset, tmp_path):
     from tagmill.labeling.teacher import load_teacher
     from tagmill.trainer.prototypes import TEMPERATURES
 
@@ -151,6 +159,16 @@ def test_the_export_carries_class_prototypes_that_a_teacher_scores_with(trained,
     np.testing.assert_allclose(np.linalg.norm(prototypes, axis=1), 1.0, rtol=1e-5)  # every class has images
     entry = json.loads((out / "model.json").read_text())["prototypes"]
     assert list(entry) == ["temperature"] and entry["temperature"] in TEMPERATURES
+    # fitted on the last validation's embeddings: a pass of its own over the validation split finds the same
+    manifest = read_manifest(tiny_dataset)
+    model = build_model("resnet18", manifest.num_classes)
+    model.load_state_dict(load_checkpoint(out / CHECKPOINT)["model"])
+    splits = {split: [s for s in manifest.shards if s.split == split] for split in ("train", "validation")}
+    (tmp_path / "again").mkdir()
+    again = _prototypes(model, manifest, splits["train"], splits["validation"], tmp_path / "again",
+                        FAST.__class__(**{**FAST.__dict__, "num_workers": 2}), 3, torch.device("cpu"))
+    assert again == entry
+    np.testing.assert_array_equal(np.load(tmp_path / "again" / "prototypes.npy"), prototypes)
     teacher = load_teacher(str(out))
     keys, batch = [], []
     for key, data, _ in images_in_dataset(tiny_dataset, "validation"):

@@ -35,12 +35,15 @@ DEMO_OVERRIDES = {
     "dataset": {"image_max_side": 96},
     "train": {"arch": "resnet18", "image_size": 64, "epochs": 3, "freeze_epochs": 0, "batch_size": 64,
               "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05, "warmup_epochs": 0.3,
-              "use_repeats": True, "head_tail_boundary": 20},
+              "use_repeats": True, "head_tail_boundary": 20, "validate_every": 0},
 }
 """The demo marketplace is small: a label needs fewer images than the production default K, and the demo
 model is a ResNet-18 trained from scratch on 64-pixel images for a few CPU minutes (no pretrained weights
 to freeze, so no frozen epoch), each sample shown its repeat factor's times per epoch (dataset.resample_factor:
-the rare classes, cold-start listings' among them, are learned at all)."""
+the rare classes, cold-start listings' among them, are learned at all). Each model validates after its last
+epoch only: the demo prints those metrics, and an earlier epoch's would cost a pass over the validation split
+for a log line (4 such passes in the demo: its teacher's trunk's 2, and the first epoch of the final and of the
+co-trained model)."""
 EPOCHS_FROM_TEACHER = 2
 """The demo's final (and co-trained) model starts from its teacher's weights, head rows carried over by class
 name (train.init_weights), and trains this many epochs instead of DEMO_OVERRIDES' 3 from scratch: 58.com
@@ -125,7 +128,8 @@ def run_demo(out: Path, overrides: dict) -> int:
     start = "started from the teacher's weights" if cfg.train.init_weights else "from scratch"
     print(f"\n== train (demo model: {cfg.train.arch}, {cfg.train.image_size} px, {start}, {cfg.train.epochs} epochs "
           "on CPU, search-log labels + teacher tags, deduplicated) ==")
-    result = _timed_train(cfg, default_model_dir(cfg))
+    # scored by its logits (tagmill predict) and no image pass's teacher here: no class prototypes (train.prototypes)
+    result = _timed_train(cfg.replace("train", prototypes=False), default_model_dir(cfg))
     print(f"\nvalidation metrics after {result.epochs_done} epochs, next to chance level:")
     print_metrics(result.metrics, result.chance)
     print(f"\nmodel: {default_model_dir(cfg)}/model.ts  (tagmill predict --model {default_model_dir(cfg)} ...)")

@@ -148,8 +148,9 @@ class TrainResult:
 def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed: int,
           held_out: frozenset[str] = frozenset(), stop_after_epoch: int = 0) -> TrainResult:
     """Train on the manifest's train split but the samples keyed in `held_out` (a fold model's, trainer.folds),
-    evaluate on its validation split after every epoch. stop_after_epoch > 0 stops after that epoch as
-    max_steps does (checkpointed, not exported; a cold-start fold trunk).
+    evaluate on its validation split after the last epoch and every cfg.validate_every-th (an epoch not validated
+    has empty "validation" metrics). stop_after_epoch > 0 stops after that epoch as max_steps does (checkpointed,
+    not exported; a cold-start fold trunk).
 
     Resumes from OUT/checkpoint.pt when it exists (same data order, same augmentations, same RNG: the loss
     curve continues as if never interrupted). Writes OUT/losses.jsonl (one line per step),
@@ -212,7 +213,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         scheduler.last_epoch = epoch * steps_per_epoch + step_in_epoch
         log.info("resuming at epoch %d, step %d of %d", epoch + 1, step_in_epoch, steps_per_epoch)
     chance = chance_metrics(manifest, val_shards, cfg, seed) if main else {}
-    steps_this_run, metrics = 0, {}
+    steps_this_run, metrics, validation = 0, {}, None
     while epoch < min(cfg.epochs, stop_after_epoch or cfg.epochs):
         frozen = epoch < cfg.freeze_epochs
         set_backbone_trainable(model, not frozen)  # frozen: only fc learns, BN statistics stay too (OLX)
@@ -267,7 +268,8 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         train_seconds = time.time() - started
         epoch, step_in_epoch = epoch + 1, 0
         if main:
-            metrics = validate(model, manifest, val_shards, cfg, seed, device)
+            validated = epoch == cfg.epochs or bool(cfg.validate_every and epoch % cfg.validate_every == 0)
+            metrics, validation = validate(model, manifest, val_shards, cfg, seed, device) if validated else ({}, None)
             report = {"epoch": epoch, "steps": global_step, "frozen_backbone": frozen, "ranks": world,
                       "train_loss": float(np.mean(losses)) if losses else None,
                       "train_images_per_second": world * seen / train_seconds if train_seconds > 0 else None,
@@ -283,8 +285,12 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
                                        "history": history, "exported": False}
             _epoch_report_path(out, epoch).write_text(json.dumps(report, indent=2) + "\n")
             _save(out / CHECKPOINT, model, optimizer, scheduler, epoch, 0, global_step, cfg, semantic, history)
-            log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
-                     metrics.get("map_macro"), chance.get("map_macro"))
+            if validated:
+                log.info("epoch %d: train loss %s, validation mAP macro %s (chance %s)", epoch, report["train_loss"],
+                         metrics.get("map_macro"), chance.get("map_macro"))
+            else:
+                log.info("epoch %d: train loss %s (not validated: train.validate_every = %d)", epoch,
+                         report["train_loss"], cfg.validate_every)
         _barrier(world)  # the other processes wait while the first validates and checkpoints
         if cfg.max_steps and steps_this_run >= cfg.max_steps and epoch < cfg.epochs:
             return TrainResult(out, epoch, global_step, False, metrics, chance)
@@ -292,7 +298,7 @@ def train(manifest_path: str | Path, out_dir: str | Path, cfg: TrainConfig, seed
         return TrainResult(out, epoch, global_step, False, metrics, chance)
     if main:
         export(model, manifest, out, cfg, _prototypes(model, manifest, train_shards, val_shards, out, cfg, seed,
-                                                      device, held_out) if cfg.prototypes else None)
+                                                      device, held_out, validation) if cfg.prototypes else None)
         write_trained_images(manifest, out, held_out)
     return TrainResult(out, epoch, global_step, True, metrics, chance)
 
@@ -345,13 +351,15 @@ def predict_batches(model: torch.nn.Module, loader, loss: str, device: torch.dev
     return keys, np.concatenate(scores), np.concatenate(embeddings), np.concatenate(targets)
 
 
-def validate(model, manifest: Manifest, shards, cfg: TrainConfig, seed: int, device) -> dict:
-    """Every metric of trainer.metrics on the validation shards (each image once, no augmentation)."""
+def validate(model, manifest: Manifest, shards, cfg: TrainConfig, seed: int, device
+             ) -> tuple[dict, tuple[np.ndarray, np.ndarray] | None]:
+    """Every metric of trainer.metrics on the validation shards (each image once, no augmentation), and the
+    (embeddings, targets) they came from (None without shards), which the prototype pass reuses."""
     if not shards:
-        return {}
+        return {}, None
     loader = make_loader(_eval_stream(manifest, shards, cfg, seed))
     _, scores, embeddings, targets = predict_batches(model, loader, cfg.loss, device)
-    return _evaluate(manifest, scores, targets, embeddings, cfg)
+    return _evaluate(manifest, scores, targets, embeddings, cfg), (embeddings, targets)
 
 
 def chance_metrics(manifest: Manifest, shards, cfg: TrainConfig, seed: int) -> dict:
@@ -385,8 +393,8 @@ def _eval_stream(manifest: Manifest, shards, cfg: TrainConfig, seed: int, decode
                                 train=False) if decode_images
               else functools.partial(_targets_only, num_classes=manifest.num_classes))
     return ShardStream(shards, num_classes=manifest.num_classes, decode=decode, seed=seed,
-                       batch_size=cfg.batch_size, num_workers=cfg.num_workers, shuffle_buffer=0, use_repeats=False,
-                       augment=False, held_out=held_out)
+                       batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, shuffle_buffer=0,
+                       use_repeats=False, augment=False, held_out=held_out)
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig, semantic: SemanticStream | None = None
@@ -446,11 +454,13 @@ def _restore(path: Path, model, optimizer, scheduler, semantic: SemanticStream |
 
 
 def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_shards, out: Path, cfg: TrainConfig,
-                seed: int, device, held_out: frozenset[str] = frozenset()) -> dict:
+                seed: int, device, held_out: frozenset[str] = frozenset(),
+                validation: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """OUT/prototypes.npy, the classes' prototypes over the train split but `held_out` (each image once, eval
     view; a fold model's prototypes hold none of the images it is to tag), and their temperature fitted on the
-    validation split (trainer.prototypes); returns model.json's entry. Both passes add up batch by batch:
-    memory does not grow with the split."""
+    validation split (trainer.prototypes); returns model.json's entry. `validation`: this model's validation
+    (embeddings, targets), when its last epoch's validation has them, else a pass makes them. The passes add up
+    batch by batch: memory does not grow with the train split."""
     def batches(shards, held_out=frozenset()):
         model.eval()
         with torch.no_grad():
@@ -463,7 +473,7 @@ def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_sh
         sums += prototype_sums(embedding, targets)
     prototypes = prototypes_of(sums)
     losses = np.zeros(len(TEMPERATURES))
-    for embedding, targets in batches(val_shards) if val_shards else ():
+    for embedding, targets in [validation] if validation is not None else batches(val_shards) if val_shards else ():
         losses += temperature_losses(embedding, targets, prototypes)
     np.save(out / PROTOTYPES, prototypes)
     return {"temperature": fit_temperature(losses)}
