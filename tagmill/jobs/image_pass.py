@@ -260,7 +260,7 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
     classes = _tag_classes(stage)
     if classes is not None:  # a tag checks the class the taxonomy put it in (the teacher's classes are those)
         labels = _in_classes(labels, classes)
-    labels = labels.distinct()
+    labels = labels.distinct().persist()  # read by three actions below: the seller categories are mapped once
     checks = labels.join(scores.select("image_key").distinct(), "image_key")
     checked = (scores.join(_check_weights(checks, mined.select("image_key").distinct()), "image_key")
                .join(checks.withColumn("right", F.lit(1)), ["image_key", "name"], "left"))
@@ -272,6 +272,7 @@ def _calibrated(stage: StageRun, scores: DataFrame, teacher) -> tuple[DataFrame,
     names = sorted({x.name for x in teacher.labels})
     vocabulary = spark.createDataFrame([(n,) for n in names], "name string")
     checkable = {r["name"] for r in labels.select("name").distinct().join(vocabulary, "name").collect()}
+    labels.unpersist()
     table = calibrate(histogram, names, checkable, ip.target_precision, ip.calibration_min_positives)
     if ip.keep_unchecked_tags:
         table.loc[table["status"] == "unchecked", "threshold"] = ip.threshold
