@@ -529,14 +529,13 @@ class TrainConfig(Section):
     prototypes: bool = True
     """Write the class prototypes (prototypes.npy: one more pass over the train split after training, ~15 s of
     the demo's; their temperature is fitted on the last validation's embeddings) that an image pass scores this
-    model by when it is a teacher. Off for a model
-    no image pass will use, e.g. the demo's final and co-trained models; a model without them scores by its
-    logits."""
+    model by when it is a teacher. Off for a model no image pass will use, e.g. the demo's final and co-trained
+    models; a model without them scores by its logits."""
     validate_every: _NotNegative = 1
     """Validate after every this many epochs, and always after the last (0: after the last only). An earlier
     epoch's validation only fills its log line and metrics/epoch-NNN.json (a learning curve), at one pass over
-    the validation split each; a cold-start fold trunk validates only on such an epoch. The demo's models
-    validate after their last epoch only."""
+    the validation split each. A cold-start fold trunk, which stops before the last epoch, validates on every
+    validate_every-th only. The demo's models validate after their last epoch only."""
     checkpoint_every: _NotNegative = 0
     """Also checkpoint every this many steps inside an epoch (0: only at epoch ends)."""
     device: Annotated[str, _check(lambda d: d == "cpu" or re.fullmatch(r"cuda(:\d+)?", d),
