@@ -472,8 +472,12 @@ def _prototypes(model: torch.nn.Module, manifest: Manifest, train_shards, val_sh
     for embedding, targets in batches(train_shards, held_out):
         sums += prototype_sums(embedding, targets)
     prototypes = prototypes_of(sums)
+    if validation is None:  # no validation to reuse: a pass of its own
+        validation_batches = batches(val_shards) if val_shards else ()
+    else:
+        validation_batches = [validation]
     losses = np.zeros(len(TEMPERATURES))
-    for embedding, targets in [validation] if validation is not None else batches(val_shards) if val_shards else ():
+    for embedding, targets in validation_batches:
         losses += temperature_losses(embedding, targets, prototypes)
     np.save(out / PROTOTYPES, prototypes)
     return {"temperature": fit_temperature(losses)}
