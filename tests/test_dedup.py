@@ -13,6 +13,7 @@ from PIL import Image
 from tagmill.config import DedupConfig
 from tagmill.demo.dupset import pair_scores, planted_duplicate_set
 from tagmill.labeling.codes import hamming
+from tagmill.labeling import lucas_kanade
 from tagmill.labeling.candidates import SearchPlan, _table_pairs, candidate_pairs, search_plan
 from tagmill.labeling.clusters import canonical_order, cluster
 from tagmill.labeling.alignment import _Fit, _Warp
@@ -154,6 +155,34 @@ def test_the_compiled_fit_finds_a_known_shift_and_gain():
     assert warp.tx == pytest.approx(2.5, abs=0.1) and warp.ty == pytest.approx(-1.5, abs=0.1)
     assert warp.zoom == pytest.approx(1.0, abs=0.01) and abs(warp.degrees) < 0.3
     assert warp.gain == pytest.approx(1 / 0.8, abs=0.05) and loss < 2.0
+
+
+def test_the_compiled_fits_select_and_solve_agree_with_numpy():
+    """lucas_kanade's written-out median (quickselect) and 6 x 6 solve: the median is numpy's exactly, ties,
+    odd and even lengths and a single value included; the solve is numpy's to rounding, a system that needs
+    pivoting (a zero on the diagonal) included."""
+    rng = np.random.default_rng(11)
+    for n in (1, 2, 3, 10, 101, 1000):
+        for values in (rng.random(n, np.float32), rng.integers(0, 4, n).astype(np.float32)):
+            k = n // 2
+            assert lucas_kanade._select(values.copy(), k) == np.partition(values, k)[k]
+    for matrix in (rng.normal(size=(6, 6)) + 6 * np.eye(6), np.array([[0.0, 2.0], [3.0, 1.0]])):
+        vector = rng.normal(size=len(matrix))
+        np.testing.assert_allclose(lucas_kanade._solve(matrix, vector), np.linalg.solve(matrix, vector),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_the_compiled_sampler_interpolates_planes_exactly_and_clamps_at_the_edges():
+    """lucas_kanade.bilinear on planes linear in x and y (which bilinear interpolation reproduces): inside, the
+    plane's value; beyond the stack, the value at the clamped coordinate (0, or the last index less 0.001)."""
+    ys, xs = np.mgrid[0:5, 0:7].astype(np.float32)
+    stack = np.stack([2 * xs + 3 * ys, 10 - xs], axis=-1)
+    x = np.array([0.0, 2.5, 5.25, -3.0, 9.0], np.float32)
+    y = np.array([0.0, 1.5, 3.75, 2.0, 7.0], np.float32)
+    cx, cy = np.clip(x, 0, 6 - 0.001), np.clip(y, 0, 4 - 0.001)
+    sampled = lucas_kanade.bilinear(stack, x, y)
+    assert sampled.dtype == np.float32 and sampled.shape == (2, 5)
+    np.testing.assert_allclose(sampled, [2 * cx + 3 * cy, 10 - cx], rtol=0, atol=1e-4)
 
 
 def test_verify_decides_on_the_embedding_first():

@@ -46,6 +46,31 @@ def _median(values: np.ndarray) -> float:
     return float(np.partition(values, k)[k])
 
 
+def _quantile(values: np.ndarray, q: float) -> np.floating:
+    """np.quantile(values, q) (its default, linear method) to the last bit, without its overhead: ~70 us a
+    call, several calls a pair."""
+    position = q * (len(values) - 1)
+    low = int(position)
+    high, t = min(low + 1, len(values) - 1), position - low
+    ordered = np.partition(values, [low, high])
+    a, b = ordered[low], ordered[high]
+    if t == 0:
+        return a
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp, both branches
+
+
+def _project(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """stack (..., 3) . weights (3,): np.tensordot(stack, weights, axes=([-1], [0])) to the last bit, without its
+    overhead."""
+    return np.dot(stack.reshape(-1, 3), weights.reshape(3, 1)).reshape(stack.shape[:-1])
+
+
+def _mix(weights: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """weights (3,) . planes (3, h, w): np.tensordot(weights, planes, axes=1) to the last bit, without its
+    overhead."""
+    return np.dot(weights.reshape(1, 3), planes.reshape(3, -1)).reshape(planes.shape[1:])
+
+
 @dataclass
 class _Warp:
     """B's centred level-0 coordinates of A's pixel centres: X_B = a X_A - b Y_A + tx, Y_B = b X_A + a Y_A + ty,
@@ -85,19 +110,26 @@ def _structure(a: _Picture, b: _Picture) -> np.ndarray:
     return (vector if vector[0] >= 0 else -vector).astype(np.float32)
 
 
-def _phase_shift(fa: np.ndarray, b: np.ndarray, valid_b: np.ndarray, max_shift: int) -> tuple[int, int, float]:
-    """Whole-pixel shift d with A(y) ~ b(y + d), |d| <= max_shift, by phase correlation against A's
-    spectrum fa (of A zero-padded to twice its size), and the height of the peak."""
-    h, w = b.shape
-    b = np.where(valid_b, b - (b[valid_b].mean() if valid_b.any() else 0.0), 0.0)
-    cross = np.conj(fa) * np.fft.rfft2(b, s=(2 * h, 2 * w))
+def _phase_shifts(fa: np.ndarray, b: np.ndarray, valid_b: np.ndarray,
+                  max_shift: int) -> list[tuple[int, int, float]]:
+    """Per picture of b (k, h, w): the whole-pixel shift d with A(y) ~ b(y + d), |d| <= max_shift, by phase
+    correlation against A's spectrum fa (of A zero-padded to twice its size), and the height of the peak. The k
+    pictures go through the FFTs together: per call, numpy's overhead was most of their cost."""
+    k, h, w = b.shape
+    centred = np.empty_like(b)
+    for i in range(k):
+        centred[i] = np.where(valid_b[i], b[i] - (b[i][valid_b[i]].mean() if valid_b[i].any() else 0.0), 0.0)
+    cross = np.conj(fa) * np.fft.rfft2(centred, s=(2 * h, 2 * w))
     magnitude = np.abs(cross)
-    cross /= magnitude + 1e-3 * magnitude.max() + 1e-12
+    cross /= magnitude + 1e-3 * magnitude.max(axis=(1, 2), keepdims=True) + 1e-12
     corr = np.fft.irfft2(cross, s=(2 * h, 2 * w))
     steps = np.r_[0:max_shift + 1, -max_shift:0]
-    window = corr[np.ix_(steps % (2 * h), steps % (2 * w))]
-    iy, ix = np.unravel_index(int(np.argmax(window)), window.shape)
-    return int(steps[ix]), int(steps[iy]), float(window[iy, ix])
+    windows = corr[:, (steps % (2 * h))[:, None], (steps % (2 * w))[None, :]]
+    found = []
+    for window in windows:
+        iy, ix = np.unravel_index(int(np.argmax(window)), window.shape)
+        found.append((int(steps[ix]), int(steps[iy]), float(window[iy, ix])))
+    return found
 
 
 class _Fit:
@@ -108,17 +140,18 @@ class _Fit:
     not pull."""
 
     def __init__(self, a: _Picture, b: _Picture, weights: np.ndarray, level: int):
-        sa, gx_a, gy_a = np.moveaxis(np.tensordot(a.lk[level], weights, axes=([3], [0])), 2, 0)
-        self.stack = np.tensordot(b.lk[level], weights, axes=([3], [0]))  # B's values and gradients (h, w, 3)
+        sa, gx_a, gy_a = np.moveaxis(_project(a.lk[level], weights), 2, 0)
+        self.stack = _project(b.lk[level], weights)  # B's values and gradients (h, w, 3)
         xs, ys = a.grid(level)
         if level == 0:
             h, w = sa.shape
             keep = ((np.arange(h)[:, None] % 2 == 0) & (np.arange(w)[None, :] % 2 == 0)).ravel()
         else:
             strength = np.hypot(gx_a, gy_a).ravel()
-            keep = strength >= max(float(np.quantile(strength, 0.75)), 2.0)
+            upper = float(_quantile(strength, 0.75))
+            keep = strength >= max(upper, 2.0)
             if keep.sum() < 24:
-                keep = strength >= float(np.quantile(strength, 0.75))
+                keep = strength >= upper
         self.xs, self.ys, self.values = xs[keep], ys[keep], np.ascontiguousarray(sa.ravel()[keep])
         half_w, half_h = b.half_size()
         # what `lucas_kanade` reads of B's frame: scale, half size, centre index at this level
@@ -145,21 +178,20 @@ def _plausible(a: _Picture, b: _Picture, warp: _Warp, slack: float = 0.0) -> boo
 def _align(a: _Picture, b: _Picture, weights: np.ndarray) -> _Warp:
     """The similarity that maps A onto B: of a few starting zooms, the best by phase correlation at half
     size, refined at half size and (when still plausible) at full size."""
-    sa = np.tensordot(weights, a.planes[1], axes=1)
+    sa = _mix(weights, a.planes[1])
     h, w = sa.shape
     fa = np.fft.rfft2(sa - sa.mean(), s=(2 * h, 2 * w))
-    sb = np.tensordot(weights, b.planes[1], axes=1)[..., None]
+    sb = _mix(weights, b.planes[1])[..., None]
     xs, ys = a.grid(1)
     unit = max(b.half_size()) / max(a.half_size())
-    starts = []
-    for zoom in _START_ZOOMS:
-        start = _Warp(zoom * unit, 0.0, 0.0, 0.0)
-        xb, yb = start.map(xs, ys, 1)
-        valid = b.inside(xb, yb, 1, 0.0).reshape(h, w)
-        warped = b.sample(sb, xb, yb, 1)[0].reshape(h, w)
-        dx, dy, peak = _phase_shift(fa, warped, valid, max(2, round(0.15 * max(h, w))))
-        # A at y matches B at start(y + d): the shift d (half-size px) is B's translation scale * 2d (full size)
-        starts.append((peak, _Warp(start.a, 0.0, 2 * start.a * dx, 2 * start.a * dy)))
+    zoomed = [_Warp(zoom * unit, 0.0, 0.0, 0.0) for zoom in _START_ZOOMS]
+    xb, yb = (np.concatenate(axis) for axis in zip(*(start.map(xs, ys, 1) for start in zoomed)))
+    valid = b.inside(xb, yb, 1, 0.0).reshape(-1, h, w)
+    warped = b.sample(sb, xb, yb, 1)[0].reshape(-1, h, w)
+    shifts = _phase_shifts(fa, warped, valid, max(2, round(0.15 * max(h, w))))
+    # A at y matches B at start(y + d): the shift d (half-size px) is B's translation scale * 2d (full size)
+    starts = [(peak, _Warp(start.a, 0.0, 2 * start.a * dx, 2 * start.a * dy))
+              for start, (dx, dy, peak) in zip(zoomed, shifts)]
     starts.sort(key=lambda item: -item[0])
     # refined at quarter size, where a start ~10 % off still converges; the other starts too while the fit
     # leaves much unexplained, if they correlated nearly as well. The rotation waits for full size: at

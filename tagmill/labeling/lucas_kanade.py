@@ -6,6 +6,9 @@ candidate pair, each a few steps over ~1,000 points, and written in numpy each s
 per-call cost was most of the image pass's time (12 ms per pair; the demo's first build verifies 35,000 pairs).
 Here a whole refinement is one call. Sums run in float64 where numpy summed float32 pairwise, so scores may
 differ from the numpy form in their last digits (benchmarks/near_duplicates_real.py measures the outcome).
+
+`bilinear` is the sampler the verifier reads B with outside this loop (`labeling.verification`), compiled for the
+same reason and bit for bit what its numpy form gave.
 """
 
 from __future__ import annotations
@@ -61,10 +64,65 @@ def _evaluate(xs, ys, values, stack, warp, frame, out):
 
 
 @njit(cache=True, nogil=True)
+def _select(values, k):
+    """The k-th smallest of `values` (reordered in place): Hoare's quickselect. Written out, as is `_solve`,
+    because numba's np.partition and np.linalg.solve took 8 of the 11 s numba spent compiling this module (once
+    per checkout and Spark worker)."""
+    lo, hi = 0, len(values) - 1
+    while lo < hi:
+        pivot = values[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while values[i] < pivot:
+                i += 1
+            while values[j] > pivot:
+                j -= 1
+            if i <= j:
+                values[i], values[j] = values[j], values[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return values[k]
+
+
+@njit(cache=True, nogil=True)
+def _solve(matrix, vector):
+    """x with matrix @ x = vector (a small square system): Gaussian elimination with partial pivoting, as
+    LAPACK's gesv does it."""
+    n = len(vector)
+    a, x = matrix.copy(), vector.copy()
+    for k in range(n):
+        p = k
+        for i in range(k + 1, n):
+            if abs(a[i, k]) > abs(a[p, k]):
+                p = i
+        if p != k:
+            for j in range(n):
+                a[k, j], a[p, j] = a[p, j], a[k, j]
+            x[k], x[p] = x[p], x[k]
+        for i in range(k + 1, n):
+            f = a[i, k] / a[k, k]
+            for j in range(k, n):
+                a[i, j] -= f * a[k, j]
+            x[i] -= f * x[k]
+    for k in range(n - 1, -1, -1):
+        s = x[k]
+        for j in range(k + 1, n):
+            s -= a[k, j] * x[j]
+        x[k] = s / a[k, k]
+    return x
+
+
+@njit(cache=True, nogil=True)
 def _normal_equations(xs, ys, parts, count, gain, s):
     """Tukey-weighted normal equations (6 x 6, 6) of a Gauss-Newton step on the points `_evaluate` kept."""
     centred = np.abs(parts[4, :count])
-    median = np.partition(centred, count // 2)[count // 2]
+    median = _select(centred, count // 2)
     limit = _TUKEY * (1.4826 * median + 1.0)
     hessian, gradient, jac = np.zeros((6, 6)), np.zeros(6), np.empty(6)
     for j in range(count):
@@ -115,7 +173,7 @@ def refine(xs, ys, values, stack, frame, start, iterations, rotate, max_degrees)
             for q in range(m):
                 damped[p, q] = hessian[free[p], free[q]] / (scale[p] * scale[q])
             damped[p, p] += damping
-        solved = np.linalg.solve(damped, g)
+        solved = _solve(damped, g)
         step = np.zeros(6)
         for p in range(m):
             step[free[p]] = solved[p] / scale[p]
@@ -138,3 +196,25 @@ def refine(xs, ys, values, stack, frame, start, iterations, rotate, max_degrees)
             if damping > 1e3:
                 break
     return warp, loss
+
+
+@njit(cache=True, nogil=True)
+def bilinear(stack, x, y):
+    """(c, n) float32 bilinear samples of an (h, w, c) float32 stack at index coordinates x, y (float32),
+    clamped to the stack. Rounds as numpy did: the fractions (x - floor x) in float64, each interpolation in
+    float64 rounded to float32."""
+    h, w, c = stack.shape
+    out = np.empty((c, len(x)), np.float32)
+    high_x, high_y = np.float32(w - 1.001), np.float32(h - 1.001)
+    for k in range(len(x)):
+        xk = min(max(x[k], np.float32(0.0)), high_x)
+        yk = min(max(y[k], np.float32(0.0)), high_y)
+        x0, y0 = np.int32(xk), np.int32(yk)
+        fx, fy = np.float64(xk) - np.float64(x0), np.float64(yk) - np.float64(y0)
+        for ch in range(c):
+            left = stack[y0, x0, ch]
+            top = np.float32(np.float64(left) + np.float64(stack[y0, x0 + 1, ch] - left) * fx)
+            left = stack[y0 + 1, x0, ch]
+            bottom = np.float32(np.float64(left) + np.float64(stack[y0 + 1, x0 + 1, ch] - left) * fx)
+            out[ch, k] = np.float32(np.float64(top) + np.float64(bottom - top) * fy)
+    return out

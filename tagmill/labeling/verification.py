@@ -18,14 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from tagmill.labeling.alignment import _MAX_CUT, _Warp, _align, _median, _plausible, _structure
+from tagmill.labeling import lucas_kanade
+from tagmill.labeling.alignment import _MAX_CUT, _Warp, _align, _median, _plausible, _quantile, _structure
 
 THUMBNAIL_VERSION = 1
-PIXEL_RULES = 2
+PIXEL_RULES = 3
 """The version of the pixel comparison: the rules below, the alignment (`labeling.alignment`) and how an image
 is opened and made a thumbnail. Bump it with any change to them: an image pass reuses an earlier run's pixel
 scores of a pair only under the same `pixel_scores_version`. 2: the alignment's inner loop compiled
-(`labeling.lucas_kanade`, sums in float64), so a score may differ from version 1's in its last digits."""
+(`labeling.lucas_kanade`, sums in float64), so a score may differ from version 1's in its last digits. 3: its
+step solved by written-out elimination instead of LAPACK's, which may round differently."""
 
 
 def pixel_scores_version(size: int) -> str:
@@ -228,7 +230,7 @@ class _Picture:
     def sample(self, stack: np.ndarray, x: np.ndarray, y: np.ndarray, level: int) -> np.ndarray:
         """Bilinear samples (c, n) of an (h, w, c) stack of this level at centred coordinates (clamped)."""
         off_x, off_y = self.offsets[level]
-        return _bilinear(stack, x + off_x, y + off_y)
+        return lucas_kanade.bilinear(stack, x + off_x, y + off_y)
 
 
 @functools.cache
@@ -239,26 +241,6 @@ def _centred_grid(h: int, w: int, off_x: float, off_y: float) -> tuple[np.ndarra
     for axis in grid:
         axis.setflags(write=False)
     return grid
-
-
-def _bilinear(stack: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    # A few calls per pair (the starting zooms, the comparison) on ~1,000 points each, where numpy's per-call
-    # cost counts: ufuncs and array methods are called directly, not through np.clip and np.take's wrappers.
-    h, w, c = stack.shape
-    x = np.minimum(np.maximum(x, 0), w - 1.001)
-    y = np.minimum(np.maximum(y, 0), h - 1.001)
-    x0, y0 = x.astype(np.int32), y.astype(np.int32)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    flat = stack.reshape(-1, c)
-    i = y0 * w + x0
-    top, right = flat.take(i, axis=0), flat.take(i + 1, axis=0)
-    top += (right - top) * fx
-    i += w
-    bottom, right = flat.take(i, axis=0), flat.take(i + 1, axis=0)
-    bottom += (right - bottom) * fx
-    top += (bottom - top) * fy
-    return top.T
-
 
 
 def _compare(a: _Picture, b: _Picture) -> tuple[float, float, float, float]:
@@ -331,8 +313,8 @@ def _residual_agreement(a: _Picture, b: _Picture, valid: np.ndarray, xb: np.ndar
     differ = residual > _RESIDUAL_LEVELS
     if differ.sum() >= 8:  # differences within one small box (most of them): a caption, excused as before
         xs, ys = (axis[valid] for axis in a.grid(0))
-        x0, x1 = np.quantile(xs[differ], [0.03, 0.97])
-        y0, y1 = np.quantile(ys[differ], [0.03, 0.97])
+        x0, x1 = (_quantile(xs[differ], q) for q in (0.03, 0.97))
+        y0, y1 = (_quantile(ys[differ], q) for q in (0.03, 0.97))
         box = (xs >= x0 - 1) & (xs <= x1 + 1) & (ys >= y0 - 1) & (ys <= y1 + 1)
         if box.mean() <= _OVERLAY_SHARE:
             differ &= ~box
@@ -355,7 +337,7 @@ def _tone_residual(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
             gain = float(np.clip(gain, 1 / _MAX_GAIN, _MAX_GAIN))
             offset = float((y[fit] - gain * x[fit]).mean())
         residual = np.abs(y - np.clip(gain * x + offset, low, high))
-        keep = residual <= np.quantile(residual, 1.0 - _RESIDUAL_TRIM)
+        keep = residual <= _quantile(residual, 1.0 - _RESIDUAL_TRIM)
     return residual, keep
 
 
