@@ -21,6 +21,7 @@ from tagmill import stages
 from tagmill.config import Config
 from tagmill.jobs import io
 from tagmill.jobs.frame import StageRun
+from tagmill.jobs.spark import partitions_kept
 from tagmill.labeling.calibration import BINS, FLOOR, STATUSES, calibrate, label_shift_ratios
 from tagmill.labeling.codes import fit_projection
 from tagmill.labeling.image_pass import add_code, check_teacher, fit_sample, forward_images, hash_images
@@ -68,7 +69,8 @@ def run(spark: SparkSession, cfg: Config) -> dict:
         log.info("image-pass %s: decoding and forwarding each unique image once (teacher %s %s)", run_date,
                  teacher.teacher_id, teacher.version)
     forward_started = time.time()
-    forwarded = stage.write(forward_images(unique, image_root, ip, allowed), "forwarded")
+    with partitions_kept(spark):  # decoding and the forward pass on every core: see partitions_kept
+        forwarded = stage.write(forward_images(unique, image_root, ip, allowed), "forwarded")
     forward_seconds = time.time() - forward_started
     # a 64-bit id per content for the steps that hold all of them at once; checked unique below
     decoded = (forwarded.where(F.col("reason").isNull()).drop("reason", "detail")

@@ -82,3 +82,30 @@ def spark_session(cfg: SparkConfig) -> Iterator[SparkSession]:
             yield spark
     finally:
         spark.stop()
+
+
+_COALESCE = "spark.sql.adaptive.coalescePartitions.enabled"
+
+
+@contextlib.contextmanager
+def partitions_kept(spark: SparkSession) -> Iterator[None]:
+    """Spark actions run inside keep every shuffle's `spark.sql.shuffle.partitions` partitions: adaptive query
+    execution does not merge small ones.
+
+    AQE merges shuffle partitions by their bytes. That suits SQL, not a Python stage whose rows are small and
+    whose work per row is heavy: the image pass's rows to decode and forward (a content hash and a path each,
+    ~0.7 MB for the demo's 7,065) became one partition, so decoding and the teacher's forward pass ran on one
+    core of the demo's two (writing them: 46.6 s; in 4 partitions 27.6 s). Where rows carry their own bulk (the
+    verifier's pairs, thumbnails joined on) AQE's merging is left alone: there it already leaves several
+    partitions, and 4 measured slower (62 s against 57 s; each partition decodes its own thumbnails). The
+    setting is read when an action runs, so the block must hold the action (a write). A setting of the user's
+    own (`spark.settings`) is put back after."""
+    before = spark.conf.get(_COALESCE, None)
+    spark.conf.set(_COALESCE, "false")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(_COALESCE)
+        else:
+            spark.conf.set(_COALESCE, before)
